@@ -1,0 +1,53 @@
+"""usvcl: self-supervised contrastive learning from ultrasound videos (arXiv 2408.10600), as transformers models."""
+
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageClassification,
+    AutoModelForPreTraining,
+)
+
+from .configuration_usvcl import UsvclConfig
+from .image_processing_usvcl import UsvclImageProcessor
+from .losses import hard_triplet_loss, info_nce_loss
+from .modeling_usvcl import (
+    UsvclContrastiveOutput,
+    UsvclForContrastivePretraining,
+    UsvclForImageClassification,
+    UsvclImageClassifierOutput,
+    UsvclModel,
+    UsvclModelOutput,
+    UsvclPreTrainedModel,
+)
+
+
+def register_auto_classes() -> None:
+    """Register the usvcl classes with the Auto classes, and for `auto_map` + code copying in `save_pretrained`."""
+    AutoConfig.register(UsvclConfig.model_type, UsvclConfig, exist_ok=True)
+    AutoModel.register(UsvclConfig, UsvclModel, exist_ok=True)
+    AutoModelForImageClassification.register(UsvclConfig, UsvclForImageClassification, exist_ok=True)
+    AutoModelForPreTraining.register(UsvclConfig, UsvclForContrastivePretraining, exist_ok=True)
+    AutoImageProcessor.register(UsvclConfig, slow_image_processor_class=UsvclImageProcessor, exist_ok=True)
+    UsvclConfig.register_for_auto_class()
+    UsvclModel.register_for_auto_class("AutoModel")
+    UsvclForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+    UsvclForContrastivePretraining.register_for_auto_class("AutoModelForPreTraining")
+    UsvclImageProcessor.register_for_auto_class("AutoImageProcessor")
+
+
+register_auto_classes()
+
+__all__ = [
+    "UsvclConfig",
+    "UsvclContrastiveOutput",
+    "UsvclForContrastivePretraining",
+    "UsvclForImageClassification",
+    "UsvclImageClassifierOutput",
+    "UsvclImageProcessor",
+    "UsvclModel",
+    "UsvclModelOutput",
+    "UsvclPreTrainedModel",
+    "hard_triplet_loss",
+    "info_nce_loss",
+]
