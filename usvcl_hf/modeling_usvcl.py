@@ -114,13 +114,13 @@ class UsvclModel(UsvclPreTrainedModel):
             num_classes=0,
             in_chans=config.in_chans,
         )
-        self.projection = build_mlp(self.backbone.num_features, config.projection_hidden_dim, config.embedding_dim)
+        self.projection = build_mlp(self.num_features, config.projection_hidden_dim, config.embedding_dim)
         self.post_init()
 
     @property
     def num_features(self) -> int:
-        """Width of the pooled backbone features."""
-        return self.backbone.num_features
+        """Width of the pooled backbone features (timm's `head_hidden_size` where a model has a pre-logits layer)."""
+        return getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
 
     def stage_names(self) -> list[str]:
         """Names of the backbone's feature stages, first to last (timm `feature_info`)."""
