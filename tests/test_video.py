@@ -1,0 +1,139 @@
+"""Tests for usvcl_hf.video: containers, DICOM, images, stride/dedup/max_frames, crop and errors."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom import examples
+
+from tests import synthetic
+from usvcl_hf.video import ClipReadError, detect_imaging_region, read_clip
+
+CONTAINERS = ("mp4", "avi", "mov", "mkv", "webm")
+STRIDE = 5
+EXPECTED_KEPT = math.ceil(synthetic.FRAME_COUNT / STRIDE)
+CROP_TOLERANCE = 3  # px a detected edge may sit off the true imaging-region edge (codec blur at the blob edge)
+
+
+@pytest.fixture(scope="module")
+def clip_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One synthetic clip per container, plus a DICOM cine loop."""
+    folder = tmp_path_factory.mktemp("clips")
+    for container in CONTAINERS:
+        synthetic.write_video(folder / f"clip.{container}")
+    synthetic.write_dicom(folder / "clip.dcm")
+    return folder
+
+
+@pytest.mark.parametrize("suffix", [*CONTAINERS, "dcm"])
+def test_stride_keeps_every_kth_frame(clip_folder: Path, suffix: str) -> None:
+    clip = read_clip(clip_folder / f"clip.{suffix}", frame_stride=STRIDE)
+    assert clip.frames.shape == (EXPECTED_KEPT, synthetic.HEIGHT, synthetic.WIDTH)
+    assert clip.frames.dtype == np.uint8
+    np.testing.assert_array_equal(clip.frame_indices, np.arange(0, synthetic.FRAME_COUNT, STRIDE))
+    assert clip.fps == pytest.approx(synthetic.FPS)
+    assert clip.crop_box is None
+
+
+def test_max_frames_caps(clip_folder: Path) -> None:
+    clip = read_clip(clip_folder / "clip.mp4", frame_stride=2, max_frames=3)
+    np.testing.assert_array_equal(clip.frame_indices, [0, 2, 4])
+
+
+def test_dedup_drops_repeated_frames(tmp_path: Path) -> None:
+    frames = np.repeat(synthetic.synthetic_frames(4), 3, axis=0)  # each distinct frame three times
+    path = synthetic.write_dicom(tmp_path / "repeated.dcm", frames)
+    clip = read_clip(path, frame_stride=1, dedup_threshold=0.999)
+    np.testing.assert_array_equal(clip.frame_indices, [0, 3, 6, 9])
+    assert len(read_clip(path, frame_stride=1).frames) == len(frames)
+
+
+def test_dedup_in_video_keeps_fewer_frames(clip_folder: Path) -> None:
+    everything = read_clip(clip_folder / "clip.mp4", frame_stride=1)
+    deduplicated = read_clip(clip_folder / "clip.mp4", frame_stride=1, dedup_threshold=0.98)
+    assert 0 < len(deduplicated.frames) < len(everything.frames)
+
+
+@pytest.mark.parametrize("suffix", ["mp4", "webm", "dcm"])
+def test_crop_removes_static_border(clip_folder: Path, suffix: str) -> None:
+    clip = read_clip(clip_folder / f"clip.{suffix}", frame_stride=1, crop=True)
+    expected = (synthetic.BORDER, synthetic.BORDER, synthetic.HEIGHT - synthetic.BORDER,
+                synthetic.WIDTH - synthetic.BORDER)
+    assert clip.crop_box is not None
+    np.testing.assert_allclose(clip.crop_box, expected, atol=CROP_TOLERANCE)
+    top, left, bottom, right = clip.crop_box
+    assert clip.frames.shape[1:] == (bottom - top, right - left)
+
+
+def test_single_frame_crop_falls_back_to_non_black_box() -> None:
+    frame = np.zeros((20, 30), dtype=np.uint8)
+    frame[5:15, 10:25] = 100
+    assert detect_imaging_region(frame) == (5, 10, 15, 25)
+    assert detect_imaging_region(np.zeros((1, 4, 6), np.uint8)) == (0, 0, 4, 6)
+
+
+def test_pydicom_ybr_cine_loop_decodes() -> None:
+    clip = read_clip(examples.get_path("ybr_color"))
+    assert clip.frames.shape == (6, 240, 320)
+    np.testing.assert_array_equal(clip.frame_indices, [0, 5, 10, 15, 20, 25])
+    assert clip.fps == pytest.approx(30.0, rel=1e-3)
+    assert clip.frames.max() > 0
+
+
+def test_rgba_png_is_greyscale(tmp_path: Path) -> None:
+    clip = read_clip(synthetic.write_png_rgba(tmp_path / "rgba.png"))
+    expected = synthetic.synthetic_frames(1)[0].copy()
+    expected[: synthetic.BORDER, : synthetic.BORDER] = 0  # transparent corner composited on black
+    assert clip.frames.shape == (1, synthetic.HEIGHT, synthetic.WIDTH)
+    np.testing.assert_array_equal(clip.frames[0], expected)
+    assert math.isnan(clip.fps)
+
+
+def test_16bit_png_is_rescaled_not_clipped(tmp_path: Path) -> None:
+    clip = read_clip(synthetic.write_png_16bit(tmp_path / "deep.png"))
+    row = clip.frames[0, 0].astype(int)
+    assert row[0] == 0
+    assert row[-1] == 255
+    assert np.all(np.diff(row) >= 0)
+    assert len(np.unique(row)) > synthetic.WIDTH // 2  # a ramp, not a saturated step
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda folder: synthetic.write_text_as_mp4(folder / "text.mp4"), "cannot decode video"),
+        (lambda folder: synthetic.write_corrupt(folder / "noise.avi"), "cannot decode video"),
+        (lambda folder: synthetic.write_zero_frame_video(folder / "empty.avi"), "no frames"),
+        (lambda folder: synthetic.write_dicom(folder / "nopix.dcm", with_pixels=False), "no pixel data"),
+        (lambda folder: synthetic.write_corrupt(folder / "noise.dcm"), "DICOM"),
+        (lambda folder: synthetic.write_corrupt(folder / "noise.png"), "cannot decode image"),
+        (lambda folder: folder / "missing.mp4", "no such file"),
+    ],
+)
+def test_bad_files_raise_with_path_and_reason(tmp_path: Path, make, reason: str) -> None:
+    path = make(tmp_path)
+    with pytest.raises(ClipReadError, match=reason) as caught:
+        read_clip(path)
+    assert str(path) in str(caught.value)
+
+
+def test_truncated_video_raises(clip_folder: Path, tmp_path: Path) -> None:
+    path = synthetic.write_truncated(tmp_path / "cut.mp4", clip_folder / "clip.mp4")
+    with pytest.raises(ClipReadError, match=str(path)):
+        read_clip(path)
+
+
+def test_max_pixels_rejects_large_frames(clip_folder: Path) -> None:
+    for suffix in ("mp4", "dcm"):
+        with pytest.raises(ClipReadError, match="max_pixels"):
+            read_clip(clip_folder / f"clip.{suffix}", max_pixels=synthetic.WIDTH * synthetic.HEIGHT - 1)
+
+
+def test_unsupported_suffix(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("x", encoding="utf-8")
+    with pytest.raises(ClipReadError, match="unsupported"):
+        read_clip(path)

@@ -1,0 +1,1 @@
+"""Training, data preparation and benchmarking code for usvcl (imports usvcl_hf, never the reverse)."""
