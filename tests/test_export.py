@@ -1,0 +1,248 @@
+"""training/export.py: Hub-ready classifier and backbone folders, checked in a clean offline process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import safetensors.torch
+import torch
+from huggingface_hub import ModelCard
+
+import usvcl_hf
+from training import export, push_to_hub
+from usvcl_hf import UsvclConfig, UsvclForContrastivePretraining, UsvclForImageClassification, UsvclImageProcessor
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_MODEL = REPO_ROOT / "models" / "usvcl-densenet121-busbra"
+TINY_CONFIG = dict(backbone="resnet18", image_size=64, embedding_dim=16, projection_hidden_dim=32,
+                   classifier_hidden_dim=8, num_positives=2, num_negatives=3)
+TEST_MAX_MB = 40.0  # resnet18 in float16 is ~22 MB, over the 20 MB limit meant for densenet121
+HEAD_STD = 0.5  # large head weights, so the recorded logits are far from zero and the fixture check means something
+SAVED_TEMPERATURE = 1.0
+RESULTS_TEMPERATURE = 1.7
+RESULTS_THRESHOLD = 0.37
+FOLDS = 5
+FIGURES = ("roc", "reliability", "confusion")  # label_efficiency is null in the fake results
+PRETRAIN_STORES = ["/work/stores/covid_blues", "/work/stores/pocus"]
+
+
+def metric(value: float) -> dict[str, float]:
+    """A metric entry of results.json with a confidence interval around `value`."""
+    return {"value": value, "ci_low": round(value - 0.05, 4), "ci_high": round(value + 0.03, 4)}
+
+
+def fake_results() -> dict:
+    """A results.json with the CONTRACT.md schema and numbers chosen here."""
+    pooled = {"auc": metric(0.871), "sensitivity": metric(0.802), "specificity": metric(0.833),
+              "accuracy": metric(0.822), "ece_before": metric(0.094), "ece_after": metric(0.031)}
+    return {
+        "command": "python -m training.finetune --config tiny.yaml", "commit": "0123abc", "machine": "test, 2 CPUs",
+        "wall_time_s": 5400.0, "init": "runs/pretrain/model",
+        "config": {"learning_rate": 0.0003, "epochs": 4, "batch_size": 16, "augment": {"flip": True}},
+        "folds": [{"fold": k, "n_train": 1200, "n_val": 299, "n_test": 376, "threshold": 0.4, "temperature": 1.5,
+                   "metrics": pooled} for k in range(1, FOLDS + 1)],
+        "pooled": pooled,
+        "mean_std": {name: {"mean": entry["value"], "std": 0.012} for name, entry in pooled.items()},
+        "figures": {"roc": "roc.png", "reliability": "reliability.png", "confusion": "confusion.png",
+                    "label_efficiency": None},
+        "final_model": {"path": "final_model", "threshold": RESULTS_THRESHOLD, "temperature": RESULTS_TEMPERATURE},
+    }
+
+
+def build_finetune_output(root: Path) -> Path:
+    """A tiny fine-tuning output: final_model/ (random resnet18, 64 px), results.json, plots. Returns its folder."""
+    folder = root / "finetune"
+    torch.manual_seed(0)
+    model = UsvclForImageClassification(UsvclConfig(**TINY_CONFIG, calibration_temperature=SAVED_TEMPERATURE))
+    with torch.no_grad():
+        for parameter in model.classifier.parameters():
+            parameter.normal_(std=HEAD_STD)
+    model.save_pretrained(folder / "final_model")
+    UsvclImageProcessor(image_size=TINY_CONFIG["image_size"]).save_pretrained(folder / "final_model")
+    (folder / "results.json").write_text(json.dumps(fake_results()))
+    for name in FIGURES:
+        PIL.Image.fromarray(np.full((8, 8), 128, np.uint8)).save(folder / f"{name}.png")
+    return folder
+
+
+def build_pretrain_output(root: Path) -> Path:
+    """A tiny pretraining output: model/ (UsvclForContrastivePretraining) and pretrain_config.json."""
+    folder = root / "pretrain"
+    torch.manual_seed(1)
+    UsvclForContrastivePretraining(UsvclConfig(**TINY_CONFIG)).save_pretrained(folder / "model")
+    UsvclImageProcessor(image_size=TINY_CONFIG["image_size"]).save_pretrained(folder / "model")
+    (folder / "pretrain_config.json").write_text(json.dumps({"store_paths": PRETRAIN_STORES, "epochs": 2}))
+    return folder
+
+
+def export_tiny_classifier(root: Path, **kwargs) -> Path:
+    """Build the tiny outputs under `root` and export the classifier to `root/export/classifier`."""
+    finetune, pretrain = build_finetune_output(root), build_pretrain_output(root)
+    options = dict(pretrain_dir=pretrain, max_mb=TEST_MAX_MB, repo_id="test-org/usvcl-tiny", **kwargs)
+    return export.export_classifier(finetune / "final_model", finetune / "results.json",
+                                    root / "export" / "classifier", **options)
+
+
+def export_tiny_backbone(root: Path) -> Path:
+    """Build a tiny pretraining output under `root` and export its encoder to `root/export/backbone`."""
+    pretrain = build_pretrain_output(root)
+    return export.export_backbone(pretrain / "model", root / "export" / "backbone", pretrain_dir=pretrain,
+                                  max_mb=TEST_MAX_MB)
+
+
+@pytest.fixture(scope="module")
+def classifier_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One exported tiny classifier for the module."""
+    return export_tiny_classifier(tmp_path_factory.mktemp("classifier"))
+
+
+@pytest.fixture(scope="module")
+def backbone_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One exported tiny backbone for the module."""
+    return export_tiny_backbone(tmp_path_factory.mktemp("backbone"))
+
+
+def float_dtypes(path: Path) -> set[torch.dtype]:
+    """Dtypes of the floating-point tensors in a safetensors file."""
+    return {tensor.dtype for tensor in safetensors.torch.load_file(path).values() if tensor.is_floating_point()}
+
+
+def test_classifier_folder_holds_everything(classifier_folder: Path) -> None:
+    names = {path.name for path in classifier_folder.iterdir()}
+    expected = {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "export_check.json",
+                "results.json", "configuration_usvcl.py", "modeling_usvcl.py", "losses.py",
+                "image_processing_usvcl.py", *(f"{name}.png" for name in FIGURES)}
+    assert names == expected
+    config = json.loads((classifier_folder / "config.json").read_text())
+    assert config["dtype"] == "float32"
+    assert config["auto_map"]["AutoModelForImageClassification"] == "modeling_usvcl.UsvclForImageClassification"
+    assert config["calibration_temperature"] == RESULTS_TEMPERATURE  # results.json's final_model is the truth
+    assert config["decision_threshold"] == RESULTS_THRESHOLD
+    assert float_dtypes(classifier_folder / "model.safetensors") == {torch.float16}
+    assert not list(classifier_folder.parent.glob(".*")), "a staging folder was left behind"
+
+
+def test_classifier_loads_offline_without_package(classifier_folder: Path) -> None:
+    report = push_to_hub.load_in_clean_process(classifier_folder)
+    assert report["dtype"] == "torch.float32"
+    assert report["max_abs_diff_logits"] <= export.CHECK_ATOL
+    assert report["max_abs_diff_image_logits"] <= export.CHECK_ATOL
+    assert {prediction["label"] for prediction in report["pipeline"]} == {"benign", "malignant"}
+    assert not report["usvcl_hf_importable"]
+
+
+def test_recorded_logits_are_the_bundled_models(classifier_folder: Path) -> None:
+    check = json.loads((classifier_folder / "export_check.json").read_text())
+    logits = torch.tensor(check["outputs"]["pixel_values"]["logits"])
+    assert logits.abs().max() > 0.1, "fixture logits near zero would not catch a wrong model"
+    model = UsvclForImageClassification.from_pretrained(classifier_folder).eval()
+    assert next(model.parameters()).dtype == torch.float32
+    with torch.no_grad():
+        got = model(torch.from_numpy(export.check_input(model.config))).logits
+    torch.testing.assert_close(got, logits, atol=check["atol"], rtol=0)
+    assert check["weights_dtype"] == "float16" and check["max_probability_shift_from_float32"] < 0.02
+
+
+def test_card_metadata_and_numbers(classifier_folder: Path) -> None:
+    card = ModelCard.load(classifier_folder / "README.md")
+    data = card.data
+    assert data.license == "cc-by-nc-4.0"  # pretraining used COVID-BLUES (CC BY-NC-ND)
+    assert (data.library_name, data.pipeline_tag) == ("transformers", "image-classification")
+    assert {"BUS-BRA", "COVID-BLUES"} <= set(data.datasets)
+    values = {result.metric_type: result.metric_value for result in data.eval_results}
+    assert values["roc_auc"] == 0.871 and values["ece"] == 0.031
+    text = card.text
+    for expected in ("0.871 (0.821–0.901)", "0.094 (0.044–0.124)", "0.031 (-0.019–0.061)", "0.370", "1.700",
+                     "not a medical device", "doi:10.1002/mp.16812", "Applied Sciences 11(2):672", "2408.10600",
+                     "![ROC curves", "test-org/usvcl-tiny", "trust_remote_code=True", "predict_clip"):
+        assert expected in text, expected
+    assert "label_efficiency" not in text  # no such plot in these results
+    assert push_to_hub.check_model_card(classifier_folder, "classifier")["eval_results"] == 5
+
+
+def test_bfloat16_export_loads_as_float32(tmp_path: Path) -> None:
+    folder = export_tiny_classifier(tmp_path, dtype="bfloat16")
+    assert float_dtypes(folder / "model.safetensors") == {torch.bfloat16}
+    model = UsvclForImageClassification.from_pretrained(folder)
+    assert next(model.parameters()).dtype == torch.float32
+
+
+def test_oversized_weights_fail_and_keep_the_old_folder(tmp_path: Path) -> None:
+    folder = export_tiny_classifier(tmp_path)
+    before = (folder / "export_check.json").read_text()
+    with pytest.raises(export.ExportError, match=r"model.safetensors is \d+\.\d MB, over the 20 MB limit"):
+        export.export_classifier(tmp_path / "finetune" / "final_model", tmp_path / "finetune" / "results.json",
+                                 folder, pretrain_dir=tmp_path / "pretrain")
+    assert (folder / "export_check.json").read_text() == before
+    assert sorted(path.name for path in folder.parent.iterdir()) == ["classifier"]
+
+
+def test_licence_follows_the_data() -> None:
+    assert export.choose_license(["bus_bra", "pocus"])[0] == "cc-by-4.0"
+    license_id, note = export.choose_license(["bus_bra", "covid_blues"])
+    assert license_id == "cc-by-nc-4.0" and "COVID-BLUES" in note
+    assert export.detect_datasets('{"store_paths": ["/s/covid_blues", "/s/bus_bra"]}') == ["bus_bra", "covid_blues"]
+
+
+def test_unknown_pretraining_data_is_an_error(tmp_path: Path) -> None:
+    assert export.resolve_pretrain_data(None, None, "imagenet") is None
+    with pytest.raises(export.ExportError, match="--pretrain-data"):
+        export.resolve_pretrain_data(None, None, "runs/pretrain/model")
+    (tmp_path / "pretrain_config.json").write_text(json.dumps({"store_paths": ["/somewhere/else"]}))
+    with pytest.raises(export.ExportError, match="Cannot tell"):
+        export.resolve_pretrain_data(None, tmp_path, "runs/pretrain/model")
+    results = {"init": "pretrained", "config": {"pretrained_path": str(tmp_path / "model")}}
+    assert export.infer_pretrain_dir(results) == tmp_path  # the fine-tuning config points at PRETRAIN_OUTPUT/model
+    assert export.infer_pretrain_dir({**results, "init": "imagenet"}) is None
+
+
+def test_bad_results_are_reported(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"folds": []}))
+    assert export.main(["--model-dir", str(tmp_path), "--results", str(path), "--output", str(tmp_path / "o")]) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_backbone_folder_loads_with_automodel_and_timm(backbone_folder: Path) -> None:
+    names = {path.name for path in backbone_folder.iterdir()}
+    assert {"config.json", "model.safetensors", "timm_backbone.safetensors", "preprocessor_config.json",
+            "README.md", "export_check.json", "modeling_usvcl.py"} <= names
+    timm_weights = safetensors.torch.load_file(backbone_folder / "timm_backbone.safetensors")
+    assert timm_weights["conv1.weight"].shape[1] == 1 and "fc.weight" not in timm_weights
+    assert not any(key.startswith(("backbone.", "usvcl.")) for key in timm_weights)
+    report = push_to_hub.load_in_clean_process(backbone_folder)
+    assert report["kind"] == "backbone" and report["dtype"] == "torch.float32"
+    assert all(abs(norm - 1.0) < 1e-4 for norm in report["embedding_norms"])
+    assert report["max_abs_diff_timm_features"] <= export.CHECK_ATOL  # plain timm == the usvcl backbone
+    card = ModelCard.load(backbone_folder / "README.md").data
+    assert (card.license, card.pipeline_tag) == ("cc-by-nc-4.0", "image-feature-extraction")
+
+
+def test_backbone_features_match_usvcl_encoder(backbone_folder: Path) -> None:
+    encoder = usvcl_hf.UsvclModel.from_pretrained(backbone_folder).eval()
+    pixel_values = torch.from_numpy(export.check_input(encoder.config))
+    check = json.loads((backbone_folder / "export_check.json").read_text())
+    with torch.no_grad():
+        output = encoder(pixel_values)
+    recorded = torch.tensor(check["outputs"]["pixel_values"]["pooler_output"])
+    torch.testing.assert_close(output.pooler_output, recorded, atol=export.CHECK_ATOL, rtol=0)
+
+
+def test_cli_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        export.main(["--help"])
+    assert exited.value.code == 0 and "--kind" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not BUNDLED_MODEL.is_dir(), reason=f"{BUNDLED_MODEL} is not exported yet (training.export)")
+def test_bundled_default_model() -> None:
+    assert (BUNDLED_MODEL / "model.safetensors").stat().st_size <= export.MAX_WEIGHTS_MB * export.BYTES_PER_MB
+    assert float_dtypes(BUNDLED_MODEL / "model.safetensors") <= {torch.float16, torch.bfloat16}
+    report = push_to_hub.load_in_clean_process(BUNDLED_MODEL)
+    assert report["dtype"] == "torch.float32" and report["max_abs_diff_logits"] <= export.CHECK_ATOL
+    card = push_to_hub.check_model_card(BUNDLED_MODEL, "classifier")
+    assert card["library_name"] == "transformers" and card["eval_results"] >= 1

@@ -1,0 +1,192 @@
+"""Does the model look at the lesion? Grad-CAM of each fold model on its own test fold, against lesion masks.
+
+    python -m training.saliency_eval --run-dir RUN --store /work/stores/bus_bra \
+        --masks /work/shared/data/bus_bra/Masks --output RUN/saliency
+
+`RUN` is a `training.finetune` output with `--save-fold-models` (folders `fold_<k>/model`). For every test image:
+the pointing game (is the saliency maximum inside the lesion mask?) and the share of saliency energy inside the
+mask, for the image's true class; grouped by benign / malignant with 95% bootstrap CIs by patient. A uniform
+saliency map scores the mask's area share on both, which is printed next to them as the chance level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import matplotlib
+import numpy as np
+import PIL.Image
+from tqdm.auto import tqdm
+
+from training.evaluation import bootstrap_ci, markdown_table
+from usvcl_hf.clip_prediction import load_model
+from usvcl_hf.saliency import gradcam_heatmap, overlay_heatmap
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+MASK_TEMPLATE = "mask_{suffix}.png"
+IMAGE_PREFIX = "bus_"
+GRID_IMAGES_PER_CLASS = 4
+BOOTSTRAP_SAMPLES = 1000
+CLASS_NAMES = ("benign", "malignant")
+METRICS = ("pointing_game", "energy_inside", "chance_level")
+
+
+@dataclass
+class ImageSaliency:
+    """Saliency scores of one test image."""
+
+    image_id: str
+    patient_id: str
+    label: int
+    fold: int
+    pointing_game: float
+    energy_inside: float
+    chance_level: float
+
+
+def mask_path(masks_dir: Path, image_id: str) -> Path:
+    """BUS-BRA's mask file of an image id (`bus_0001-l` -> `mask_0001-l.png`)."""
+    return masks_dir / MASK_TEMPLATE.format(suffix=image_id.removeprefix(IMAGE_PREFIX))
+
+
+def load_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """Boolean `(H, W)` lesion mask, resized (nearest) to the image's shape if needed."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no lesion mask for this image")
+    mask = PIL.Image.open(path).convert("L")
+    if mask.size != (shape[1], shape[0]):
+        mask = mask.resize((shape[1], shape[0]), PIL.Image.NEAREST)
+    return np.asarray(mask) > 0
+
+
+def pointing_hit(heatmap: np.ndarray, mask: np.ndarray) -> float:
+    """1.0 when the saliency maximum lies inside the mask, else 0.0."""
+    peak = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
+    return float(mask[peak])
+
+
+def energy_inside(heatmap: np.ndarray, mask: np.ndarray) -> float:
+    """Share of the saliency mass that falls inside the mask (the mask's area share for a uniform map)."""
+    total = float(heatmap.sum())
+    return float(heatmap[mask].sum()) / total if total > 0 else float(mask.mean())
+
+
+def score_fold(model_dir: Path, rows: datasets.Dataset, masks_dir: Path, fold: int) -> list[ImageSaliency]:
+    """Grad-CAM scores of one fold model on its test rows."""
+    model, processor = load_model(str(model_dir))
+    scores = []
+    for row in tqdm(rows, desc=f"saliency fold {fold}", leave=False):
+        frame = np.asarray(row["image"].convert("L"))
+        mask = load_mask(mask_path(masks_dir, row["image_id"]), frame.shape)
+        heatmap = gradcam_heatmap(model, processor, frame, target_class=int(row["label"]))
+        scores.append(ImageSaliency(
+            row["image_id"], str(row["patient_id"]), int(row["label"]), fold,
+            pointing_hit(heatmap, mask), energy_inside(heatmap, mask), float(mask.mean()),
+        ))
+    return scores
+
+
+def summarise(scores: Sequence[ImageSaliency], seed: int) -> dict[str, dict]:
+    """Per class and overall: mean of each metric with a 95% bootstrap CI over patients."""
+    groups = {name: [s for s in scores if s.label == index] for index, name in enumerate(CLASS_NAMES)}
+    groups["all"] = list(scores)
+    summary = {}
+    for name, members in groups.items():
+        if not members:
+            continue
+        values = {metric: np.array([getattr(s, metric) for s in members]) for metric in METRICS}
+
+        def statistic(weights: np.ndarray, values: dict = values) -> dict[str, float]:
+            return {metric: float(np.average(v, weights=weights)) if weights.sum() else float("nan")
+                    for metric, v in values.items()}
+
+        intervals = bootstrap_ci(statistic, [s.patient_id for s in members], BOOTSTRAP_SAMPLES, seed)
+        summary[name] = {"n": len(members)} | {
+            metric: {"value": float(values[metric].mean()), "ci_low": intervals[metric][0],
+                     "ci_high": intervals[metric][1]}
+            for metric in METRICS
+        }
+    return summary
+
+
+def plot_grid(model_dir: Path, rows: datasets.Dataset, masks_dir: Path, path: Path) -> Path:
+    """Original with lesion outline (top) and Grad-CAM overlay (bottom) for the first test images of each class."""
+    model, processor = load_model(str(model_dir))
+    chosen = [i for label in range(len(CLASS_NAMES)) for i in
+              [j for j, value in enumerate(rows["label"]) if value == label][:GRID_IMAGES_PER_CLASS]]
+    figure, axes = plt.subplots(2, len(chosen), figsize=(2.2 * len(chosen), 4.8))
+    for column, index in enumerate(chosen):
+        row = rows[index]
+        frame = np.asarray(row["image"].convert("L"))
+        mask = load_mask(mask_path(masks_dir, row["image_id"]), frame.shape)
+        heatmap = gradcam_heatmap(model, processor, frame, target_class=int(row["label"]))
+        for axis, picture in zip(axes[:, column], (frame, overlay_heatmap(frame, heatmap))):
+            axis.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
+            axis.contour(mask, levels=[0.5], colors="lime", linewidths=1.0)
+            axis.set_xticks([])
+            axis.set_yticks([])
+        axes[0, column].set_title(f"{row['image_id']}\n{CLASS_NAMES[row['label']]}", fontsize=8)
+    axes[0, 0].set_ylabel("image + lesion mask")
+    axes[1, 0].set_ylabel("Grad-CAM (true class)")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def fold_test_rows(store: datasets.Dataset, fold: int, limit: int | None) -> datasets.Dataset:
+    """The store's rows whose official test fold is `fold` (at most `limit`, first by image id)."""
+    indices = [i for i, value in enumerate(store["fold"]) if value == fold]
+    indices = sorted(indices, key=lambda i: store[i]["image_id"])[: limit or None]
+    return store.select(indices)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", required=True, type=Path, help="finetune output with fold_<k>/model folders")
+    parser.add_argument("--store", required=True, help="labelled image store with image_id, label, fold columns")
+    parser.add_argument("--masks", required=True, type=Path, help="folder of BUS-BRA lesion masks")
+    parser.add_argument("--output", required=True, type=Path, help="folder for saliency.json/.md and the grid")
+    parser.add_argument("--max-per-fold", type=int, default=None, help="score at most this many test images a fold")
+    parser.add_argument("--grid", type=Path, default=None, help="where to save the 8-image grid (default: output)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Score every fold model found in the run directory and write the summary."""
+    args = parse_args(argv)
+    store = datasets.load_from_disk(args.store)
+    fold_dirs = sorted(args.run_dir.glob("fold_*/model"), key=lambda p: int(p.parent.name.split("_")[1]))
+    if not fold_dirs:
+        raise SystemExit(f"{args.run_dir}: no fold_<k>/model folders (run training.finetune with --save-fold-models)")
+    scores: list[ImageSaliency] = []
+    for model_dir in tqdm(fold_dirs, desc="folds"):
+        fold = int(model_dir.parent.name.split("_")[1])
+        scores += score_fold(model_dir, fold_test_rows(store, fold, args.max_per_fold), args.masks, fold)
+    summary = {"run_dir": str(args.run_dir), "target": "true class", "folds": [int(p.parent.name[5:]) for p in
+               fold_dirs], "groups": summarise(scores, args.seed), "images": [s.__dict__ for s in scores]}
+    args.output.mkdir(parents=True, exist_ok=True)
+    first_fold = int(fold_dirs[0].parent.name.split("_")[1])
+    grid = plot_grid(fold_dirs[0], fold_test_rows(store, first_fold, None), args.masks,
+                     args.grid or args.output / "saliency_grid.png")
+    summary["grid"] = str(grid)
+    (args.output / "saliency.json").write_text(json.dumps(summary, indent=2))
+    rows = [[group, values["n"]] + [f"{values[m]['value']:.3f} [{values[m]['ci_low']:.3f}, {values[m]['ci_high']:.3f}]"
+                                     for m in METRICS] for group, values in summary["groups"].items()]
+    (args.output / "saliency.md").write_text(markdown_table(["class", "n", *METRICS], rows) + "\n")
+    print(f"Saliency summary: {args.output / 'saliency.json'}, {args.output / 'saliency.md'}; grid: {grid}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
