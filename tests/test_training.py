@@ -1,0 +1,217 @@
+"""End-to-end: config loading, pretraining with kill-and-resume equivalence, fine-tuning, two-process runs."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from tests import synthetic
+from training.config import FinetuneConfig, PretrainConfig, build_parser, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+PRETRAIN_CONFIG = REPO / "training/configs/test_tiny.yaml"
+FINETUNE_CONFIG = REPO / "training/configs/test_tiny_finetune.yaml"
+TOTAL_STEPS = 4
+KILL_STEP = 2
+PROCESS_TIMEOUT_S = 240
+WEIGHT_TOLERANCE = 1e-6
+POLL_S = 0.02
+
+
+def make_labeled_store(n_patients: int = 16, images_per_patient: int = 2, size: int = 40, folds: int = 2):
+    """A tiny BUS-BRA-like image store: label (ClassLabel), fold, split_k; malignant images carry a bright square."""
+    import datasets
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    columns: dict[str, list] = {name: [] for name in ("image", "image_id", "patient_id", "label", "fold")}
+    splits: dict[int, list] = {k: [] for k in range(1, folds + 1)}
+    for patient in range(n_patients):
+        label, test_fold = patient % 2, (patient // 2) % folds + 1
+        for image in range(images_per_patient):
+            pixels = rng.integers(0, 120, (size, size + 6)).astype(np.uint8)
+            pixels[10:30, 10:30] += 120 * label
+            buffer = io.BytesIO()
+            Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
+            columns["image"].append({"bytes": buffer.getvalue(), "path": None})
+            columns["image_id"].append(f"img_{patient}_{image}")
+            columns["patient_id"].append(f"p{patient}")
+            columns["label"].append(label)
+            columns["fold"].append(test_fold)
+            for k in splits:
+                splits[k].append("test" if k == test_fold else ("val" if (patient // 2) % 4 < 2 else "train"))
+    features = {
+        "image": datasets.Image(), "image_id": datasets.Value("string"), "patient_id": datasets.Value("string"),
+        "label": datasets.ClassLabel(names=["benign", "malignant"]), "fold": datasets.Value("int32"),
+    }
+    for k, values in splits.items():
+        columns[f"split_{k}"] = values
+        features[f"split_{k}"] = datasets.Value("string")
+    return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory) -> dict[str, Path]:
+    """A frame store (4 patients x 2 videos x 3 frames) and a labelled image store on disk."""
+    root = tmp_path_factory.mktemp("stores")
+    synthetic.make_frame_store({f"p{i}": 2 for i in range(4)}, frames_per_video=3).save_to_disk(root / "frames")
+    make_labeled_store().save_to_disk(root / "labeled")
+    return {"frames": root / "frames", "labeled": root / "labeled"}
+
+
+def environment() -> dict[str, str]:
+    """Offline, single-threaded child processes that import the repository."""
+    return dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+                OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+
+
+def pretrain_command(stores: dict[str, Path], output_dir: Path, *extra: str) -> list[str]:
+    """`python -m training.pretrain` on the tiny stores."""
+    return [sys.executable, "-m", "training.pretrain", "--config", str(PRETRAIN_CONFIG),
+            "--store-paths", str(stores["frames"]), "--output-dir", str(output_dir),
+            "--monitor-store", str(stores["labeled"]), "--max-steps", str(TOTAL_STEPS),
+            "--checkpoint-every", str(KILL_STEP), "--selection", "monitor", *extra]
+
+
+def run(command: list[str], **extra_env: str) -> subprocess.CompletedProcess:
+    """Run to completion; fail with the output."""
+    result = subprocess.run(command, cwd=REPO, env={**environment(), **extra_env}, capture_output=True, text=True,
+                            timeout=PROCESS_TIMEOUT_S)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-12000:]
+    return result
+
+
+def max_weight_difference(first: Path, second: Path) -> float:
+    """Largest absolute difference between two safetensors files with the same keys."""
+    a, b = load_file(str(first)), load_file(str(second))
+    assert a.keys() == b.keys()
+    return max(float((a[key].double() - b[key].double()).abs().max()) for key in a)
+
+
+def test_every_field_is_an_option_and_yaml_then_cli_wins(tmp_path) -> None:
+    for config_class in (PretrainConfig, FinetuneConfig):
+        help_text = build_parser(config_class, "").format_help()
+        for field in dataclasses.fields(config_class):
+            assert f"--{field.name}" in help_text or f"--{field.name.replace('_', '-')}" in help_text, field.name
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("batch_size: 7\nlearning_rate: 0.5\nstore_paths: [a]\n")
+    config = load_config(PretrainConfig, ["--config", str(yaml_file), "--learning-rate", "0.25", "--resume"])
+    assert (config.batch_size, config.learning_rate, config.store_paths, config.resume) == (7, 0.25, ["a"], True)
+    finetune = load_config(FinetuneConfig, ["--num-labels", "25", "50", "--no-final-model", "--folds", "1", "2"])
+    assert (finetune.num_labels, finetune.final_model, finetune.folds) == ([25, 50], False, [1, 2])
+    yaml_file.write_text("not_a_field: 1\n")
+    with pytest.raises(ValueError, match="unknown fields"):
+        load_config(PretrainConfig, ["--config", str(yaml_file)])
+
+
+@pytest.fixture(scope="module")
+def pretrained(stores, tmp_path_factory) -> Path:
+    """An uninterrupted pretraining run (its output folder)."""
+    output_dir = tmp_path_factory.mktemp("pretrain") / "full"
+    run(pretrain_command(stores, output_dir))
+    return output_dir
+
+
+def test_pretrain_outputs(pretrained) -> None:
+    for name in ("model/config.json", "model/model.safetensors", "model/preprocessor_config.json", "history.json"):
+        assert (pretrained / name).exists(), name
+    names = sorted(path.name for path in (pretrained / "checkpoints").iterdir())
+    assert names == [f"step_{KILL_STEP}", f"step_{TOTAL_STEPS}"]
+    history = json.loads((pretrained / "history.json").read_text())
+    steps = [record for record in history if "loss" in record]
+    assert [record["step"] for record in steps] == list(range(1, TOTAL_STEPS + 1))
+    assert all(record["images_per_s"] > 0 and record["lr"] > 0 for record in steps)
+    assert any("probe_auc" in record and "knn_auc" in record for record in history)
+    assert (pretrained / "tb").is_dir()
+    config = json.loads((pretrained / "model/config.json").read_text())
+    assert config["image_size"] == 32 and config["model_type"] == "usvcl"
+
+
+def test_kill_and_resume_reaches_the_same_weights(stores, pretrained, tmp_path) -> None:
+    output_dir = tmp_path / "killed"
+    process = subprocess.Popen(pretrain_command(stores, output_dir), cwd=REPO, env=environment(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = output_dir / "checkpoints" / f"step_{KILL_STEP}"
+    deadline = time.monotonic() + PROCESS_TIMEOUT_S
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert checkpoint.exists(), "the run ended before writing its first checkpoint"
+    for later in (output_dir / "checkpoints").iterdir():  # as if killed right after step KILL_STEP
+        if later.name != checkpoint.name:
+            shutil.rmtree(later)
+    shutil.rmtree(output_dir / "model", ignore_errors=True)
+    result = run(pretrain_command(stores, output_dir, "--resume"))
+    assert f"Resumed from {checkpoint}" in result.stdout + result.stderr
+    final = f"checkpoints/step_{TOTAL_STEPS}/model.safetensors"
+    assert max_weight_difference(pretrained / final, output_dir / final) <= WEIGHT_TOLERANCE
+    model = "model/model.safetensors"
+    assert max_weight_difference(pretrained / model, output_dir / model) <= WEIGHT_TOLERANCE
+    history = json.loads((output_dir / "history.json").read_text())
+    assert [r["loss"] for r in history if "loss" in r] == pytest.approx(
+        [r["loss"] for r in json.loads((pretrained / "history.json").read_text()) if "loss" in r], abs=1e-6
+    )
+
+
+def test_finetune_two_folds_from_pretrained(stores, pretrained, tmp_path) -> None:
+    from training import finetune
+
+    output_dir = tmp_path / "finetune"
+    finetune.main(["--config", str(FINETUNE_CONFIG), "--store-path", str(stores["labeled"]), "--output-dir",
+                   str(output_dir), "--pretrained-path", str(pretrained / "model")])
+    results = json.loads((output_dir / "results.json").read_text())
+    for key in ("command", "commit", "machine", "wall_time_s", "init", "config", "folds", "pooled", "mean_std",
+                "figures", "final_model"):
+        assert key in results, key
+    assert [fold["fold"] for fold in results["folds"]] == [1, 2]
+    metric_names = {"auc", "sensitivity", "specificity", "accuracy", "ece_before", "ece_after"}
+    for fold in results["folds"]:
+        assert {"n_train", "n_val", "n_test", "threshold", "temperature"} <= fold.keys()
+        assert set(fold["metrics"]) == metric_names
+        for metric in fold["metrics"].values():
+            assert metric["ci_low"] <= metric["value"] <= metric["ci_high"]
+    assert set(results["pooled"]) == metric_names and set(results["mean_std"]) == metric_names
+    for figure in ("roc", "reliability", "confusion"):
+        assert (output_dir / results["figures"][figure]).stat().st_size > 0
+    with (output_dir / "predictions.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == sum(fold["n_test"] for fold in results["folds"])
+    assert {"image_id", "patient_id", "fold", "label", "prob_malignant"} <= rows[0].keys()
+    final = json.loads((Path(results["final_model"]["path"]) / "config.json").read_text())
+    assert final["decision_threshold"] == pytest.approx(results["final_model"]["threshold"])
+    assert final["calibration_temperature"] == pytest.approx(results["final_model"]["temperature"])
+    assert final["init_from_imagenet"] is False
+    assert (Path(results["final_model"]["path"]) / "preprocessor_config.json").exists()
+    assert "| pooled |" in (output_dir / "results.md").read_text()
+
+
+def test_two_process_pretrain_and_finetune(stores, tmp_path) -> None:
+    # `accelerate launch --cpu --num_processes 2` starts ONE process unless mpirun is set up; torchrun's launcher
+    # (--multi_gpu) with ACCELERATE_USE_CPU=1 gives a real 2-process gloo run on a CPU-only machine.
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m"]
+    pretrain_dir = tmp_path / "pretrain2"
+    run([*launch, *pretrain_command(stores, pretrain_dir)[2:]], ACCELERATE_USE_CPU="1")
+    assert (pretrain_dir / "model/model.safetensors").exists()
+    assert len(list((pretrain_dir / "checkpoints" / f"step_{TOTAL_STEPS}").glob("random_states_*.pkl"))) == 2
+    finetune_dir = tmp_path / "finetune2"
+    run([*launch, "training.finetune", "--config", str(FINETUNE_CONFIG), "--store-path", str(stores["labeled"]),
+         "--output-dir", str(finetune_dir), "--pretrained-path", str(pretrain_dir / "model"), "--folds", "1",
+         "--no-final-model"], ACCELERATE_USE_CPU="1")
+    results = json.loads((finetune_dir / "results.json").read_text())
+    assert [fold["fold"] for fold in results["folds"]] == [1]
+    assert results["folds"][0]["n_test"] == len(list(csv.DictReader((finetune_dir / "predictions.csv").open())))

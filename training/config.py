@@ -1,0 +1,178 @@
+"""Dataclass configs for pretraining and fine-tuning: YAML file plus command-line overrides.
+
+Precedence: dataclass defaults < `--config file.yaml` < explicit `--field value` options. Every field becomes an
+option spelled `--field_name` and `--field-name` (so `--help` lists every field); booleans also get `--no-field`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+ConfigT = TypeVar("ConfigT")
+NONE_STRINGS = ("none", "null")
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    """Everything `training/pretrain.py` needs; see `training/configs/*.yaml` for annotated examples."""
+
+    store_paths: list[str] = dataclasses.field(default_factory=list)  # frame stores, concatenated
+    output_dir: str = "/work/runs/pretrain"
+    # model
+    backbone: str = "densenet121"
+    image_size: int = 224
+    in_chans: int = 1
+    embedding_dim: int = 128
+    projection_hidden_dim: int = 512
+    init_from_imagenet: bool = False
+    # loss
+    loss: str = "hard_triplet"  # "hard_triplet" | "info_nce"
+    margin: float = 0.5
+    num_hard_positives: int = 3
+    num_hard_negatives: int = 12
+    positive_reduction: str = "mean_embedding"
+    temperature: float = 0.1
+    # sampling
+    num_positives: int = 16
+    num_negatives: int = 111
+    shared_negatives: bool = False  # one pool of num_negatives per batch instead of per anchor
+    augment: bool = True
+    # optimisation
+    batch_size: int = 4
+    num_epochs: int = 200
+    max_steps: int = -1  # > 0: stop after this many optimizer steps (overrides num_epochs)
+    learning_rate: float = 1e-4
+    min_lr: float = 1e-5
+    weight_decay: float = 1e-4
+    warmup_steps: int = 0
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"  # "no" | "fp16" | "bf16" (fp16 falls back to "no" on CPU)
+    seed: int = 42
+    num_workers: int = 0
+    # checkpoints, logging, selection
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    resume: bool = False
+    log_every: int = 10
+    monitor_store: str | None = None  # labelled image store (e.g. BUS-BRA) for the k-NN / linear-probe monitor
+    monitor_every: int = 0  # 0 = only at the end
+    monitor_k: int = 10
+    monitor_max_images: int = 400
+    monitor_split_column: str = "split_1"  # rows whose value is "train" or "val" (never "test") are used
+    selection: str = "loss"  # "loss" (lowest epoch loss, the paper) | "monitor" (highest probe AUC)
+
+
+@dataclasses.dataclass
+class FinetuneConfig:
+    """Everything `training/finetune.py` needs; see `training/configs/*.yaml`."""
+
+    store_path: str = "/work/stores/bus_bra"
+    output_dir: str = "/work/runs/finetune"
+    init: str = "pretrained"  # "pretrained" | "random" | "imagenet"
+    pretrained_path: str | None = None  # usvcl folder or Hub id (init == "pretrained")
+    backbone: str = "densenet121"  # used by init "random" / "imagenet"
+    image_size: int = 0  # 0 = the pretrained model's size (224 for random / imagenet)
+    in_chans: int = 1
+    trainable_layers: int = -1
+    classifier_hidden_dim: int = 256
+    classifier_dropout: float = 0.2
+    augment: bool = True
+    class_weighted_loss: bool = True
+    # cross-validation
+    num_folds: int = 5  # used when the store has no official folds
+    folds: list[int] | None = None  # run only these folds (1-based)
+    val_fraction: float = 0.2  # inner validation share of each fold's non-test rows (always redrawn by patient)
+    # optimisation
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    num_epochs: int = 20
+    max_steps_per_epoch: int = -1  # > 0 caps an epoch (smoke tests)
+    learning_rate: float = 1e-4
+    min_lr: float = 1e-6
+    weight_decay: float = 1e-4
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"
+    seed: int = 42
+    num_workers: int = 0
+    # evaluation
+    bootstrap_samples: int = 1000
+    ece_bins: int = 10
+    # label efficiency
+    num_labels: list[int] | None = None  # training-set sizes (images, drawn by patient)
+    label_draws: int = 3
+    # final model
+    final_model: bool = True
+    final_holdout_fraction: float = 0.15  # patient-grouped share held out to fit the final temperature
+
+
+def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    """`X | None` -> (X, True); anything else -> (annotation, False)."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
+        return next(arg for arg in args if arg is not type(None)), True
+    return annotation, False
+
+
+def _scalar_parser(kind: type, optional: bool) -> typing.Callable[[str], Any]:
+    """A string -> value converter for argparse (accepts "none" for optional fields)."""
+
+    def convert(text: str) -> Any:
+        if optional and text.lower() in NONE_STRINGS:
+            return None
+        return kind(text)
+
+    return convert
+
+
+def build_parser(config_class: type, description: str) -> argparse.ArgumentParser:
+    """An `ArgumentParser` with `--config` and one option per dataclass field (defaults suppressed)."""
+    parser = argparse.ArgumentParser(description=description, argument_default=argparse.SUPPRESS)
+    parser.add_argument("--config", type=str, help="YAML file with field values (options given here win).")
+    hints = typing.get_type_hints(config_class)
+    defaults = config_class()
+    for field in dataclasses.fields(config_class):
+        kind, optional = _unwrap_optional(hints[field.name])
+        names = sorted({f"--{field.name}", f"--{field.name.replace('_', '-')}"}, key=len, reverse=True)
+        help_text = f"default: {getattr(defaults, field.name)!r}"
+        if kind is bool:
+            parser.add_argument(*names, dest=field.name, action=argparse.BooleanOptionalAction, help=help_text)
+        elif typing.get_origin(kind) is list:
+            (item_kind,) = typing.get_args(kind)
+            parser.add_argument(*names, dest=field.name, nargs="+", type=item_kind, help=help_text)
+        else:
+            parser.add_argument(*names, dest=field.name, type=_scalar_parser(kind, optional), help=help_text)
+    return parser
+
+
+def load_config(config_class: type[ConfigT], argv: Sequence[str] | None = None, description: str = "") -> ConfigT:
+    """Parse `argv` into `config_class`: defaults, then the `--config` YAML, then explicit options."""
+    parser = build_parser(config_class, description or (config_class.__doc__ or ""))
+    options = vars(parser.parse_args(argv))
+    values: dict[str, Any] = {}
+    config_file = options.pop("config", None)
+    if config_file is not None:
+        values.update(yaml.safe_load(Path(config_file).read_text()) or {})
+    known = {field.name for field in dataclasses.fields(config_class)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{config_file}: unknown fields {unknown}; allowed: {sorted(known)}")
+    values.update(options)
+    return config_class(**values)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as a plain dict (for JSON / logs)."""
+    return dataclasses.asdict(config)
+
+
+__all__ = ["FinetuneConfig", "PretrainConfig", "build_parser", "config_to_dict", "load_config"]
