@@ -44,6 +44,7 @@ class PretrainConfig:
     num_positives: int = 16
     num_negatives: int = 111
     shared_negatives: bool = False  # one pool of num_negatives per batch instead of per anchor
+    exclude_test_of: str | None = None  # e.g. "split_1": drop that fold's test rows from stores that have the column
     augment: bool = True
     # optimisation
     batch_size: int = 4
@@ -113,6 +114,7 @@ class FinetuneConfig:
     # final model
     final_model: bool = True
     final_holdout_fraction: float = 0.15  # patient-grouped share held out to fit the final temperature
+    save_fold_models: bool = False  # keep each fold's model in output_dir/fold_<k>/model (saliency study)
 
 
 def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:

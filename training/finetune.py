@@ -393,7 +393,22 @@ def run_fold(
         data.labels[fold.val], evaluation.positive_probability(val_logits, temperature)
     )
     test_logits = evaluate_rows(accelerator, config, model, data, processor, fold.test)
+    if config.save_fold_models and accelerator.is_main_process:
+        fold_dir = Path(config.output_dir) / f"fold_{fold.number}" / "model"
+        save_model(accelerator.unwrap_model(model), processor, fold_dir, threshold, temperature)
+    accelerator.wait_for_everyone()
     return FoldOutcome(best_epoch, threshold, temperature, test_logits, val_auc)
+
+
+def save_model(
+    model: usvcl_hf.UsvclForImageClassification, processor: usvcl_hf.UsvclImageProcessor, folder: Path,
+    threshold: float, temperature: float,
+) -> None:
+    """Save a classifier with its decision threshold and calibration temperature, plus the processor."""
+    model.config.decision_threshold = float(np.clip(threshold, 0.0, 1.0))
+    model.config.calibration_temperature = float(temperature)
+    model.to("cpu").save_pretrained(str(folder))
+    processor.save_pretrained(str(folder))
 
 
 def fold_metrics(
@@ -534,10 +549,7 @@ def train_final_model(
     temperature = evaluation.fit_temperature(holdout_logits, data.labels[holdout_rows])
     final_dir = output_dir / "final_model"
     if accelerator.is_main_process:
-        model.config.decision_threshold = float(np.clip(threshold, 0.0, 1.0))
-        model.config.calibration_temperature = float(temperature)
-        model.to("cpu").save_pretrained(str(final_dir))
-        processor.save_pretrained(str(final_dir))
+        save_model(model, processor, final_dir, threshold, temperature)
     accelerator.wait_for_everyone()
     return final_dir, temperature
 

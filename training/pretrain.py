@@ -148,9 +148,16 @@ def build_model(config: PretrainConfig) -> usvcl_hf.UsvclForContrastivePretraini
     return model
 
 
+def without_test_rows(store: datasets.Dataset, split_column: str | None) -> datasets.Dataset:
+    """Drop the rows a labelled store marks "test" in `split_column`, so pretraining never sees that test fold."""
+    if split_column is None or split_column not in store.column_names:
+        return store
+    return store.filter(lambda split: split != "test", input_columns=split_column)
+
+
 def build_dataset(config: PretrainConfig, processor: usvcl_hf.UsvclImageProcessor) -> TripletDataset:
     """`TripletDataset` over the concatenated stores, normalised like the image processor."""
-    stores = [datasets.load_from_disk(path) for path in config.store_paths]
+    stores = [without_test_rows(datasets.load_from_disk(path), config.exclude_test_of) for path in config.store_paths]
     return TripletDataset(
         stores,
         image_size=config.image_size,

@@ -1,0 +1,206 @@
+"""Demo latency: the Gradio demo's end-to-end time for one clip against the bare model forward on the same frames.
+
+Makes a synthetic clip on the fly (default 10 s at 25 fps, 320 x 240, H.264), then, in one run and on the same
+kept frames (app defaults: stride 5, crop on, the model's aggregation):
+- demo end-to-end: `app.run_analysis`, exactly what the demo's button runs (decoding, imaging-region crop,
+  preprocessing, batched inference, aggregation, Grad-CAM of the most suspicious frame, output formatting);
+- bare forward: `model(pixel_values)` on the already preprocessed frames, batches of 16, under inference_mode.
+After one warm-up of everything, `--repeats` rounds each time all measurements back to back (interleaved, so
+load from other processes hits them alike). The report gives the minimum (least disturbed) and the median per
+measurement; the headline ratio is min(demo) / min(bare), with the median of the per-round ratios beside it.
+Prints a Markdown table with the ratio (target <= 1.3) and a breakdown.
+
+Usage:
+    python benchmarks/demo_latency.py [--model DIR_OR_HUB_ID | --backbone resnet18] [--image-size 224]
+                                      [--seconds 10] [--fps 25] [--stride 5] [--repeats 3]
+Without --model, uses the default demo model when it exists, else a random `--backbone` classifier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import app  # noqa: E402
+from usvcl_hf import UsvclConfig, UsvclForImageClassification, UsvclImageProcessor  # noqa: E402
+from usvcl_hf.clip_prediction import DEFAULT_BATCH_SIZE, load_model, predict_clip, read_source  # noqa: E402
+from usvcl_hf.saliency import gradcam_heatmap  # noqa: E402
+
+TARGET_RATIO = 1.3
+CLIP_WIDTH, CLIP_HEIGHT = 320, 240
+BORDER = 20  # static black border with a bright "UI" strip, which the crop removes
+SPECKLE_LOOKS = 8.0
+SEED = 0
+BARE = f"bare model forward (batch {DEFAULT_BATCH_SIZE})"
+DEMO = "demo end-to-end (app.run_analysis)"
+
+
+def synthetic_sweep(path: Path, seconds: float, fps: int) -> Path:
+    """Write a grey H.264 clip: moving blobs on speckle inside a static frame with a text-like strip."""
+    import av
+
+    rng = np.random.default_rng(SEED)
+    frame_count = round(seconds * fps)
+    rows, columns = np.mgrid[0:CLIP_HEIGHT, 0:CLIP_WIDTH]
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps), options={"crf": "23"})
+        stream.width, stream.height, stream.pix_fmt = CLIP_WIDTH, CLIP_HEIGHT, "yuv420p"
+        for index in range(frame_count):
+            centre = CLIP_WIDTH / 2 + 60 * np.sin(2 * np.pi * index / frame_count)
+            blob = np.exp(-(((columns - centre) / 30) ** 2 + ((rows - CLIP_HEIGHT / 2) / 20) ** 2))
+            tissue = (70 + 120 * blob) * rng.gamma(SPECKLE_LOOKS, 1 / SPECKLE_LOOKS, (CLIP_HEIGHT, CLIP_WIDTH))
+            frame = np.zeros((CLIP_HEIGHT, CLIP_WIDTH), np.float64)
+            frame[BORDER:-BORDER, BORDER:-BORDER] = tissue[BORDER:-BORDER, BORDER:-BORDER]
+            frame[: BORDER // 2, BORDER : CLIP_WIDTH // 2] = 200  # static overlay
+            video_frame = av.VideoFrame.from_ndarray(np.clip(frame, 0, 255).astype(np.uint8), format="gray")
+            for packet in stream.encode(video_frame.reformat(format="yuv420p")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def timed_rounds(measurements: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Wall times per measurement: one warm-up call each, then `repeats` interleaved rounds."""
+    for function in measurements.values():
+        function()
+    times: dict[str, list[float]] = {name: [] for name in measurements}
+    for _ in range(repeats):
+        for name, function in measurements.items():
+            started = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - started)
+    return times
+
+
+def bare_forward(model, pixel_values: torch.Tensor, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    """Forward passes only, on preprocessed frames, as the demo batches them."""
+    with torch.inference_mode():
+        for start in range(0, len(pixel_values), batch_size):
+            model(pixel_values=pixel_values[start : start + batch_size])
+
+
+def get_model(args: argparse.Namespace) -> tuple[object, object, str]:
+    """(model, processor, description) from --model, the default demo model, or a random --backbone."""
+    name = args.model or (app.DEFAULT_MODEL if (ROOT / app.DEFAULT_MODEL).is_dir() else None)
+    if name is not None:
+        model, processor = load_model(ROOT / name if (ROOT / name).is_dir() else name)
+        return model, processor, f"{name} ({model.config.backbone}, {model.config.image_size} px)"
+    torch.manual_seed(SEED)
+    config = UsvclConfig(backbone=args.backbone, image_size=args.image_size)
+    model = UsvclForImageClassification(config).eval()
+    processor = UsvclImageProcessor(image_size=args.image_size)
+    return model, processor, f"random {args.backbone} at {args.image_size} px (no trained model yet)"
+
+
+def git_commit() -> str:
+    """Short commit of the repository (or 'unknown')."""
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def parse_args() -> argparse.Namespace:
+    """Command line."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="model folder or Hub id (default: the demo's default model if present)")
+    parser.add_argument("--backbone", default="resnet18", help="random classifier's timm backbone without a model")
+    parser.add_argument("--image-size", type=int, default=224, help="random classifier's input size")
+    parser.add_argument("--seconds", type=float, default=10.0, help="clip length")
+    parser.add_argument("--fps", type=int, default=25, help="clip frame rate")
+    parser.add_argument("--stride", type=int, default=app.DEFAULT_FRAME_STRIDE, help="frame stride (app default)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed interleaved rounds")
+    return parser.parse_args()
+
+
+def main() -> None:
+    """Run the benchmark and print the Markdown report."""
+    args = parse_args()
+    run_started = time.perf_counter()
+    model, processor, description = get_model(args)
+    aggregation = model.config.clip_aggregation
+    with tempfile.TemporaryDirectory() as folder:
+        clip = synthetic_sweep(Path(folder) / "sweep.mp4", args.seconds, args.fps)
+        decoded = read_source(clip, frame_stride=args.stride, crop=True, max_frames=app.MAX_FRAMES)
+        pixel_values = processor(decoded.frames, return_tensors="pt")["pixel_values"]
+
+        def demo() -> None:
+            app.run_analysis(model, processor, "benchmark", [str(clip)], args.stride, aggregation, True)
+
+        def decode() -> None:
+            read_source(clip, frame_stride=args.stride, crop=True, max_frames=app.MAX_FRAMES)
+
+        def predict() -> None:
+            predict_clip(model, processor, clip, frame_stride=args.stride, max_frames=app.MAX_FRAMES)
+
+        def preprocess() -> None:
+            processor(decoded.frames, return_tensors="pt")
+
+        def gradcam() -> None:
+            gradcam_heatmap(model, processor, decoded.frames[0], app.SALIENCY_CLASS)
+
+        times = timed_rounds(
+            {
+                BARE: lambda: bare_forward(model, pixel_values),
+                DEMO: demo,
+                "decode + crop": decode,
+                "preprocess": preprocess,
+                "predict_clip": predict,
+                "Grad-CAM (1 frame)": gradcam,
+            },
+            args.repeats,
+        )
+    report(args, description, aggregation, len(decoded.frames), times, time.perf_counter() - run_started)
+
+
+def load_average() -> str:
+    """The 1-minute load average (other processes on the machine), or '?'."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "?"
+
+
+def report(args: argparse.Namespace, description: str, aggregation: str, frames: int,
+           times: dict[str, list[float]], wall_s: float) -> None:
+    """Print the Markdown report."""
+    bare_min, demo_min = min(times[BARE]), min(times[DEMO])
+    ratio = demo_min / bare_min
+    paired = statistics.median(demo / bare for demo, bare in zip(times[DEMO], times[BARE]))
+    command = ("python benchmarks/demo_latency.py " + " ".join(sys.argv[1:])).strip()
+    print(f"Command: `{command}`; commit {git_commit()}; machine: 2-core CPU, no GPU (torch threads "
+          f"{torch.get_num_threads()}, load average {load_average()} at the end); model: {description}.")
+    print(f"Clip: synthetic {args.seconds:g} s at {args.fps} fps, {CLIP_WIDTH}x{CLIP_HEIGHT} H.264; stride "
+          f"{args.stride} -> {frames} frames; aggregation {aggregation}; {args.repeats} interleaved rounds after a "
+          "warm-up.\n")
+    print("| measurement | min (s) | median (s) | min per kept frame (ms) | min vs bare forward |")
+    print("|---|---|---|---|---|")
+    for name, values in times.items():
+        low, middle = min(values), statistics.median(values)
+        versus = f"**{low / bare_min:.2f}x** (target <= {TARGET_RATIO})" if name == DEMO else f"{low / bare_min:.2f}x"
+        label = f"**{name}**" if name == DEMO else (name if name == BARE else f"of which: {name}")
+        print(f"| {label} | {low:.3f} | {middle:.3f} | {1000 * low / frames:.1f} | {versus} |")
+    print(f"\nRatio demo / bare forward: {ratio:.2f} (minima), {paired:.2f} (median of per-round ratios); "
+          f"{'meets' if ratio <= TARGET_RATIO else 'MISSES'} the target {TARGET_RATIO}. "
+          f"Wall time of the whole benchmark: {wall_s:.0f} s.")
+
+
+if __name__ == "__main__":
+    main()

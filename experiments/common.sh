@@ -1,0 +1,29 @@
+# Shared settings for the experiment scripts (sourced, not run). Override any of them in the environment.
+set -euo pipefail
+DATA=${DATA:-../shared/data}           # the development data (see ../shared/data/README.md)
+STORES=${STORES:-/work/stores}         # frame stores (never inside the repository)
+RUNS=${RUNS:-/work/runs}               # pretraining / fine-tuning outputs
+FINETUNE_CONFIG=${FINETUNE_CONFIG:-experiments/configs/finetune_cpu.yaml}
+
+# Build the three stores once (idempotent: an existing store is kept).
+prepare_stores() {
+  [ -d "$STORES/covid_blues" ] || python -m training.prepare_data videos \
+    --input "$DATA/covid_blues_lus_videos/lus_videos" --output "$STORES/covid_blues" --patient-regex 'patient_(\d+)_'
+  [ -d "$STORES/pocus" ] || python -m training.prepare_data videos \
+    --input "$DATA/pocus_cc_by/clips" --output "$STORES/pocus" --metadata "$DATA/pocus_cc_by/clips.csv"
+  [ -d "$STORES/bus_bra" ] || python -m training.prepare_data images --input "$DATA/bus_bra" --output "$STORES/bus_bra"
+}
+
+# pretrain NAME CONFIG [overrides...]: contrastive pretraining into $RUNS/NAME (skipped when its model exists).
+pretrain() {
+  local name=$1 config=$2; shift 2
+  [ -f "$RUNS/$name/model/model.safetensors" ] || python -m training.pretrain --config "$config" \
+    --output-dir "$RUNS/$name" "$@"
+}
+
+# finetune NAME INIT_ARGS... : cross-validated fine-tuning into $RUNS/NAME (skipped when results exist).
+finetune() {
+  local name=$1; shift
+  [ -f "$RUNS/$name/results.json" ] || python -m training.finetune --config "$FINETUNE_CONFIG" \
+    --output-dir "$RUNS/$name" "$@"
+}

@@ -1,0 +1,331 @@
+"""Clip-level benign/malignant prediction: decode a clip (or stills), classify every kept frame, aggregate.
+
+`predict_clip` is what the demo (`app.py`), scripts and notebooks call, so they all give the same answer:
+
+    from usvcl_hf.clip_prediction import load_model, predict_clip
+    model, processor = load_model("models/usvcl-densenet121-busbra")
+    result = predict_clip(model, processor, "sweep.mp4")
+    result.label, result.probabilities, result.frame_probabilities
+
+Frame probabilities are softmax outputs of the model's logits, which the model already divides by
+`config.calibration_temperature`, so they (and the clip probabilities) are calibrated. Decoding goes through
+`usvcl_hf.video` (PyAV, pydicom, Pillow); this module is not a Hub file.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+
+from .aggregation import aggregate_probabilities
+from .configuration_usvcl import CLIP_AGGREGATIONS
+from .image_processing_usvcl import to_grey_float
+from .video import VIDEO_SUFFIXES, ClipReadError, detect_imaging_region, read_clip
+
+DEFAULT_FRAME_STRIDE = 5
+DEFAULT_MAX_FRAMES = 600
+DEFAULT_BATCH_SIZE = 16
+POSITIVE_LABEL = "malignant"
+UINT8_MAX = 255.0
+
+Box = tuple[int, int, int, int]
+ImageLike = str | Path | np.ndarray | PIL.Image.Image
+
+
+class ClipTooLongError(ClipReadError):
+    """A clip has more frames or seconds than the caller allows; the message states the cap."""
+
+
+@dataclass
+class ClipPrediction:
+    """Result of `predict_clip`. Arrays are indexed by kept frame (T frames)."""
+
+    label: str  # clip-level decision by `decision_threshold`
+    probabilities: dict[str, float]  # calibrated clip probabilities per label, summing to 1
+    frame_probabilities: np.ndarray  # (T,) calibrated malignancy probability of each kept frame
+    frame_indices: np.ndarray  # (T,) source frame index (position in the list for stills)
+    times_s: np.ndarray  # (T,) frame time in seconds; nan when the source has no frame rate
+    fps: float  # source frame rate; nan for stills and DICOM without timing
+    most_suspicious_frame: int  # position (0..T-1) of the frame with the highest malignancy probability
+    frames: list[np.ndarray]  # T frames as (H, W) uint8 greyscale, after cropping (what the model saw)
+    sources: list[str]  # (T,) file (or "<image k>") each frame came from
+    frame_stride: int  # stride used (1 for stills)
+    crop: bool  # whether the imaging-region crop was applied
+    crop_boxes: list[Box | None]  # (T,) (top, left, bottom, right) cut from each frame, None without crop
+    aggregation: str  # name from CLIP_AGGREGATIONS
+    threshold: float  # decision threshold on the clip malignancy probability
+    elapsed_s: float  # wall time of decoding + inference
+
+    @property
+    def num_frames(self) -> int:
+        """Number of frames used."""
+        return len(self.frames)
+
+    @property
+    def malignancy(self) -> float:
+        """Calibrated clip probability of the positive (malignant) class."""
+        return self.probabilities.get(POSITIVE_LABEL, math.nan)
+
+    @property
+    def crop_box(self) -> Box | None:
+        """Crop box of the most suspicious frame (the clip's box for a clip)."""
+        return self.crop_boxes[self.most_suspicious_frame]
+
+
+@dataclass
+class DecodedFrames:
+    """Greyscale frames decoded from a source, before inference (`read_source`)."""
+
+    frames: list[np.ndarray]
+    frame_indices: np.ndarray
+    fps: float
+    sources: list[str]
+    crop_boxes: list[Box | None]
+    frame_stride: int
+
+
+def load_model(model_id_or_dir: str | Path, device: str | torch.device | None = None) -> tuple[Any, Any]:
+    """Load a usvcl classifier and its image processor (Auto classes, `trust_remote_code=True`), in eval mode.
+
+    Raises `FileNotFoundError` for a local-looking path that does not exist, `OSError` when loading fails.
+    """
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    name = str(model_id_or_dir)
+    if name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
+        raise FileNotFoundError(f"Model folder {name} does not exist.")
+    model = AutoModelForImageClassification.from_pretrained(name, trust_remote_code=True)
+    processor = AutoImageProcessor.from_pretrained(name, trust_remote_code=True)
+    if device is not None:
+        model = model.to(device)
+    return model.eval(), processor
+
+
+def positive_class_index(config: Any) -> int:
+    """Index of the malignant class (binary models only)."""
+    if config.num_labels != 2:
+        raise ValueError(f"Clip prediction needs a binary (benign/malignant) model, got {config.num_labels} labels.")
+    label2id = {str(name): int(index) for name, index in (config.label2id or {}).items()}
+    return label2id.get(POSITIVE_LABEL, 1)
+
+
+def grey_uint8(image: np.ndarray | PIL.Image.Image) -> np.ndarray:
+    """Any image array or PIL image -> `(H, W)` uint8 greyscale (same rules as the image processor)."""
+    return np.rint(to_grey_float(image) * UINT8_MAX).astype(np.uint8)
+
+
+def _check_frame_count(source: str, count: int, max_frames: int | None, stride: int) -> None:
+    """Raise `ClipTooLongError` when more than `max_frames` frames would be analysed."""
+    if max_frames is not None and count > max_frames:
+        raise ClipTooLongError(
+            source,
+            f"more than {max_frames} frames to analyse at frame stride {stride}; the limit is {max_frames} frames "
+            "(trim the clip or raise the frame stride)",
+        )
+
+
+def _check_duration(source: str, frame_indices: np.ndarray, fps: float, max_seconds: float | None) -> None:
+    """Raise `ClipTooLongError` when the kept frames reach past `max_seconds`."""
+    if max_seconds is None or not math.isfinite(fps) or fps <= 0 or len(frame_indices) == 0:
+        return
+    if frame_indices[-1] / fps > max_seconds:
+        raise ClipTooLongError(source, f"clip is longer than the limit of {max_seconds:g} s (trim it)")
+
+
+def _read_one_path(
+    path: Path, frame_stride: int, max_frames: int | None, crop: bool, max_pixels: int | None
+) -> DecodedFrames:
+    """Read one clip, DICOM or image file (one extra frame is read to detect clips over the cap)."""
+    read_limit = None if max_frames is None else max_frames + 1
+    clip = read_clip(path, frame_stride=frame_stride, max_frames=read_limit, crop=crop, max_pixels=max_pixels)
+    count = len(clip.frames)
+    return DecodedFrames(
+        frames=list(clip.frames),
+        frame_indices=np.asarray(clip.frame_indices, dtype=np.int64),
+        fps=float(clip.fps),
+        sources=[str(path)] * count,
+        crop_boxes=[clip.crop_box] * count,
+        frame_stride=frame_stride if count > 1 or path.suffix.lower() in VIDEO_SUFFIXES else 1,
+    )
+
+
+def _read_still(
+    item: ImageLike, position: int, crop: bool, max_pixels: int | None
+) -> tuple[np.ndarray, str, Box | None]:
+    """One still (path, array or PIL image) -> `(H, W)` uint8 frame, its source name and crop box."""
+    if isinstance(item, (str, Path)):
+        path = Path(item)
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            raise ClipReadError(path, "a video clip cannot be mixed with other files; upload it on its own")
+        clip = read_clip(path, frame_stride=1, max_frames=2, crop=crop, max_pixels=max_pixels)
+        if len(clip.frames) > 1:
+            raise ClipReadError(path, "a multi-frame file cannot be mixed with other files; upload it on its own")
+        return clip.frames[0], str(path), clip.crop_box
+    name = f"<image {position}>"
+    frame = grey_uint8(item)
+    if max_pixels is not None and frame.size > max_pixels:
+        raise ClipReadError(name, f"resolution {frame.shape[1]}x{frame.shape[0]} exceeds max_pixels={max_pixels}")
+    box = None
+    if crop:
+        box = detect_imaging_region(frame)
+        top, left, bottom, right = box
+        frame = np.ascontiguousarray(frame[top:bottom, left:right])
+    return frame, name, box
+
+
+def _read_stills(items: Sequence[ImageLike], crop: bool, max_pixels: int | None) -> DecodedFrames:
+    """Several stills, one frame each (sizes may differ)."""
+    frames, sources, boxes = [], [], []
+    for position, item in enumerate(items):
+        frame, source, box = _read_still(item, position, crop, max_pixels)
+        frames.append(frame)
+        sources.append(source)
+        boxes.append(box)
+    return DecodedFrames(
+        frames=frames,
+        frame_indices=np.arange(len(frames), dtype=np.int64),
+        fps=math.nan,
+        sources=sources,
+        crop_boxes=boxes,
+        frame_stride=1,
+    )
+
+
+def read_source(
+    source: ImageLike | Sequence[ImageLike],
+    *,
+    frame_stride: int = DEFAULT_FRAME_STRIDE,
+    max_frames: int | None = DEFAULT_MAX_FRAMES,
+    max_seconds: float | None = None,
+    crop: bool = True,
+    max_pixels: int | None = None,
+) -> DecodedFrames:
+    """Decode a clip path, an image path, one image, or a list of stills into greyscale frames within the caps."""
+    if isinstance(source, (list, tuple)) and len(source) == 1:
+        source = source[0]
+    if isinstance(source, (list, tuple)):
+        if not source:
+            raise ValueError("No file or image was given.")
+        _check_frame_count(f"{len(source)} images", len(source), max_frames, 1)
+        return _read_stills(source, crop, max_pixels)
+    if isinstance(source, (str, Path)):
+        frames = _read_one_path(Path(source), frame_stride, max_frames, crop, max_pixels)
+    else:
+        frames = _read_stills([source], crop, max_pixels)
+    name = frames.sources[0]
+    _check_frame_count(name, len(frames.frames), max_frames, frames.frame_stride)
+    _check_duration(name, frames.frame_indices, frames.fps, max_seconds)
+    return frames
+
+
+def frame_malignancy(
+    model: Any, processor: Any, frames: Sequence[np.ndarray], batch_size: int = DEFAULT_BATCH_SIZE
+) -> np.ndarray:
+    """Calibrated malignancy probability `(T,)` of each frame: batched forward passes under `inference_mode`."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    positive = positive_class_index(model.config)
+    parameter = next(model.parameters())
+    probabilities = []
+    with torch.inference_mode():
+        for start in range(0, len(frames), batch_size):
+            batch = processor(list(frames[start : start + batch_size]), return_tensors="pt")["pixel_values"]
+            logits = model(pixel_values=batch.to(parameter.device, parameter.dtype)).logits  # (b, 2)
+            probabilities.append(torch.softmax(logits.float(), dim=-1)[:, positive].cpu())  # (b,)
+    return torch.cat(probabilities).numpy().astype(np.float64)  # (T,)
+
+
+def clip_decision(config: Any, malignancy: float) -> tuple[str, dict[str, float]]:
+    """Label by `config.decision_threshold` and the two calibrated class probabilities."""
+    positive = positive_class_index(config)
+    id2label = {int(index): str(name) for index, name in config.id2label.items()}
+    positive_name, negative_name = id2label[positive], id2label[1 - positive]
+    label = positive_name if malignancy >= config.decision_threshold else negative_name
+    return label, {negative_name: 1.0 - malignancy, positive_name: malignancy}
+
+
+def predict_clip(
+    model: Any,
+    processor: Any,
+    source: ImageLike | Sequence[ImageLike],
+    *,
+    frame_stride: int | None = None,
+    clip_aggregation: str | None = None,
+    crop: bool = True,
+    max_frames: int | None = DEFAULT_MAX_FRAMES,
+    max_seconds: float | None = None,
+    max_pixels: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> ClipPrediction:
+    """Classify a clip (or stills) as benign/malignant.
+
+    Args:
+        model: a usvcl `UsvclForImageClassification` (any binary classifier with `.config` and `.logits`).
+        processor: its image processor.
+        source: a clip/DICOM/image path, an image array or PIL image, or a list of stills (one frame each).
+        frame_stride: keep every n-th source frame (default `DEFAULT_FRAME_STRIDE`; stills use 1).
+        clip_aggregation: one of `CLIP_AGGREGATIONS` (default `model.config.clip_aggregation`).
+        crop: cut frames to the imaging region (`usvcl_hf.video.detect_imaging_region`).
+        max_frames: most frames analysed; a longer clip raises `ClipTooLongError` (None = no cap).
+        max_seconds: longest clip accepted; a longer one raises `ClipTooLongError` (None = no cap).
+        max_pixels: largest frame accepted (`ClipReadError` above it).
+        batch_size: frames per forward pass.
+
+    Raises:
+        ClipReadError: unreadable, empty, oversized or too long input (message names the file and the reason).
+        ValueError: bad arguments.
+    """
+    started = time.perf_counter()
+    stride = DEFAULT_FRAME_STRIDE if frame_stride is None else int(frame_stride)
+    aggregation = clip_aggregation or model.config.clip_aggregation
+    if aggregation not in CLIP_AGGREGATIONS:
+        raise ValueError(f"clip_aggregation must be one of {list(CLIP_AGGREGATIONS)}, got {aggregation!r}.")
+    decoded = read_source(
+        source, frame_stride=stride, max_frames=max_frames, max_seconds=max_seconds, crop=crop, max_pixels=max_pixels
+    )
+    frame_probabilities = frame_malignancy(model, processor, decoded.frames, batch_size)
+    malignancy = aggregate_probabilities(frame_probabilities, aggregation, top_k=model.config.clip_top_k)
+    label, probabilities = clip_decision(model.config, malignancy)
+    fps = decoded.fps
+    times = decoded.frame_indices / fps if math.isfinite(fps) and fps > 0 else np.full(len(decoded.frames), np.nan)
+    return ClipPrediction(
+        label=label,
+        probabilities=probabilities,
+        frame_probabilities=frame_probabilities,
+        frame_indices=decoded.frame_indices,
+        times_s=np.asarray(times, dtype=np.float64),
+        fps=fps,
+        most_suspicious_frame=int(np.argmax(frame_probabilities)),
+        frames=decoded.frames,
+        sources=decoded.sources,
+        frame_stride=decoded.frame_stride,
+        crop=crop,
+        crop_boxes=decoded.crop_boxes,
+        aggregation=aggregation,
+        threshold=float(model.config.decision_threshold),
+        elapsed_s=time.perf_counter() - started,
+    )
+
+
+__all__ = [
+    "DEFAULT_FRAME_STRIDE",
+    "DEFAULT_MAX_FRAMES",
+    "ClipPrediction",
+    "ClipTooLongError",
+    "DecodedFrames",
+    "clip_decision",
+    "frame_malignancy",
+    "grey_uint8",
+    "load_model",
+    "positive_class_index",
+    "predict_clip",
+    "read_source",
+]
