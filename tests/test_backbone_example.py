@@ -14,7 +14,7 @@ import PIL.Image
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SNIPPET_SOURCES = (REPO_ROOT / "README.md", Path("/work/notes/readme_hub.md"))
+SNIPPET_SOURCES = (REPO_ROOT / "README.md",)
 MARKER = "<!-- backbone-example -->"
 SNIPPET_PATTERN = re.compile(re.escape(MARKER) + r"\s*```python\n(.*?)```", re.DOTALL)
 CLASSES = ("benign", "malignant")

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 
 from training.finetune import check_no_leak, draw_label_subset, make_folds
+from training.pretrain import without_test_rows
 
-BUS_BRA = Path("/work/shared/data/bus_bra")
+DATA_ROOT = Path(os.environ.get("USVCL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+BUS_BRA = DATA_ROOT / "bus_bra"
 SPLIT_NAMES = {"1": "train", "0": "val"}  # valid_k: 1 training, 0 inner validation, NaN test
 
 
@@ -93,3 +97,12 @@ def test_leak_is_detected() -> None:
     patient_ids = np.array(["a", "b", "c"])
     with pytest.raises(ValueError, match="both train and test"):
         check_no_leak(Fold(1, np.array([0]), np.array([1]), np.array([0, 2])), patient_ids)
+
+
+def test_pretraining_can_exclude_a_test_fold() -> None:
+    splits = ["train", "test", "val", "test"]
+    store = datasets.Dataset.from_dict({"patient_id": ["a", "b", "c", "d"], "split_1": splits})
+    kept = without_test_rows(store, "split_1")
+    assert kept["patient_id"] == ["a", "c"]
+    assert without_test_rows(store, None)["patient_id"] == store["patient_id"]
+    assert len(without_test_rows(store.remove_columns("split_1"), "split_1")) == len(store)  # clip stores: no column

@@ -25,7 +25,7 @@ class PretrainConfig:
     """Everything `training/pretrain.py` needs; see `training/configs/*.yaml` for annotated examples."""
 
     store_paths: list[str] = dataclasses.field(default_factory=list)  # frame stores, concatenated
-    output_dir: str = "/work/runs/pretrain"
+    output_dir: str = "runs/pretrain"
     # model
     backbone: str = "densenet121"
     image_size: int = 224
@@ -76,8 +76,8 @@ class PretrainConfig:
 class FinetuneConfig:
     """Everything `training/finetune.py` needs; see `training/configs/*.yaml`."""
 
-    store_path: str = "/work/stores/bus_bra"
-    output_dir: str = "/work/runs/finetune"
+    store_path: str = "stores/bus_bra"
+    output_dir: str = "runs/finetune"
     init: str = "pretrained"  # "pretrained" | "random" | "imagenet"
     pretrained_path: str | None = None  # usvcl folder or Hub id (init == "pretrained")
     backbone: str = "densenet121"  # used by init "random" / "imagenet"
