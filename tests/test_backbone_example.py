@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
+import test_export  # the export tests' model builders (tests/ is on the path)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SNIPPET_SOURCES = (REPO_ROOT / "README.md",)
@@ -38,15 +38,6 @@ def find_snippet() -> str | None:
     return None
 
 
-def load_export_helpers():
-    """tests/test_export.py as a module (its builders), whatever the tests folder's import mode."""
-    path = Path(__file__).with_name("test_export.py")
-    spec = importlib.util.spec_from_file_location("usvcl_test_export_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def write_images(folder: Path) -> Path:
     """`folder/<class>/*.png`: small greyscale images, brighter for the second class."""
     rng = np.random.default_rng(0)
@@ -64,7 +55,7 @@ SNIPPET = find_snippet()
 @pytest.mark.slow
 @pytest.mark.skipif(SNIPPET is None, reason=f"no python block after {MARKER} in {[str(s) for s in SNIPPET_SOURCES]}")
 def test_backbone_example_runs(tmp_path: Path) -> None:
-    backbone = load_export_helpers().export_tiny_backbone(tmp_path / "models")
+    backbone = test_export.export_tiny_backbone(tmp_path / "models")
     images = write_images(tmp_path / "my_images")
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"),

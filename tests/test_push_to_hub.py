@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -12,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import test_export  # the export tests' model builders (tests/ is on the path)
 from huggingface_hub import SpaceCard
 
 from training import push_to_hub
@@ -22,19 +22,10 @@ SPACE_ID = "test-org/usvcl-demo"
 CLI_TIMEOUT_S = 120
 
 
-def load_export_helpers():
-    """tests/test_export.py as a module (its builders), whatever the tests folder's import mode."""
-    path = Path(__file__).with_name("test_export.py")
-    spec = importlib.util.spec_from_file_location("usvcl_test_export_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An exported tiny classifier."""
-    return load_export_helpers().export_tiny_classifier(tmp_path_factory.mktemp("push"))
+    return test_export.export_tiny_classifier(tmp_path_factory.mktemp("push"))
 
 
 @pytest.fixture
