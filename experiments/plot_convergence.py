@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
             axis.plot(steps, values, marker="o", label=name)
             axis.set_title(label)
             axis.set_xlabel("pretraining step")
-    axes[0].set_ylabel("AUC on BUS-BRA fold-1 training-side images (monitor)")
+    axes[0].set_ylabel("monitor AUC (BUS-BRA fold-1 train side)")
     for axis in axes:
         axis.axhline(0.5, color="grey", linestyle=":", linewidth=1)
         axis.grid(alpha=0.3)

@@ -137,3 +137,25 @@ def test_unsupported_suffix(tmp_path: Path) -> None:
     path.write_text("x", encoding="utf-8")
     with pytest.raises(ClipReadError, match="unsupported"):
         read_clip(path)
+
+
+@pytest.mark.parametrize("codec", ["libx264", "mpeg4"])
+def test_fast_luma_path_equals_swscale_grey(tmp_path, codec: str) -> None:
+    import av
+
+    from usvcl_hf.video import frame_to_grey
+
+    path = tmp_path / f"clip_{codec}.mp4"
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = 50, 38, "yuv420p"  # width 50: each row is padded to the plane line size
+        for _ in range(4):
+            picture = rng.integers(0, 256, (38, 50, 3), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            np.testing.assert_array_equal(frame_to_grey(frame), frame.to_ndarray(format="gray"))
