@@ -19,11 +19,12 @@ from __future__ import annotations
 import argparse
 import csv
 import shutil
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from usvcl_hf.video import write_clip
 
 DEFAULT_BUS_BRA = Path("/work/shared/data/bus_bra")
 DEFAULT_OUT = Path(__file__).resolve().parent
@@ -96,17 +97,7 @@ def sweep_frames(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def write_mp4(path: Path, frames: np.ndarray) -> None:
     """Encode `(T, H, W)` uint8 grey frames as H.264 MP4 with PyAV."""
-    import av
-
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(CODEC, rate=Fraction(CLIP_FPS), options={"crf": CRF, "threads": "1"})
-        stream.width, stream.height, stream.pix_fmt = CLIP_SIZE, CLIP_SIZE, PIXEL_FORMAT
-        for frame in frames:
-            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="gray")
-            for packet in stream.encode(video_frame.reformat(format=PIXEL_FORMAT)):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    write_clip(path, frames, CLIP_FPS, codec=CODEC, pixel_format=PIXEL_FORMAT, options={"crf": CRF, "threads": "1"})
 
 
 def make_examples(bus_bra: Path, out: Path) -> list[Path]:

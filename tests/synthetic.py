@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from usvcl_hf.video import write_clip
+
 FRAME_COUNT = 32
 WIDTH = 64
 HEIGHT = 48
@@ -49,22 +51,9 @@ def synthetic_frames(frame_count: int = FRAME_COUNT, height: int = HEIGHT, width
 
 def write_video(path: Path, frames: np.ndarray | None = None, fps: int = FPS) -> Path:
     """Encode (T, H, W) uint8 frames with PyAV; the codec is chosen by the file suffix."""
-    import av
-
     frames = synthetic_frames() if frames is None else frames
     codec = CONTAINER_CODECS[path.suffix.lstrip(".").lower()]
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=Fraction(fps))
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = CODEC_PIXEL_FORMAT
-        stream.bit_rate = BIT_RATE
-        for frame in frames:
-            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="gray")
-            for packet in stream.encode(video_frame.reformat(format=CODEC_PIXEL_FORMAT)):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_clip(path, frames, fps, codec=codec, pixel_format=CODEC_PIXEL_FORMAT, bit_rate=BIT_RATE)
 
 
 def write_dicom(path: Path, frames: np.ndarray | None = None, *, with_pixels: bool = True) -> Path:

@@ -149,7 +149,7 @@ def test_fast_luma_path_equals_swscale_grey(tmp_path, codec: str) -> None:
     rng = np.random.default_rng(0)
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=10)
-        stream.width, stream.height, stream.pix_fmt = 50, 38, "yuv420p"  # width 50: each row is padded to the plane line size
+        stream.width, stream.height, stream.pix_fmt = 50, 38, "yuv420p"  # rows padded to the line size
         for _ in range(4):
             picture = rng.integers(0, 256, (38, 50, 3), dtype=np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ MILLISECONDS_PER_SECOND = 1000.0
 # ITU-R BT.601 luma weights, the same that Pillow's convert("L") uses.
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 RGB_CHANNELS = 3
+MAX_RATE_DENOMINATOR = 1001  # frame rates like 30000/1001
 FULL_COLOR_RANGE = 2  # AVColorRange JPEG: luma already spans 0-255
 LIMITED_LUMA_BLACK, LIMITED_LUMA_SPAN = 16, 219  # limited ("TV") range luma: 16-235
 LIMITED_TO_FULL_RANGE = np.clip(
@@ -232,6 +234,35 @@ def frame_to_grey(frame) -> np.ndarray:
     if name.startswith("yuvj") or frame.color_range == FULL_COLOR_RANGE:
         return luma.copy()
     return LIMITED_TO_FULL_RANGE[luma]
+
+
+def write_clip(
+    path: str | Path,
+    frames: np.ndarray,
+    fps: float,
+    *,
+    codec: str = "libx264",
+    pixel_format: str = "yuv420p",
+    options: dict[str, str] | None = None,
+    bit_rate: int | None = None,
+) -> Path:
+    """Encode `(T, H, W)` uint8 grey frames into a video file with PyAV (the inverse of `read_clip`)."""
+    import av
+
+    path = Path(path)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(MAX_RATE_DENOMINATOR),
+                                      options=options or {})
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pixel_format
+        if bit_rate is not None:
+            stream.bit_rate = bit_rate
+        for frame in frames:
+            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="gray")
+            for packet in stream.encode(video_frame.reformat(format=pixel_format)):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
 
 
 def _stream_fps(stream) -> float:
