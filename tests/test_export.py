@@ -164,6 +164,16 @@ def test_card_metadata_and_numbers(classifier_folder: Path) -> None:
     assert push_to_hub.check_model_card(classifier_folder, "classifier")["eval_results"] == 5
 
 
+def test_label_efficiency_plot_from_another_run(tmp_path: Path) -> None:
+    plot = tmp_path / "le.png"
+    PIL.Image.new("RGB", (8, 8)).save(plot)
+    folder = export_tiny_classifier(tmp_path, label_efficiency=plot)
+    assert (folder / "label_efficiency.png").read_bytes() == plot.read_bytes()
+    assert "(label_efficiency.png)" in (folder / "README.md").read_text()
+    with pytest.raises(export.ExportError, match="no such label-efficiency plot"):
+        export_tiny_classifier(tmp_path / "again", label_efficiency=tmp_path / "missing.png")
+
+
 def test_bfloat16_export_loads_as_float32(tmp_path: Path) -> None:
     folder = export_tiny_classifier(tmp_path, dtype="bfloat16")
     assert float_dtypes(folder / "model.safetensors") == {torch.bfloat16}

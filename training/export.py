@@ -64,6 +64,7 @@ TIMM_CHECK_SIZE = 64  # side of the input used to compare the timm file with the
 CHECK_ATOL = 1e-4  # same weights, same maths, float32 on CPU: differences come only from kernel choice
 MAX_PROBABILITY_SHIFT = 0.02  # largest change of a class probability that half precision may cause
 CLASSIFIER_FIGURES = ("roc", "reliability", "label_efficiency", "confusion")
+LABEL_EFFICIENCY_FILE = "label_efficiency.png"
 METRICS = ("auc", "sensitivity", "specificity", "accuracy")
 ECE_METRICS = ("ece_before", "ece_after")
 MODEL_INDEX_METRIC_TYPES = {"auc": "roc_auc", "sensitivity": "recall", "specificity": "specificity",
@@ -616,10 +617,13 @@ def export_classifier(
     model_dir: Path, results_path: Path, output: Path, pretrain_dir: Path | None = None,
     pretrain_data: list[str] | None = None, dtype: str = DEFAULT_EXPORT_DTYPE, max_mb: float = MAX_WEIGHTS_MB,
     license_id: str | None = None, code_url: str | None = None, repo_id: str | None = None,
+    label_efficiency: Path | None = None,
 ) -> Path:
     """Write the Hub-ready classifier folder at `output` (atomically) and return it.
 
     `repo_id` (default: the folder name) is the name the card uses in its examples and model-index.
+    `label_efficiency`: a label-efficiency plot from another run (e.g. `experiments/plot_label_efficiency.py`) to
+    show in the card when the fine-tuning run itself made none.
     """
     results = read_json(results_path)
     check_results(results, results_path)
@@ -636,6 +640,11 @@ def export_classifier(
         processor.save_pretrained(staging)
         write_check(staging, model, processor, "classifier", dtype)
         figures = copy_figures(results, results_path.parent, staging)
+        if label_efficiency is not None:
+            if not label_efficiency.is_file():
+                raise ExportError(f"{label_efficiency}: no such label-efficiency plot")
+            figures["label_efficiency"] = LABEL_EFFICIENCY_FILE
+            shutil.copyfile(label_efficiency, staging / LABEL_EFFICIENCY_FILE)
         shutil.copyfile(results_path, staging / RESULTS_COPY)
         card = classifier_card(
             results, model.config, pretrain_keys, find_pretrain_summary(pretrain_dir), figures,
@@ -701,6 +710,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-size-mb", type=float, default=MAX_WEIGHTS_MB, help="largest allowed weights file")
     parser.add_argument("--license", dest="license_id", help="override the Hub licence id chosen from the data")
     parser.add_argument("--code-url", help="classifier: link to the usvcl code, shown in the card")
+    parser.add_argument("--label-efficiency", type=Path,
+                        help="classifier: a label-efficiency plot (PNG) from another run to show in the card")
     parser.add_argument("--repo-id", help="Hub id (ORG/NAME) the card's examples use; default: the folder name")
     return parser
 
@@ -715,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ExportError("--kind classifier needs --model-dir and --results.")
             output = export_classifier(args.model_dir, args.results, args.output, args.pretrain_dir,
                                        args.pretrain_data, args.dtype, args.max_size_mb, args.license_id,
-                                       args.code_url, args.repo_id)
+                                       args.code_url, args.repo_id, args.label_efficiency)
         else:
             model_dir = args.model_dir or (args.pretrain_dir / "model" if args.pretrain_dir else None)
             if model_dir is None:
