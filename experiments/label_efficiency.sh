@@ -12,4 +12,4 @@ finetune le_random --init random --folds $FOLDS --num-labels $SIZES --label-draw
 finetune le_pretrained --init pretrained --pretrained-path "$PRETRAINED" --folds $FOLDS --num-labels $SIZES \
   --label-draws "$DRAWS" --no-final-model --no-save-fold-models
 python experiments/plot_label_efficiency.py --output docs/figures/label_efficiency.png \
-  --run "random init=$RUNS/le_random" --run "pretrained=$RUNS/le_pretrained"
+  --run "random init=$RUNS/le_random" --run "pretrained ($PRETRAINED)=$RUNS/le_pretrained"
