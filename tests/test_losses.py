@@ -24,36 +24,24 @@ def _closed_form_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return anchor, positives, negatives
 
 
-def test_hard_triplet_closed_form_mean_distance() -> None:
-    # hard positives: distances 2 and 1 -> d_pos = 1.5; hard negatives: distances 0 and 1
-    # loss = mean(1.5 - 0 + 0.5, 1.5 - 1 + 0.5) = mean(2.0, 1.0) = 1.5
+@pytest.mark.parametrize(
+    ("reduction", "expected"),
+    [
+        # hard positives at distances 2 and 1 -> d_pos = 1.5; hard negatives at distances 0 and 1
+        # loss = mean(1.5 - 0 + 0.5, 1.5 - 1 + 0.5) = mean(2.0, 1.0) = 1.5
+        ("mean_distance", 1.5),
+        # prototype = normalize((-1, 0) + (0, 1)) = (-1, 1)/sqrt(2) -> d_pos = 1 + 1/sqrt(2)
+        # loss = mean(d_pos + 0.5, d_pos - 1 + 0.5) = d_pos
+        ("mean_embedding", 1 + 1 / math.sqrt(2)),
+    ],
+)
+def test_hard_triplet_closed_form(reduction: str, expected: float) -> None:
     anchor, positives, negatives = _closed_form_batch()
     loss = hard_triplet_loss(
-        anchor,
-        positives,
-        negatives,
-        margin=0.5,
-        num_hard_positives=2,
-        num_hard_negatives=2,
-        positive_reduction="mean_distance",
+        anchor, positives, negatives, margin=0.5, num_hard_positives=2, num_hard_negatives=2,
+        positive_reduction=reduction,
     )
-    assert loss.item() == pytest.approx(1.5)
-
-
-def test_hard_triplet_closed_form_mean_embedding() -> None:
-    # prototype = normalize((-1, 0) + (0, 1)) = (-1, 1)/sqrt(2) -> d_pos = 1 + 1/sqrt(2)
-    # loss = mean(d_pos + 0.5, d_pos - 1 + 0.5) = d_pos
-    anchor, positives, negatives = _closed_form_batch()
-    loss = hard_triplet_loss(
-        anchor,
-        positives,
-        negatives,
-        margin=0.5,
-        num_hard_positives=2,
-        num_hard_negatives=2,
-        positive_reduction="mean_embedding",
-    )
-    assert loss.item() == pytest.approx(1 + 1 / math.sqrt(2))
+    assert loss.item() == pytest.approx(expected)
 
 
 def test_info_nce_closed_form() -> None:
