@@ -167,6 +167,16 @@ def test_kill_and_resume_reaches_the_same_weights(stores, pretrained, tmp_path) 
     )
 
 
+def test_wall_clock_limit_stops_early_and_still_saves_the_model(stores, tmp_path) -> None:
+    output_dir = tmp_path / "short"
+    result = run(pretrain_command(stores, output_dir, "--max-steps", "50", "--max-wall-minutes", "1e-9"))
+    assert "Stopped at step 1: --max-wall-minutes" in result.stdout + result.stderr
+    history = json.loads((output_dir / "history.json").read_text())
+    assert [record["step"] for record in history if "stopped_at_wall_minutes" in record] == [1]
+    assert max(record["step"] for record in history) == 1
+    assert (output_dir / "model/model.safetensors").exists()
+
+
 def test_finetune_two_folds_from_pretrained(stores, pretrained, tmp_path) -> None:
     from training import finetune
 
@@ -197,6 +207,8 @@ def test_finetune_two_folds_from_pretrained(stores, pretrained, tmp_path) -> Non
     assert final["init_from_imagenet"] is False
     assert (Path(results["final_model"]["path"]) / "preprocessor_config.json").exists()
     assert "| pooled |" in (output_dir / "results.md").read_text()
+    folds_done = json.loads((output_dir / "folds_done.json").read_text())
+    assert folds_done == results["folds"]
 
 
 def test_two_process_pretrain_and_finetune(stores, tmp_path) -> None:

@@ -50,6 +50,7 @@ class PretrainConfig:
     batch_size: int = 4
     num_epochs: int = 200
     max_steps: int = -1  # > 0: stop after this many optimizer steps (overrides num_epochs)
+    max_wall_minutes: float = 0.0  # > 0: stop early (model still saved) once training has run this long
     learning_rate: float = 1e-4
     min_lr: float = 1e-5
     weight_decay: float = 1e-4

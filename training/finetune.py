@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import os
 import platform
 import subprocess
 import sys
@@ -437,14 +438,14 @@ def mean_std(fold_results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def git_commit() -> str:
-    """Short commit of the working tree, or "unknown"."""
+    """Short commit of the working tree, else $USVCL_COMMIT, else "unknown"."""
     try:
         return subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
             cwd=Path(__file__).resolve().parent,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get("USVCL_COMMIT", "unknown")  # a copy without .git (e.g. a lent GPU machine)
 
 
 def machine_description() -> str:
@@ -590,6 +591,8 @@ def training_function(config: FinetuneConfig) -> dict[str, Any]:
         prediction_records.append((fold.number, fold.test, outcome.test_logits, outcome.temperature,
                                    outcome.threshold))
         accelerator.print(f"fold {fold.number}: test AUC {evaluation.format_interval(metrics['auc'])}")
+        if accelerator.is_main_process:  # kept if a later fold is interrupted
+            write_json_atomic(output_dir / "folds_done.json", fold_results)
 
     pooled_rows = np.concatenate([fold.test for fold in folds])
     pooled_logits = np.concatenate([outcome.test_logits for outcome in outcomes])  # (n_test_total, 2)

@@ -21,7 +21,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -357,6 +357,23 @@ def load_checkpoint(
     return state, best_weights
 
 
+def wall_clock_guard(accelerator: Accelerator, max_wall_minutes: float) -> Callable[[], bool]:
+    """A check "has training run `max_wall_minutes`?" that every process answers alike (the main process's clock).
+
+    With `max_wall_minutes <= 0` the check is always False and costs nothing.
+    """
+    if max_wall_minutes <= 0:
+        return lambda: False
+    deadline = time.monotonic() + 60.0 * max_wall_minutes
+
+    def out_of_time() -> bool:
+        expired = float(accelerator.is_main_process and time.monotonic() >= deadline)
+        flag = torch.tensor([expired], device=accelerator.device)
+        return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+
+    return out_of_time
+
+
 def training_function(config: PretrainConfig) -> Path:
     """Pretrain, checkpoint, select and save the model; returns the saved model folder."""
     validate_config(config)
@@ -446,7 +463,9 @@ def training_function(config: PretrainConfig) -> Path:
 
     model.train()
     window_start, window_steps, window_loss = time.perf_counter(), 0, 0.0
-    while state.global_step < total_steps and state.epoch < num_epochs:
+    out_of_time = wall_clock_guard(accelerator, config.max_wall_minutes)
+    stopped_early = False
+    while state.global_step < total_steps and state.epoch < num_epochs and not stopped_early:
         dataset.set_epoch(state.epoch)
         loader = train_loader
         if state.batch_in_epoch > 0:
@@ -487,10 +506,16 @@ def training_function(config: PretrainConfig) -> Path:
                 monitor_now()
             if state.global_step >= total_steps:
                 break
+            if out_of_time():
+                stopped_early = True
+                record({"step": state.global_step, "epoch": state.epoch,
+                        "stopped_at_wall_minutes": config.max_wall_minutes})
+                progress.write(f"Stopped at step {state.global_step}: --max-wall-minutes {config.max_wall_minutes}.")
+                break
             if state.global_step % config.checkpoint_every == 0:
                 save_checkpoint(accelerator, output_dir, state, best_weights, config.keep_checkpoints)
                 window_start = time.perf_counter()
-        if state.global_step >= total_steps and state.batch_in_epoch < batches_per_epoch:
+        if (state.global_step >= total_steps or stopped_early) and state.batch_in_epoch < batches_per_epoch:
             break
         end_epoch()
     if state.epoch_loss_count > 0:

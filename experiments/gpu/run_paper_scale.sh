@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Issue #7 at paper scale on one lent GPU, time-boxed (about 8 minutes): the main table (random init vs hard triplet
+# in both positive_reduction modes vs InfoNCE, lung clips, BUS-BRA's official 5 folds) and the convergence curves.
+# Recipe fixed in advance (experiments/configs/pretrain_gpu_lung.yaml, finetune_gpu.yaml); only the number of
+# pretraining steps and fine-tuning epochs comes from a timed step (experiments/gpu/size_run.py).
+# Phase A: three pretrainings and the random-init cross-validation share the GPU; each pretrained arm's
+# cross-validation starts when its pretraining ends. Fine-tuning has a hard deadline; folds finished by then are kept
+# (folds_done.json). Everything small (JSON, CSV, logs, figures) is packed into $OUT/gpu_runs.tar.gz.
+#
+# Prepare here (stores and wheels into the ignored .gpu_payload/, under the tool's 64 MiB limit):
+#   python experiments/gpu/pack_stores.py --stores /work/stores/covid_blues /work/stores/pocus /work/stores/bus_bra \
+#     --output .gpu_payload/stores
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .gpu_payload/wheels datasets evaluate dill \
+#     multiprocess
+# Run there:  OUT=/some/folder bash experiments/gpu/run_paper_scale.sh
+# Smoke test on a CPU (tiny backbone and shapes, fold 1 only):  SMOKE=1 OUT=/tmp/smoke bash experiments/gpu/...
+set -uo pipefail
+OUT=${OUT:-/tmp/usvcl_gpu_out}
+PAYLOAD=${PAYLOAD:-.gpu_payload}
+RUNS=${RUNS:-/tmp/usvcl_gpu_runs}
+BUDGET_S=${BUDGET_S:-360}          # pretraining + fine-tuning; set-up, sizing and packing come on top
+DEADLINE_S=${DEADLINE_S:-480}      # from the start of this script: fine-tuning still running then is stopped
+STORES=$PAYLOAD/stores
+LUNG=("$STORES/covid_blues" "$STORES/pocus")
+EXP=experiments/configs
+PY=${PY:-python3}
+START=$(date +%s)
+mkdir -p "$OUT" "$RUNS"
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_EVALUATE_OFFLINE=1 PYTHONUNBUFFERED=1
+export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+
+if [ "${SMOKE:-0}" = 1 ]; then
+  SIZE_ARGS=(--backbone resnet10t --image-size 48 --batch-size 2)
+  PRE_ARGS=(--backbone resnet10t --image-size 48 --num-positives 2 --num-negatives 6 --batch-size 2
+            --monitor-max-images 40 --num-workers 1 --mixed-precision no)
+  FT_ARGS=(--backbone resnet10t --image-size 48 --folds 1 --bootstrap-samples 50 --mixed-precision no)
+  BUDGET_S=60 DEADLINE_S=400
+else
+  SIZE_ARGS=() PRE_ARGS=() FT_ARGS=()
+fi
+
+log() { echo "[$(( $(date +%s) - START )) s] $*" | tee -a "$OUT/progress.txt"; }
+seconds_left() { echo $(( START + DEADLINE_S - $(date +%s) )); }
+
+install_wheels() {  # the GPU image lacks datasets / evaluate: carried as wheels; an older datasets if pyarrow is old
+  [ -d "$PAYLOAD/wheels" ] || return 0
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    "$PAYLOAD"/wheels/*.whl || return 1
+  export PYTHONPATH=/tmp/site:$PYTHONPATH
+  if ! $PY -c "import datasets; datasets.load_from_disk('$STORES/bus_bra')[0]" >> "$OUT/setup.log" 2>&1; then
+    log "datasets from wheels/ failed to load a store; trying wheels_fallback/"
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+      "$PAYLOAD"/wheels_fallback/*.whl || return 1
+  fi
+}
+
+record_environment() {
+  { nvidia-smi || true; $PY -c "import torch, timm, transformers, datasets, accelerate, evaluate, pyarrow, sys
+print(sys.version); print({m.__name__: m.__version__ for m in (torch, timm, transformers, datasets, accelerate,
+evaluate, pyarrow)})"; nproc; } > "$RUNS/environment.txt" 2>&1
+}
+
+pretrain_arm() {  # NAME LOSS POSITIVE_REDUCTION
+  $PY -m training.pretrain --config $EXP/pretrain_gpu_lung.yaml --store-paths "${LUNG[@]}" \
+    --monitor-store "$STORES/bus_bra" --output-dir "$RUNS/$1" --loss "$2" --positive-reduction "$3" \
+    --max-steps "$STEPS" --monitor-every "$MONITOR_EVERY" --warmup-steps $(( STEPS / 10 + 1 )) \
+    --max-wall-minutes "$PRETRAIN_GUARD_MIN" "${PRE_ARGS[@]}" > "$RUNS/$1.log" 2>&1
+}
+
+finetune_arm() {  # NAME INIT_ARGS...
+  local name=$1; shift
+  timeout "$(seconds_left)" $PY -m training.finetune --config $EXP/finetune_gpu.yaml --store-path "$STORES/bus_bra" \
+    --output-dir "$RUNS/$name" --num-epochs "$EPOCHS" --no-save-fold-models --no-final-model --num-workers 2 \
+    "$@" "${FT_ARGS[@]}" > "$RUNS/$name.log" 2>&1
+  log "$name finished (rc $?)"
+}
+
+pretrained_arm() {  # PRETRAIN_NAME FINETUNE_NAME LOSS POSITIVE_REDUCTION
+  pretrain_arm "$1" "$3" "$4"
+  log "$1 finished (rc $?)"
+  finetune_arm "$2" --init pretrained --pretrained-path "$RUNS/$1/model"
+}
+
+pack_results() {
+  tar czf "$OUT/gpu_runs.tar.gz" -C "$(dirname "$RUNS")" --exclude='*.safetensors' --exclude='*.bin' \
+    --exclude=checkpoints --exclude=tb --exclude='*.pt' --exclude='*.pkl' "$(basename "$RUNS")"
+  log "packed $(du -h "$OUT/gpu_runs.tar.gz" | cut -f1) into $OUT/gpu_runs.tar.gz"
+}
+
+install_wheels || { log "installing the wheels failed"; exit 1; }
+record_environment
+log "set up: $(head -c 300 "$RUNS/environment.txt" | tr '\n' ' ')"
+nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 > "$RUNS/gpu_usage.csv" 2>/dev/null &
+USAGE_PID=$!
+eval "$($PY experiments/gpu/size_run.py --budget-s "$BUDGET_S" --output "$RUNS/sizing.json" "${SIZE_ARGS[@]}" \
+  2> "$RUNS/sizing.log" | tail -1)"
+[ -n "${STEPS:-}" ] || { log "sizing failed: $(tail -5 "$RUNS/sizing.log")"; pack_results; exit 1; }
+PRETRAIN_GUARD_MIN=$($PY -c "print(round(0.6 * $BUDGET_S / 60, 2))")
+log "sized: STEPS=$STEPS EPOCHS=$EPOCHS MONITOR_EVERY=$MONITOR_EVERY guard ${PRETRAIN_GUARD_MIN} min"
+
+ARMS=()
+finetune_arm ft_random --init random & ARMS+=($!)
+pretrained_arm pretrain_hard_triplet ft_hard_triplet hard_triplet mean_embedding & ARMS+=($!)
+pretrained_arm pretrain_hard_triplet_mean_distance ft_hard_triplet_mean_distance hard_triplet mean_distance & ARMS+=($!)
+pretrained_arm pretrain_info_nce ft_info_nce info_nce mean_embedding & ARMS+=($!)
+wait "${ARMS[@]}"
+kill "$USAGE_PID" 2>/dev/null
+log "all arms done"
+pack_results
