@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import argparse
 import io
-import shutil
+import sys
 from pathlib import Path
 
-import datasets
 from PIL import Image
 from tqdm import tqdm
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from training.store_rewrite import rewrite_store_images
+
 DEFAULT_QUALITY = 80
 DEFAULT_MAX_SIDE = 224
-COPIED_REPORTS = ("summary.json", "skipped.json")
 
 
 def jpeg_bytes(image: Image.Image, quality: int, max_side: int) -> bytes:
@@ -38,24 +39,6 @@ def jpeg_bytes(image: Image.Image, quality: int, max_side: int) -> bytes:
     return buffer.getvalue()
 
 
-def pack_store(source: Path, target: Path, quality: int, max_side: int) -> int:
-    """Write `source` again as `target` with JPEG images; returns the size in bytes of the new store."""
-    store = datasets.load_from_disk(str(source))
-    encoded = [
-        {"bytes": jpeg_bytes(image, quality, max_side), "path": None}
-        for image in tqdm(store["image"], desc=source.name, unit="image")
-    ]
-    packed = store.remove_columns("image").add_column("image", encoded, feature=datasets.Image())
-    packed = packed.select_columns(store.column_names)  # same column order as the source
-    if target.exists():
-        shutil.rmtree(target)
-    packed.save_to_disk(str(target))
-    for report in COPIED_REPORTS:
-        if (source / report).exists():
-            shutil.copy2(source / report, target / report)
-    return sum(path.stat().st_size for path in target.rglob("*") if path.is_file())
-
-
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -66,7 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     total = 0
     for source in args.stores:
-        size = pack_store(source, args.output / source.name, args.quality, args.max_side)
+        size = rewrite_store_images(source, args.output / source.name,
+                                    lambda image: jpeg_bytes(image, args.quality, args.max_side),
+                                    progress=lambda images, name=source.name: tqdm(images, desc=name, unit="image"))
         total += size
         print(f"{source} -> {args.output / source.name}: {size / 2**20:.1f} MiB")
     print(f"Packed {len(args.stores)} stores ({total / 2**20:.1f} MiB) into {args.output}.")

@@ -1,0 +1,49 @@
+"""The lent-GPU helpers: store packing for the transfer and run sizing from a timed step (run here on the CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+
+from tests.test_training import make_labeled_store
+
+REPO = Path(__file__).resolve().parents[1]
+MAX_SIDE = 32
+
+
+def test_pack_stores_keeps_rows_and_writes_small_jpegs(tmp_path) -> None:
+    source = tmp_path / "labeled"
+    make_labeled_store(n_patients=4, size=48).save_to_disk(str(source))
+    result = subprocess.run([sys.executable, "experiments/gpu/pack_stores.py", "--stores", str(source), "--output",
+                             str(tmp_path / "packed"), "--max-side", str(MAX_SIDE)],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"into {tmp_path / 'packed'}" in result.stdout
+    original, packed = datasets.load_from_disk(str(source)), datasets.load_from_disk(str(tmp_path / "packed/labeled"))
+    assert packed.column_names == original.column_names and packed["image_id"] == original["image_id"]
+    image = packed[0]["image"]
+    assert image.format == "JPEG" and min(image.size) == MAX_SIDE and image.mode == "L"
+    assert (tmp_path / "packed/labeled/summary.json").exists() == (source / "summary.json").exists()
+
+
+def test_size_run_prints_bounded_steps_and_epochs(tmp_path) -> None:
+    from experiments.gpu import size_run
+
+    output = tmp_path / "sizing.json"
+    result = subprocess.run([sys.executable, "experiments/gpu/size_run.py", "--budget-s", "60", "--backbone",
+                             "resnet10t", "--image-size", "32", "--batch-size", "2", "--output", str(output)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assignments = dict(item.split("=") for item in result.stdout.strip().splitlines()[-1].split())
+    sizing = json.loads(output.read_text())
+    assert int(assignments["STEPS"]) == sizing["steps"] and int(assignments["EPOCHS"]) == sizing["epochs"]
+    assert size_run.STEP_LIMITS[0] <= sizing["steps"] <= size_run.STEP_LIMITS[1]
+    assert size_run.EPOCH_LIMITS[0] <= sizing["epochs"] <= size_run.EPOCH_LIMITS[1]
+    assert sizing["pretrain_step_s"] > 0 and sizing["finetune_step_s"] > 0
+    assert sizing["pretrain_images_per_step"] == 2 * (1 + 16) + 111
