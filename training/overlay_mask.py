@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from training.store_rewrite import rewrite_store_images
 
-STROKE_MIN_LEVEL = 215
-STROKE_MIN_CONTRAST = 90
+STROKE_MIN_LEVEL = 170
+STROKE_MIN_CONTRAST = 100
 BACKGROUND_WINDOW = 15
 GROW_WINDOW = 5
 EXAMPLE_COUNT = 4
