@@ -235,11 +235,13 @@ def run_analysis(
     table, x_column = frame_table(prediction)
     total_s = time.perf_counter() - started
     caption = frame_caption(prediction)
+    # Property updates (gr.update), not new components: gr.Image(value=...) would encode its image to PNG here,
+    # and Gradio encodes the returned value again when it sends the update; the page gets the same update.
     return (
         prediction.probabilities,
-        gr.LinePlot(value=table, x=x_column, x_title=x_column),
-        gr.Image(value=suspicious, label=f"Most suspicious: {caption}"),
-        gr.Image(value=overlay, label=f"Grad-CAM ({SALIENCY_CLASS}): {caption}"),
+        gr.update(value=table, x=x_column, x_title=x_column),
+        gr.update(value=suspicious, label=f"Most suspicious: {caption}"),
+        gr.update(value=overlay, label=f"Grad-CAM ({SALIENCY_CLASS}): {caption}"),
         summary_markdown(prediction, model_name, total_s),
         None,  # clear the upload box: the files were deleted
     )

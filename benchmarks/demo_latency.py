@@ -4,7 +4,8 @@ Makes a synthetic clip on the fly (default 10 s at 25 fps, 320 x 240, H.264), th
 kept frames (app defaults: stride 5, crop on, the model's aggregation):
 - demo end-to-end: `app.run_analysis`, exactly what the demo's button runs (decoding, imaging-region crop,
   preprocessing, batched inference, aggregation, Grad-CAM of the most suspicious frame, output formatting);
-- bare forward: `model(pixel_values)` on the already preprocessed frames, batches of 16, under inference_mode.
+- bare forward: `model(pixel_values)` on the already preprocessed frames, batches of 16, under inference_mode;
+- a breakdown: decoding + crop, preprocessing, `predict_clip`, Grad-CAM.
 After one warm-up of everything, `--repeats` rounds each time all measurements back to back (interleaved, so
 load from other processes hits them alike). The report gives the minimum (least disturbed) and the median per
 measurement; the headline ratio is min(demo) / min(bare), with the median of the per-round ratios beside it.

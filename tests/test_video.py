@@ -10,7 +10,7 @@ import pytest
 from pydicom import examples
 
 from tests import synthetic
-from usvcl_hf.video import ClipReadError, detect_imaging_region, read_clip
+from usvcl_hf.video import ClipReadError, decoder_thread_count, detect_imaging_region, read_clip
 
 CONTAINERS = ("mp4", "avi", "mov", "mkv", "webm")
 STRIDE = 5
@@ -159,3 +159,15 @@ def test_fast_luma_path_equals_swscale_grey(tmp_path, codec: str) -> None:
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
             np.testing.assert_array_equal(frame_to_grey(frame), frame.to_ndarray(format="gray"))
+
+
+@pytest.mark.parametrize("suffix", ["mp4", "avi", "webm"])
+def test_decoded_frames_do_not_depend_on_the_decoder_thread_count(clip_folder, suffix, monkeypatch) -> None:
+    import usvcl_hf.video as video
+
+    assert 1 <= decoder_thread_count() <= video.MAX_DECODER_THREADS
+    path = clip_folder / f"clip.{suffix}"
+    reference = read_clip(path, frame_stride=1).frames
+    for threads in (1, 3):
+        monkeypatch.setattr(video, "decoder_thread_count", lambda threads=threads: threads)
+        np.testing.assert_array_equal(read_clip(path, frame_stride=1).frames, reference)

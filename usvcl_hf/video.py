@@ -13,6 +13,7 @@ This module may use PyAV and pydicom, so the Hub model files never import it.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -55,6 +56,11 @@ DICOM_TIMING_TAGS = ("FrameTime", "CineRate", "RecommendedDisplayFrameRate")
 DICOM_READ_TAGS = (*DICOM_TIMING_TAGS, "NumberOfFrames", "Rows", "Columns", "PhotometricInterpretation")
 DICOM_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 DICOM_DEFER_SIZE = "1 KB"
+# Video decoding threads: one per CPU this process may use, at most this many. FFmpeg's automatic choice (thread_count
+# 0) is one more than the CPUs, which on a 2-core machine decoded the 320x240 H.264 clip of benchmarks/demo_latency.py
+# ~15 % slower than 2 threads (docs/benchmarks.md, "Demo latency"); FFmpeg's decoders give the same frames with any
+# thread count (tests/test_video.py checks H.264, MPEG-4 and VP9).
+MAX_DECODER_THREADS = 16
 
 
 @dataclass
@@ -180,6 +186,7 @@ def _read_container(
                 raise ClipReadError(path, "container has no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = decoder_thread_count()
             _check_size(path, stream.codec_context.height, stream.codec_context.width, max_pixels)
             fps = _stream_fps(stream)
             kept, indices = _decode_kept(path, container.decode(stream), frame_stride, max_frames,
@@ -191,6 +198,15 @@ def _read_container(
     if not kept:
         return np.zeros((0, 0, 0), np.uint8), np.zeros(0, np.int64), fps
     return np.stack(kept), np.asarray(indices, dtype=np.int64), fps  # (T, H, W)
+
+
+def decoder_thread_count() -> int:
+    """Threads for decoding a video: the CPUs this process may use, between 1 and MAX_DECODER_THREADS."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_DECODER_THREADS))
 
 
 def _decode_kept(
