@@ -12,9 +12,10 @@ measurement; the headline ratio is min(demo) / min(bare), with the median of the
 Prints a Markdown table with the ratio (target <= 1.3) and a breakdown.
 
 Usage:
-    python benchmarks/demo_latency.py [--model DIR_OR_HUB_ID | --backbone resnet18] [--image-size 224]
+    python benchmarks/demo_latency.py [--model DIR_OR_HUB_ID | --random-model --backbone resnet18] [--image-size 224]
                                       [--seconds 10] [--fps 25] [--stride 5] [--repeats 3]
-Without --model, uses the default demo model when it exists, else a random `--backbone` classifier.
+Without --model, uses the default demo model when it exists (unless --random-model), else a random `--backbone`
+classifier.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ def bare_forward(model, pixel_values: torch.Tensor, batch_size: int = DEFAULT_BA
 
 def get_model(args: argparse.Namespace) -> tuple[object, object, str]:
     """(model, processor, description) from --model, the default demo model, or a random --backbone."""
-    name = args.model or (app.DEFAULT_MODEL if (ROOT / app.DEFAULT_MODEL).is_dir() else None)
+    default = app.DEFAULT_MODEL if (ROOT / app.DEFAULT_MODEL).is_dir() and not args.random_model else None
+    name = args.model or default
     if name is not None:
         model, processor = load_model(ROOT / name if (ROOT / name).is_dir() else name)
         return model, processor, f"{name} ({model.config.backbone}, {model.config.image_size} px)"
@@ -122,6 +124,7 @@ def parse_args() -> argparse.Namespace:
     """Command line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="model folder or Hub id (default: the demo's default model if present)")
+    parser.add_argument("--random-model", action="store_true", help="a random --backbone classifier, not the default")
     parser.add_argument("--backbone", default="resnet18", help="random classifier's timm backbone without a model")
     parser.add_argument("--image-size", type=int, default=224, help="random classifier's input size")
     parser.add_argument("--seconds", type=float, default=10.0, help="clip length")
