@@ -57,9 +57,9 @@ DICOM_READ_TAGS = (*DICOM_TIMING_TAGS, "NumberOfFrames", "Rows", "Columns", "Pho
 DICOM_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 DICOM_DEFER_SIZE = "1 KB"
 # Video decoding threads: one per CPU this process may use, at most this many. FFmpeg's automatic choice (thread_count
-# 0) is one more than the CPUs, which on a 2-core machine decoded the 320x240 H.264 clip of benchmarks/demo_latency.py
-# ~15 % slower than 2 threads (docs/benchmarks.md, "Demo latency"); FFmpeg's decoders give the same frames with any
-# thread count (tests/test_video.py checks H.264, MPEG-4 and VP9).
+# 0) is one more than the CPUs, slower on the 2-core machine (docs/benchmarks.md, "Demo latency": decode + crop
+# 0.202 -> 0.188 s); FFmpeg's decoders give the same frames with any thread count (tests/test_video.py checks H.264,
+# MPEG-4 and VP9).
 MAX_DECODER_THREADS = 16
 
 
