@@ -256,3 +256,12 @@ def test_bundled_default_model() -> None:
     assert report["dtype"] == "torch.float32" and report["max_abs_diff_logits"] <= export.CHECK_ATOL
     card = push_to_hub.check_model_card(BUNDLED_MODEL, "classifier")
     assert card["library_name"] == "transformers" and card["eval_results"] >= 1
+
+
+def test_bundled_remote_code_is_the_package_code() -> None:
+    """The Hub folder carries its own copy of the remote code; it must not drift from usvcl_hf."""
+    package = Path(usvcl_hf.__file__).parent
+    copies = sorted(path.name for path in BUNDLED_MODEL.glob("*.py"))
+    assert copies, "the bundled model has no remote code"
+    for name in copies:
+        assert (BUNDLED_MODEL / name).read_text() == (package / name).read_text(), name

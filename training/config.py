@@ -16,6 +16,9 @@ from typing import Any, TypeVar
 
 import yaml
 
+import usvcl_hf
+
+MODEL = usvcl_hf.UsvclConfig  # the model's defaults, so the training configs cannot drift from them
 ConfigT = TypeVar("ConfigT")
 NONE_STRINGS = ("none", "null")
 
@@ -27,22 +30,22 @@ class PretrainConfig:
     store_paths: list[str] = dataclasses.field(default_factory=list)  # frame stores, concatenated
     output_dir: str = "runs/pretrain"
     # model
-    backbone: str = "densenet121"
-    image_size: int = 224
-    in_chans: int = 1
-    embedding_dim: int = 128
-    projection_hidden_dim: int = 512
-    init_from_imagenet: bool = False
+    backbone: str = MODEL.backbone
+    image_size: int = MODEL.image_size
+    in_chans: int = MODEL.in_chans
+    embedding_dim: int = MODEL.embedding_dim
+    projection_hidden_dim: int = MODEL.projection_hidden_dim
+    init_from_imagenet: bool = MODEL.init_from_imagenet
     # loss
-    loss: str = "hard_triplet"  # "hard_triplet" | "info_nce"
-    margin: float = 0.5
-    num_hard_positives: int = 3
-    num_hard_negatives: int = 12
-    positive_reduction: str = "mean_embedding"
-    temperature: float = 0.1
+    loss: str = MODEL.loss  # "hard_triplet" | "info_nce"
+    margin: float = MODEL.margin
+    num_hard_positives: int = MODEL.num_hard_positives
+    num_hard_negatives: int = MODEL.num_hard_negatives
+    positive_reduction: str = MODEL.positive_reduction
+    temperature: float = MODEL.temperature
     # sampling
-    num_positives: int = 16
-    num_negatives: int = 111
+    num_positives: int = MODEL.num_positives
+    num_negatives: int = MODEL.num_negatives
     shared_negatives: bool = False  # one pool of num_negatives per batch instead of per anchor
     exclude_test_of: str | None = None  # e.g. "split_1": drop that fold's test rows from stores that have the column
     augment: bool = True
@@ -81,12 +84,12 @@ class FinetuneConfig:
     output_dir: str = "runs/finetune"
     init: str = "pretrained"  # "pretrained" | "random" | "imagenet"
     pretrained_path: str | None = None  # usvcl folder or Hub id (init == "pretrained")
-    backbone: str = "densenet121"  # used by init "random" / "imagenet"
+    backbone: str = MODEL.backbone  # used by init "random" / "imagenet"
     image_size: int = 0  # 0 = the pretrained model's size (224 for random / imagenet)
-    in_chans: int = 1
-    trainable_layers: int = -1
-    classifier_hidden_dim: int = 256
-    classifier_dropout: float = 0.2
+    in_chans: int = MODEL.in_chans
+    trainable_layers: int = MODEL.trainable_layers
+    classifier_hidden_dim: int = MODEL.classifier_hidden_dim
+    classifier_dropout: float = MODEL.classifier_dropout
     augment: bool = True
     class_weighted_loss: bool = True
     # cross-validation

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     config = PretrainConfig(backbone=args.backbone, image_size=args.image_size, batch_size=args.batch_size,
-                            num_positives=16, num_negatives=111, shared_negatives=True)
+                            shared_negatives=True)  # P and N: the paper's, the config defaults
     pretrain_s = seconds_per_step(pretrain_step(config, device), device)
     finetune_s = seconds_per_step(finetune_step(config, device), device)
     steps = clip(args.pretrain_share * args.budget_s / (args.pretrain_arms * pretrain_s), STEP_LIMITS)
