@@ -227,3 +227,12 @@ def test_two_process_pretrain_and_finetune(stores, tmp_path) -> None:
     results = json.loads((finetune_dir / "results.json").read_text())
     assert [fold["fold"] for fold in results["folds"]] == [1]
     assert results["folds"][0]["n_test"] == len(list(csv.DictReader((finetune_dir / "predictions.csv").open())))
+
+
+def test_usvcl_commit_names_the_code_where_git_cannot(monkeypatch) -> None:
+    from training.finetune import git_commit
+
+    monkeypatch.setenv("USVCL_COMMIT", "d550fa3")
+    assert git_commit() == "d550fa3"
+    monkeypatch.delenv("USVCL_COMMIT")
+    assert git_commit() not in ("", "d550fa3")

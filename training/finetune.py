@@ -438,14 +438,17 @@ def mean_std(fold_results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def git_commit() -> str:
-    """Short commit of the working tree, else $USVCL_COMMIT, else "unknown"."""
+    """$USVCL_COMMIT when set (a copy whose .git is missing or stale, e.g. on a lent GPU machine), else the short
+    commit of the working tree, else "unknown"."""
+    if os.environ.get("USVCL_COMMIT"):
+        return os.environ["USVCL_COMMIT"]
     try:
         return subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
             cwd=Path(__file__).resolve().parent,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("USVCL_COMMIT", "unknown")  # a copy without .git (e.g. a lent GPU machine)
+        return "unknown"
 
 
 def machine_description() -> str:
