@@ -306,6 +306,8 @@ def train_model(
     set_seed(seed)
     weights = class_weights(data.labels[train_rows]) if config.class_weighted_loss else None
     model = build_classifier(config, processor.image_size, weights)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     train_set = SquareDataset(data, train_rows, processor, config.augment, seed)
     train_loader = make_loader(train_set, config.batch_size, seed, config.num_workers)
     val_loader = None
@@ -348,7 +350,7 @@ def train_model(
             if best_weights is None or (np.isfinite(auc) and auc > best_auc):
                 best_auc, best_epoch = auc, epoch
                 best_weights = cpu_state_dict(accelerator.unwrap_model(model))
-    unwrapped = accelerator.unwrap_model(model)
+    unwrapped = accelerator.unwrap_model(model).to(memory_format=torch.contiguous_format)
     if best_weights is not None:
         unwrapped.load_state_dict(best_weights)
     unwrapped.eval()
