@@ -13,7 +13,7 @@ Prints a Markdown table with the ratio (target <= 1.3) and a breakdown.
 
 Usage:
     python benchmarks/demo_latency.py [--model DIR_OR_HUB_ID | --random-model --backbone resnet18] [--image-size 224]
-                                      [--seconds 10] [--fps 25] [--stride 5] [--repeats 3]
+                                      [--seconds 10] [--fps 25 | --clip PATH] [--stride 5] [--repeats 3]
 Without --model, uses the default demo model when it exists (unless --random-model), else a random `--backbone`
 classifier.
 """
@@ -127,8 +127,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--random-model", action="store_true", help="a random --backbone classifier, not the default")
     parser.add_argument("--backbone", default="resnet18", help="random classifier's timm backbone without a model")
     parser.add_argument("--image-size", type=int, default=224, help="random classifier's input size")
-    parser.add_argument("--seconds", type=float, default=10.0, help="clip length")
-    parser.add_argument("--fps", type=int, default=25, help="clip frame rate")
+    parser.add_argument("--clip", type=Path, help="a real clip to time instead of the synthetic sweep")
+    parser.add_argument("--seconds", type=float, default=10.0, help="synthetic clip length")
+    parser.add_argument("--fps", type=int, default=25, help="synthetic clip frame rate")
     parser.add_argument("--stride", type=int, default=app.DEFAULT_FRAME_STRIDE, help="frame stride (app default)")
     parser.add_argument("--repeats", type=int, default=5, help="timed interleaved rounds")
     return parser.parse_args()
@@ -141,7 +142,7 @@ def main() -> None:
     model, processor, description = get_model(args)
     aggregation = model.config.clip_aggregation
     with tempfile.TemporaryDirectory() as folder:
-        clip = synthetic_sweep(Path(folder) / "sweep.mp4", args.seconds, args.fps)
+        clip = args.clip or synthetic_sweep(Path(folder) / "sweep.mp4", args.seconds, args.fps)
         decoded = read_source(clip, frame_stride=args.stride, crop=True, max_frames=app.MAX_FRAMES)
         pixel_values = processor(decoded.frames, return_tensors="pt")["pixel_values"]
 
@@ -174,6 +175,20 @@ def main() -> None:
     report(args, description, aggregation, len(decoded.frames), times, time.perf_counter() - run_started)
 
 
+def describe_clip(args: argparse.Namespace) -> str:
+    """What the timed clip was: the --clip file (codec, size, frames) or the synthetic sweep."""
+    if args.clip is None:
+        return f"synthetic {args.seconds:g} s at {args.fps} fps, {CLIP_WIDTH}x{CLIP_HEIGHT} H.264"
+    import av
+
+    with av.open(str(args.clip)) as container:
+        stream = container.streams.video[0]
+        width, height, codec = stream.codec_context.width, stream.codec_context.height, stream.codec_context.name
+        frames = sum(1 for _ in container.decode(stream))
+        fps = float(stream.average_rate or 0)
+    return f"{args.clip.name}, {frames} frames at {fps:.0f} fps ({frames / fps:.1f} s), {width}x{height} {codec}"
+
+
 def load_average() -> str:
     """The 1-minute load average (other processes on the machine), or '?'."""
     try:
@@ -191,7 +206,7 @@ def report(args: argparse.Namespace, description: str, aggregation: str, frames:
     command = ("python benchmarks/demo_latency.py " + " ".join(sys.argv[1:])).strip()
     print(f"Command: `{command}`; commit {git_commit()}; machine: 2-core CPU, no GPU (torch threads "
           f"{torch.get_num_threads()}, load average {load_average()} at the end); model: {description}.")
-    print(f"Clip: synthetic {args.seconds:g} s at {args.fps} fps, {CLIP_WIDTH}x{CLIP_HEIGHT} H.264; stride "
+    print(f"Clip: {describe_clip(args)}; stride "
           f"{args.stride} -> {frames} frames; aggregation {aggregation}; {args.repeats} interleaved rounds after a "
           "warm-up.\n")
     print("| measurement | min (s) | median (s) | min per kept frame (ms) | min vs bare forward |")

@@ -211,6 +211,28 @@ def test_finetune_two_folds_from_pretrained(stores, pretrained, tmp_path) -> Non
     assert folds_done == results["folds"]
 
 
+def test_finetune_bf16_channels_last_saves_a_standard_model(stores, tmp_path) -> None:
+    import torch
+
+    import usvcl_hf
+    from training import finetune
+
+    output_dir = tmp_path / "bf16_cl"
+    finetune.main(["--config", str(FINETUNE_CONFIG), "--store-path", str(stores["labeled"]), "--output-dir",
+                   str(output_dir), "--init", "random", "--backbone", "resnet18", "--image-size", "32", "--folds", "1",
+                   "--mixed-precision", "bf16", "--channels-last"])
+    results = json.loads((output_dir / "results.json").read_text())
+    assert results["config"]["channels_last"] is True and results["config"]["mixed_precision"] == "bf16"
+    assert np.isfinite(results["folds"][0]["metrics"]["auc"]["value"])
+    final_dir = Path(results["final_model"]["path"])
+    for name, tensor in load_file(str(final_dir / "model.safetensors")).items():
+        assert tensor.dtype in (torch.float32, torch.int64), name  # weights stay float32 under bf16 autocast
+        assert tensor.is_contiguous(), name
+    model = usvcl_hf.UsvclForImageClassification.from_pretrained(final_dir).eval()
+    logits = model(pixel_values=torch.zeros(2, 1, model.config.image_size, model.config.image_size)).logits
+    assert logits.shape == (2, 2) and bool(logits.isfinite().all())
+
+
 def test_two_process_pretrain_and_finetune(stores, tmp_path) -> None:
     # `accelerate launch --cpu --num_processes 2` starts ONE process unless mpirun is set up; torchrun's launcher
     # (--multi_gpu) with ACCELERATE_USE_CPU=1 gives a real 2-process gloo run on a CPU-only machine.
