@@ -210,6 +210,12 @@ def test_unknown_pretraining_data_is_an_error(tmp_path: Path) -> None:
     assert export.infer_pretrain_dir({**results, "init": "imagenet"}) is None
 
 
+def test_the_monitor_store_is_not_pretraining_data(tmp_path: Path) -> None:
+    summary = {"store_paths": ["/s/covid_blues", "/s/pocus"], "monitor_store": "/s/bus_bra"}
+    (tmp_path / "pretrain_config.json").write_text(json.dumps(summary))
+    assert export.resolve_pretrain_data(None, tmp_path, "runs/pretrain/model") == ["covid_blues", "pocus"]
+
+
 def test_bad_results_are_reported(tmp_path: Path) -> None:
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"folds": []}))

@@ -215,12 +215,11 @@ def test_finetune_bf16_channels_last_saves_a_standard_model(stores, tmp_path) ->
     import torch
 
     import usvcl_hf
-    from training import finetune
 
-    output_dir = tmp_path / "bf16_cl"
-    finetune.main(["--config", str(FINETUNE_CONFIG), "--store-path", str(stores["labeled"]), "--output-dir",
-                   str(output_dir), "--init", "random", "--backbone", "resnet18", "--image-size", "32", "--folds", "1",
-                   "--mixed-precision", "bf16", "--channels-last"])
+    output_dir = tmp_path / "bf16_cl"  # own process: Accelerate's precision is fixed once per process
+    run([sys.executable, "-m", "training.finetune", "--config", str(FINETUNE_CONFIG), "--store-path",
+         str(stores["labeled"]), "--output-dir", str(output_dir), "--init", "random", "--backbone", "resnet18",
+         "--image-size", "32", "--folds", "1", "--mixed-precision", "bf16", "--channels-last"])
     results = json.loads((output_dir / "results.json").read_text())
     assert results["config"]["channels_last"] is True and results["config"]["mixed_precision"] == "bf16"
     assert np.isfinite(results["folds"][0]["metrics"]["auc"]["value"])

@@ -219,7 +219,9 @@ def resolve_pretrain_data(
             raise ExportError(f"--pretrain-data: unknown data sets {unknown}; known: {sorted(DATASETS)}.")
         return [key for key in DATASETS if key in explicit]
     if pretrain_dir is not None:
-        found = detect_datasets(json.dumps(find_pretrain_summary(pretrain_dir)))
+        summary = find_pretrain_summary(pretrain_dir)
+        trained_on = summary.get("store_paths", summary)  # the monitor store is only evaluated, never trained on
+        found = detect_datasets(json.dumps(trained_on))
         if found:
             return found
         raise ExportError(
