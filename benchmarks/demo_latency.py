@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -38,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import app  # noqa: E402
+from benchmarks.timing import timed_rounds  # noqa: E402
 from usvcl_hf import UsvclConfig, UsvclForImageClassification, UsvclImageProcessor  # noqa: E402
 from usvcl_hf.clip_prediction import DEFAULT_BATCH_SIZE, load_model, predict_clip, read_source  # noqa: E402
 from usvcl_hf.saliency import gradcam_heatmap  # noqa: E402
@@ -74,19 +74,6 @@ def synthetic_sweep(path: Path, seconds: float, fps: int) -> Path:
         for packet in stream.encode():
             container.mux(packet)
     return path
-
-
-def timed_rounds(measurements: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Wall times per measurement: one warm-up call each, then `repeats` interleaved rounds."""
-    for function in measurements.values():
-        function()
-    times: dict[str, list[float]] = {name: [] for name in measurements}
-    for _ in range(repeats):
-        for name, function in measurements.items():
-            started = time.perf_counter()
-            function()
-            times[name].append(time.perf_counter() - started)
-    return times
 
 
 def bare_forward(model, pixel_values: torch.Tensor, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
@@ -184,7 +171,7 @@ def describe_clip(args: argparse.Namespace) -> str:
     with av.open(str(args.clip)) as container:
         stream = container.streams.video[0]
         width, height, codec = stream.codec_context.width, stream.codec_context.height, stream.codec_context.name
-        frames = sum(1 for _ in container.decode(stream))
+        frames = stream.frames or sum(1 for _ in container.decode(stream))  # the header's count when it has one
         fps = float(stream.average_rate or 0)
     return f"{args.clip.name}, {frames} frames at {fps:.0f} fps ({frames / fps:.1f} s), {width}x{height} {codec}"
 

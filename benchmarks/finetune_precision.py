@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.timing import timed_rounds
 from usvcl_hf import UsvclConfig, UsvclForImageClassification
 
 SEED = 0
@@ -62,26 +66,14 @@ def build_step(args: argparse.Namespace, bf16: bool, channels_last: bool):
     return step
 
 
-def fastest_rounds(steps: dict, steps_per_round: int, rounds: int) -> dict[str, float]:
-    """Seconds per step: one warm-up step each, then interleaved rounds; the fastest round per setting."""
-    for step in steps.values():
-        step()
-    best = {name: float("inf") for name in steps}
-    for _ in range(rounds):
-        for name, step in steps.items():
-            started = time.perf_counter()
-            for _ in range(steps_per_round):
-                step()
-            best[name] = min(best[name], (time.perf_counter() - started) / steps_per_round)
-    return best
-
-
 def main() -> None:
     """Time every setting and print the table."""
     args = parse_args()
     started = time.perf_counter()
     steps = {name: build_step(args, *flags) for name, flags in SETTINGS.items()}
-    seconds = fastest_rounds(steps, args.steps, args.rounds)
+    times = timed_rounds({name: lambda step=step: [step() for _ in range(args.steps)] for name, step in steps.items()},
+                         args.rounds)
+    seconds = {name: min(rounds) / args.steps for name, rounds in times.items()}  # fastest round, per step
     reference = seconds["float32, NCHW"]
     print(f"{args.backbone} at {args.image_size} px, batch {args.batch_size}, {args.steps} steps x {args.rounds} "
           f"rounds; torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or 'cpu'}")
