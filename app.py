@@ -4,7 +4,7 @@ Run:
     python app.py [--model DIR_OR_HUB_ID] [--port 7860] [--host 127.0.0.1] [--share]
 
 Environment (for Hugging Face Spaces and containers; command-line options win):
-    USVCL_MODEL          model folder or Hub id (default models/usvcl-resnet10t-busbra)
+    USVCL_MODEL          model folder or Hub id (default models/usvcl-densenet121-busbra)
     GRADIO_SERVER_NAME   host to bind
     GRADIO_SERVER_PORT   port
 
@@ -33,7 +33,7 @@ from usvcl_hf.saliency import gradcam_heatmap, overlay_heatmap
 from usvcl_hf.video import ClipReadError
 
 LOGGER = logging.getLogger("usvcl.app")
-DEFAULT_MODEL = "models/usvcl-resnet10t-busbra"
+DEFAULT_MODEL = "models/usvcl-densenet121-busbra"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 APP_DIR = Path(__file__).resolve().parent

@@ -18,7 +18,7 @@ that the bundled model still gives them. The folder is written next to `--output
 never edited by hand.
 
     python -m training.export --kind classifier --model-dir RUN/final_model --results RUN/results.json \
-        --pretrain-dir PRETRAIN_RUN --output models/usvcl-resnet10t-busbra
+        --pretrain-dir PRETRAIN_RUN --output models/usvcl-densenet121-busbra
     python -m training.export --kind backbone --pretrain-dir PRETRAIN_RUN --output models/usvcl-resnet10t-backbone
 """
 
@@ -706,7 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrain-data", nargs="+", choices=sorted(DATASETS),
                         help="data sets contrastive pretraining used (overrides what --pretrain-dir says)")
     parser.add_argument("--output", type=Path, required=True,
-                        help="folder to write, e.g. models/usvcl-resnet10t-busbra")
+                        help="folder to write, e.g. models/usvcl-densenet121-busbra")
     parser.add_argument("--dtype", choices=sorted(EXPORT_DTYPES), default=DEFAULT_EXPORT_DTYPE,
                         help="precision of the stored weights (they load as float32)")
     parser.add_argument("--max-size-mb", type=float, default=MAX_WEIGHTS_MB, help="largest allowed weights file")

@@ -3,7 +3,7 @@
 `predict_clip` is what the demo (`app.py`), scripts and notebooks call, so they all give the same answer:
 
     from usvcl_hf.clip_prediction import load_model, predict_clip
-    model, processor = load_model("models/usvcl-resnet10t-busbra")
+    model, processor = load_model("models/usvcl-densenet121-busbra")
     result = predict_clip(model, processor, "sweep.mp4")
     result.label, result.probabilities, result.frame_probabilities
 

@@ -1,0 +1,40 @@
+# Shared set-up for the time-boxed GPU scripts (sourced, not run): environment, logging, deadline, carried wheels,
+# environment record and packing. The sourcing script sets OUT, RUNS, PAYLOAD, STORES, PY and DEADLINE_S first.
+START=$(date +%s)
+mkdir -p "$OUT" "$RUNS"
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_EVALUATE_OFFLINE=1 PYTHONUNBUFFERED=1
+export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+
+log() { echo "[$(( $(date +%s) - START )) s] $*" | tee -a "$OUT/progress.txt"; }
+seconds_left() { local left=$(( START + DEADLINE_S - $(date +%s) )); echo $(( left > 1 ? left : 1 )); }
+
+install_wheels() {  # the GPU image lacks datasets / evaluate: carried as wheels; an older datasets if pyarrow is old
+  [ -d "$PAYLOAD/wheels" ] && [ "${SMOKE:-0}" != 1 ] || return 0
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    "$PAYLOAD"/wheels/*.whl || return 1
+  export PYTHONPATH=/tmp/site:$PYTHONPATH
+  if ! $PY -c "import datasets; datasets.load_from_disk('$STORES/bus_bra')[0]" >> "$OUT/setup.log" 2>&1; then
+    log "datasets from wheels/ failed to load a store; trying wheels_fallback/"
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+      "$PAYLOAD"/wheels_fallback/*.whl || return 1
+  fi
+}
+
+record_environment() {
+  { nvidia-smi || true; $PY -c "import torch, timm, transformers, datasets, accelerate, evaluate, pyarrow, sys
+print(sys.version); print({m.__name__: m.__version__ for m in (torch, timm, transformers, datasets, accelerate,
+evaluate, pyarrow)})"; nproc; } > "$RUNS/environment.txt" 2>&1
+}
+
+start_gpu_usage_log() {  # GPU use every 5 s into $RUNS/gpu_usage.csv; sets USAGE_PID
+  nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 > "$RUNS/gpu_usage.csv" \
+    2>/dev/null &
+  USAGE_PID=$!
+}
+
+pack_results() {  # everything small (JSON, CSV, logs, figures) into $OUT/gpu_runs.tar.gz
+  tar czf "$OUT/gpu_runs.tar.gz" -C "$(dirname "$RUNS")" --exclude='*.safetensors' --exclude='*.bin' \
+    --exclude=checkpoints --exclude=tb --exclude='*.pt' --exclude='*.pkl' "$(basename "$RUNS")"
+  log "packed $(du -h "$OUT/gpu_runs.tar.gz" | cut -f1) into $OUT/gpu_runs.tar.gz"
+}
