@@ -40,7 +40,8 @@ def fake_results() -> dict:
     pooled = {"auc": metric(0.871), "sensitivity": metric(0.802), "specificity": metric(0.833),
               "accuracy": metric(0.822), "ece_before": metric(0.094), "ece_after": metric(0.031)}
     return {
-        "command": "python -m training.finetune --config tiny.yaml", "commit": "0123abc", "machine": "test, 2 CPUs",
+        "command": "python -m training.finetune --config tiny.yaml", "commit": "0123abc",
+        "machine": "x86_64 2-core CPU (x86_64), no GPU",
         "wall_time_s": 5400.0, "init": "runs/pretrain/model",
         "config": {"learning_rate": 0.0003, "epochs": 4, "batch_size": 16, "augment": {"flip": True}},
         "folds": [{"fold": k, "n_train": 1200, "n_val": 299, "n_test": 376, "threshold": 0.4, "temperature": 1.5,
@@ -162,6 +163,41 @@ def test_card_metadata_and_numbers(classifier_folder: Path) -> None:
         assert expected in text, expected
     assert "label_efficiency" not in text  # no such plot in these results
     assert push_to_hub.check_model_card(classifier_folder, "classifier")["eval_results"] == 5
+
+
+def test_card_says_cpu_scale_for_a_cpu_run(classifier_folder: Path) -> None:
+    text = (classifier_folder / "README.md").read_text()
+    assert "at CPU scale" in text and "**CPU-scale training**" in text and "one GPU" not in text
+
+
+def test_card_only_rewrites_the_card_and_keeps_the_weights(tmp_path: Path) -> None:
+    folder = export_tiny_classifier(tmp_path)
+    weights, check = (folder / "model.safetensors").read_bytes(), (folder / "export_check.json").read_bytes()
+    results = fake_results() | {"machine": "x86_64 16-core CPU (2 torch threads, x86_64), NVIDIA H100 80GB HBM3"}
+    results["pooled"]["auc"] = metric(0.912)
+    results_path = tmp_path / "gpu_results.json"
+    results_path.write_text(json.dumps(results))
+    (tmp_path / "pretrain" / "history.json").write_text(json.dumps([{"step": 100}, {"step": 363}]))
+    code = export.main(["--card-only", "--results", str(results_path), "--pretrain-dir", str(tmp_path / "pretrain"),
+                        "--repo-id", "test-org/usvcl-gpu", "--output", str(folder)])
+    assert code == 0
+    assert (folder / "model.safetensors").read_bytes() == weights
+    assert (folder / "export_check.json").read_bytes() == check
+    assert json.loads((folder / "results.json").read_text())["pooled"]["auc"]["value"] == 0.912
+    text = (folder / "README.md").read_text()
+    for expected in ("with minutes of training on one GPU", "**Short training**", "363 contrastive pretraining steps",
+                     "0.912 (0.862–0.942)", "test-org/usvcl-gpu", "NVIDIA H100"):
+        assert expected in text, expected
+    assert "CPU scale" not in text
+    assert push_to_hub.check_model_card(folder, "classifier")["eval_results"] == 5
+
+
+def test_card_only_needs_an_exported_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    finetune = build_finetune_output(tmp_path)
+    code = export.main(["--card-only", "--results", str(finetune / "results.json"), "--output",
+                        str(finetune / "final_model")])
+    assert code == 1
+    assert "not an exported classifier folder (export_check.json is missing)" in capsys.readouterr().err
 
 
 def test_label_efficiency_plot_from_another_run(tmp_path: Path) -> None:

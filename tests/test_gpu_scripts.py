@@ -1,4 +1,5 @@
-"""The lent-GPU helpers: store packing for the transfer and run sizing from a timed step (run here on the CPU)."""
+"""The lent-GPU helpers (run here on the CPU): store packing for the transfer, run sizing from a timed step, and
+the choice among fine-tuning runs by validation AUC."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import datasets
+import pytest
 
 from tests.test_training import make_labeled_store
 
@@ -47,3 +49,31 @@ def test_size_run_prints_bounded_steps_and_epochs(tmp_path) -> None:
     assert size_run.EPOCH_LIMITS[0] <= sizing["epochs"] <= size_run.EPOCH_LIMITS[1]
     assert sizing["pretrain_step_s"] > 0 and sizing["finetune_step_s"] > 0
     assert sizing["pretrain_images_per_step"] == 2 * (1 + 16) + 111
+
+
+def write_results(folder: Path, val_aucs: list[float], test_auc: float) -> Path:
+    """A fine-tuning run's results.json with the given per-fold validation AUCs (and a test AUC to ignore)."""
+    folder.mkdir(parents=True)
+    folds = [{"fold": k, "val_auc": auc, "metrics": {"auc": {"value": test_auc}}} for k, auc in enumerate(val_aucs)]
+    (folder / "results.json").write_text(json.dumps({"folds": folds}))
+    return folder / "results.json"
+
+
+def test_choose_by_validation_ignores_the_test_folds(tmp_path) -> None:
+    low_lr = write_results(tmp_path / "lr3e-4", [0.84, 0.82], test_auc=0.70)
+    high_lr = write_results(tmp_path / "lr1e-3", [0.80, 0.81], test_auc=0.95)
+    output = tmp_path / "choice.json"
+    result = subprocess.run([sys.executable, "experiments/choose_by_validation.py", str(high_lr), str(low_lr),
+                             "--output", str(output)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == str(tmp_path / "lr3e-4")
+    choice = json.loads(output.read_text())
+    assert choice["chosen"] == str(tmp_path / "lr3e-4")
+    assert choice["mean_val_auc"] == pytest.approx({str(tmp_path / "lr3e-4"): 0.83, str(tmp_path / "lr1e-3"): 0.805})
+
+
+def test_choose_by_validation_needs_finished_folds(tmp_path) -> None:
+    from experiments import choose_by_validation
+
+    with pytest.raises(ValueError, match="no folds were finished"):
+        choose_by_validation.choose([write_results(tmp_path / "empty", [], test_auc=0.5)])

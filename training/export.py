@@ -71,6 +71,8 @@ MODEL_INDEX_METRIC_TYPES = {"auc": "roc_auc", "sensitivity": "recall", "specific
                             "accuracy": "accuracy", "ece_after": "ece"}
 NON_PRETRAINED_INITS = ("random", "scratch", "none", "imagenet", "timm")
 PRETRAIN_SUMMARY_FILES = ("pretrain_config.json", "results.json", "summary.json")  # first found is used
+PRETRAIN_HISTORY_FILE = "history.json"  # training.pretrain's monitor records, one per monitored step
+NO_GPU = "no GPU"  # how finetune.machine_description names a run without one
 LICENSE_PERMISSIVE = "cc-by-4.0"
 LICENSE_NON_COMMERCIAL = "cc-by-nc-4.0"
 PAPER_ARXIV = "2408.10600"
@@ -141,14 +143,14 @@ class ExportError(RuntimeError):
 # ----------------------------------------------------------------------------------------------------------- inputs
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """Read a JSON object, or raise an `ExportError` naming the file."""
+def read_json(path: Path, expected: type = dict) -> Any:
+    """Read a JSON object (or `expected`, e.g. `list`), or raise an `ExportError` naming the file."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ExportError(f"Cannot read {path}: {error}") from error
-    if not isinstance(data, dict):
-        raise ExportError(f"{path} must hold a JSON object.")
+    if not isinstance(data, expected):
+        raise ExportError(f"{path} must hold a JSON {'object' if expected is dict else expected.__name__}.")
     return data
 
 
@@ -185,6 +187,15 @@ def find_pretrain_summary(pretrain_dir: Path | None) -> dict[str, Any]:
             summary = read_json(pretrain_dir / name)
             return summary["config"] if isinstance(summary.get("config"), dict) else summary
     return {}
+
+
+def pretrain_steps_run(pretrain_dir: Path | None) -> int | None:
+    """The last step a pretraining run recorded in its history (a wall-clock limit may end it early), or None."""
+    if pretrain_dir is None or not (pretrain_dir / PRETRAIN_HISTORY_FILE).is_file():
+        return None
+    history = read_json(pretrain_dir / PRETRAIN_HISTORY_FILE, expected=list)
+    steps = [entry["step"] for entry in history if isinstance(entry, dict) and "step" in entry]
+    return max(steps) if steps else None
 
 
 def infer_pretrain_dir(results: dict[str, Any]) -> Path | None:
@@ -484,9 +495,9 @@ def render_card(template: Path, card_data: ModelCardData, **values: Any) -> str:
 def classifier_card(
     results: dict[str, Any], config: UsvclConfig, pretrain_data: list[str] | None, pretrain_summary: dict[str, Any],
     figures: dict[str, str], license_id: str, license_note: str, model_name: str, dtype: str, size_mb: float,
-    code_url: str | None = None,
+    code_url: str | None = None, pretrain_steps: int | None = None,
 ) -> str:
-    """The classifier's README.md from `model_card.md`."""
+    """The classifier's README.md from `model_card.md`; `pretrain_steps`: steps the pretraining really ran."""
     used = sorted({"bus_bra", *(pretrain_data or [])}, key=list(DATASETS).index)
     card_data = ModelCardData(
         model_name=model_name,
@@ -524,6 +535,9 @@ def classifier_card(
         command=results.get("command", ""),
         commit=results.get("commit", ""),
         machine=results.get("machine", ""),
+        on_gpu=NO_GPU not in results.get("machine", NO_GPU),
+        pretrain_steps=pretrain_steps,
+        finetune_epochs=(results.get("config") or {}).get("num_epochs"),
         wall_time_h=f"{float(results.get('wall_time_s', 0.0)) / 3600:.1f}",
         figures=figures,
         weights_dtype=dtype,
@@ -651,6 +665,7 @@ def export_classifier(
         card = classifier_card(
             results, model.config, pretrain_keys, find_pretrain_summary(pretrain_dir), figures,
             license_id or license_default, license_note, repo_id or output.name, dtype, size_mb, code_url,
+            pretrain_steps_run(pretrain_dir),
         )
         (staging / "README.md").write_text(card)
         finish_folder(staging)
@@ -658,6 +673,39 @@ def export_classifier(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return output
+
+
+def rerender_classifier_card(
+    folder: Path, results_path: Path, pretrain_dir: Path | None = None, pretrain_data: list[str] | None = None,
+    license_id: str | None = None, code_url: str | None = None, repo_id: str | None = None,
+) -> Path:
+    """Write README.md (and results.json) of an exported classifier folder again; weights and check untouched.
+
+    For a card whose template or wording changed after the export, when the float32 weights are gone (a run on a
+    lent machine that sent back only the half-precision export): the folder's config, weights size, dtype
+    (`export_check.json`) and figures are read from the folder itself.
+    """
+    for name in (WEIGHTS_FILE, CHECK_FILE, "config.json"):
+        if not (folder / name).is_file():
+            raise ExportError(f"{folder}: not an exported classifier folder ({name} is missing)")
+    results = read_json(results_path)
+    check_results(results, results_path)
+    pretrain_dir = pretrain_dir or (None if pretrain_data else infer_pretrain_dir(results))
+    pretrain_keys = resolve_pretrain_data(pretrain_data, pretrain_dir, results.get("init"))
+    config = UsvclConfig.from_pretrained(folder)
+    license_default, license_note = choose_license(["bus_bra", *(pretrain_keys or [])])
+    figures = {key: f"{key}.png" for key in CLASSIFIER_FIGURES if (folder / f"{key}.png").is_file()}
+    size_mb = (folder / WEIGHTS_FILE).stat().st_size / BYTES_PER_MB
+    card = classifier_card(
+        results, config, pretrain_keys, find_pretrain_summary(pretrain_dir), figures,
+        license_id or license_default, license_note, repo_id or folder.name,
+        read_json(folder / CHECK_FILE)["weights_dtype"], size_mb, code_url, pretrain_steps_run(pretrain_dir),
+    )
+    if results_path.resolve() != (folder / RESULTS_COPY).resolve():
+        shutil.copyfile(results_path, folder / RESULTS_COPY)
+    (folder / "README.md").write_text(card)
+    finish_folder(folder)
+    return folder
 
 
 def export_backbone(
@@ -715,6 +763,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--label-efficiency", type=Path,
                         help="classifier: a label-efficiency plot (PNG) from another run to show in the card")
     parser.add_argument("--repo-id", help="Hub id (ORG/NAME) the card's examples use; default: the folder name")
+    parser.add_argument("--card-only", action="store_true",
+                        help="classifier: only write README.md of the already exported --output again (no weights)")
     return parser
 
 
@@ -724,6 +774,13 @@ def main(argv: list[str] | None = None) -> int:
     usvcl_hf.register_auto_classes()
     try:
         if args.kind == "classifier":
+            if args.card_only:
+                if args.results is None:
+                    raise ExportError("--card-only needs --results.")
+                output = rerender_classifier_card(args.output, args.results, args.pretrain_dir, args.pretrain_data,
+                                                  args.license_id, args.code_url, args.repo_id)
+                print(f"Wrote the card of {output.resolve()} again (weights untouched): {output / 'README.md'}")
+                return 0
             if args.model_dir is None or args.results is None:
                 raise ExportError("--kind classifier needs --model-dir and --results.")
             output = export_classifier(args.model_dir, args.results, args.output, args.pretrain_dir,

@@ -456,7 +456,8 @@ def git_commit() -> str:
 def machine_description() -> str:
     """CPU count and GPU name (if any)."""
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{platform.machine()} {torch.get_num_threads()}-thread CPU ({platform.processor() or 'cpu'}), {gpu}"
+    return (f"{platform.machine()} {os.cpu_count()}-core CPU ({torch.get_num_threads()} torch threads, "
+            f"{platform.processor() or 'cpu'}), {gpu}")
 
 
 def write_predictions(path: Path, data: LabeledData, records: list[tuple[int, np.ndarray, np.ndarray, float, float]]
