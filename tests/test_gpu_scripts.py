@@ -77,3 +77,33 @@ def test_choose_by_validation_needs_finished_folds(tmp_path) -> None:
 
     with pytest.raises(ValueError, match="no folds were finished"):
         choose_by_validation.choose([write_results(tmp_path / "empty", [], test_auc=0.5)])
+
+
+def test_run_default_model_smoke(tmp_path) -> None:
+    """The GPU script's every step (pretrain, three fine-tunings, choice, export, packing) on tiny stores, on a CPU."""
+    import tarfile
+
+    from tests import synthetic
+
+    stores = tmp_path / "payload" / "stores"
+    for name, patients in (("covid_blues", 4), ("pocus", 3)):
+        synthetic.make_frame_store({f"{name}{i}": 2 for i in range(patients)}, frames_per_video=3).save_to_disk(
+            str(stores / name))
+    make_labeled_store(n_patients=20, folds=5).save_to_disk(str(stores / "bus_bra"))
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    result = subprocess.run(["bash", "experiments/gpu/run_default_model.sh"], cwd=REPO, capture_output=True,
+                            text=True, timeout=900,
+                            env={**os.environ, "SMOKE": "1", "OUT": str(out), "RUNS": str(runs), "PY": sys.executable,
+                                 "PAYLOAD": str(tmp_path / "payload"), "OMP_NUM_THREADS": "1"})
+    progress = (out / "progress.txt").read_text() if (out / "progress.txt").exists() else ""
+    assert result.returncode == 0 and "all done" in progress, progress + result.stderr[-3000:]
+    choice = json.loads((runs / "lr_choice.json").read_text())
+    assert choice["chosen"] == max(choice["mean_val_auc"], key=choice["mean_val_auc"].get)
+    assert f"chosen on validation: {choice['chosen']}" in progress
+    assert (out / "model.safetensors").read_bytes() == (runs / "export" / "model.safetensors").read_bytes()
+    card = (runs / "export" / "README.md").read_text()
+    assert "at CPU scale" in card and "**CPU-scale training**" in card  # the smoke run had no GPU
+    with tarfile.open(out / "gpu_runs.tar.gz") as packed:
+        names = packed.getnames()
+    assert any(name.endswith("lr_choice.json") for name in names)
+    assert not any(name.endswith(".safetensors") for name in names)

@@ -1,5 +1,13 @@
 # Shared set-up for the time-boxed GPU scripts (sourced, not run): environment, logging, deadline, carried wheels,
-# environment record and packing. The sourcing script sets OUT, RUNS, PAYLOAD, STORES, PY and DEADLINE_S first.
+# environment record and packing. The sourcing script sets OUT, RUNS, PAYLOAD and DEADLINE_S first.
+STORES=$PAYLOAD/stores
+LUNG=("$STORES/covid_blues" "$STORES/pocus")
+EXP=experiments/configs
+PY=${PY:-python3}
+# SMOKE=1: the same steps on a CPU with a tiny backbone and shapes, fold 1 only
+SMOKE_PRETRAIN_ARGS=(--backbone resnet10t --image-size 48 --num-positives 2 --num-negatives 6 --batch-size 2
+                     --monitor-max-images 40 --num-workers 1 --mixed-precision no)
+SMOKE_FINETUNE_ARGS=(--backbone resnet10t --image-size 48 --folds 1 --bootstrap-samples 50 --mixed-precision no)
 START=$(date +%s)
 mkdir -p "$OUT" "$RUNS"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_EVALUATE_OFFLINE=1 PYTHONUNBUFFERED=1

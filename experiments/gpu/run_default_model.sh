@@ -20,17 +20,11 @@ STEPS=${STEPS:-800}                # pretraining steps; the wall-clock guard bel
 PRETRAIN_MIN=${PRETRAIN_MIN:-2.5}
 DEADLINE_S=${DEADLINE_S:-500}
 LEARNING_RATES=(${LEARNING_RATES:-3e-4 1e-3})
-STORES=$PAYLOAD/stores
-LUNG=("$STORES/covid_blues" "$STORES/pocus")
-EXP=experiments/configs
-PY=${PY:-python3}
 source experiments/gpu/common.sh
 
 if [ "${SMOKE:-0}" = 1 ]; then
-  PRE_ARGS=(--backbone resnet10t --image-size 48 --num-positives 2 --num-negatives 6 --batch-size 2
-            --monitor-max-images 40 --num-workers 1 --mixed-precision no)
-  FT_ARGS=(--backbone resnet10t --image-size 48 --folds 1 --num-epochs 2 --bootstrap-samples 50 --mixed-precision no
-           --no-channels-last --num-workers 0)
+  PRE_ARGS=("${SMOKE_PRETRAIN_ARGS[@]}")
+  FT_ARGS=("${SMOKE_FINETUNE_ARGS[@]}" --num-epochs 2 --no-channels-last --num-workers 0)
   STEPS=4 PRETRAIN_MIN=1
 else
   PRE_ARGS=(--num-workers 10) FT_ARGS=()

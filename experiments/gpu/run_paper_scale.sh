@@ -25,17 +25,12 @@ PAYLOAD=${PAYLOAD:-.gpu_payload}
 RUNS=${RUNS:-/tmp/usvcl_gpu_runs}
 BUDGET_S=${BUDGET_S:-360}          # pretraining + fine-tuning; set-up, sizing and packing come on top
 DEADLINE_S=${DEADLINE_S:-480}      # from the start of this script: fine-tuning still running then is stopped
-STORES=$PAYLOAD/stores
-LUNG=("$STORES/covid_blues" "$STORES/pocus")
-EXP=experiments/configs
-PY=${PY:-python3}
 source experiments/gpu/common.sh
 
 if [ "${SMOKE:-0}" = 1 ]; then
   SIZE_ARGS=(--backbone resnet10t --image-size 48 --batch-size 2)
-  PRE_ARGS=(--backbone resnet10t --image-size 48 --num-positives 2 --num-negatives 6 --batch-size 2
-            --monitor-max-images 40 --num-workers 1 --mixed-precision no)
-  FT_ARGS=(--backbone resnet10t --image-size 48 --folds 1 --bootstrap-samples 50 --mixed-precision no)
+  PRE_ARGS=("${SMOKE_PRETRAIN_ARGS[@]}")
+  FT_ARGS=("${SMOKE_FINETUNE_ARGS[@]}")
   BUDGET_S=60 DEADLINE_S=400
 else
   SIZE_ARGS=() PRE_ARGS=() FT_ARGS=()
