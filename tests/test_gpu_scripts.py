@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import datasets
@@ -79,31 +80,56 @@ def test_choose_by_validation_needs_finished_folds(tmp_path) -> None:
         choose_by_validation.choose([write_results(tmp_path / "empty", [], test_auc=0.5)])
 
 
-def test_run_default_model_smoke(tmp_path) -> None:
-    """The GPU script's every step (pretrain, three fine-tunings, choice, export, packing) on tiny stores, on a CPU."""
-    import tarfile
-
+@pytest.fixture(scope="module")
+def tiny_payload(tmp_path_factory) -> Path:
+    """A `.gpu_payload`-like folder: two tiny lung frame stores and a 5-fold labelled store named like the real ones."""
     from tests import synthetic
 
-    stores = tmp_path / "payload" / "stores"
+    payload = tmp_path_factory.mktemp("payload")
     for name, patients in (("covid_blues", 4), ("pocus", 3)):
         synthetic.make_frame_store({f"{name}{i}": 2 for i in range(patients)}, frames_per_video=3).save_to_disk(
-            str(stores / name))
-    make_labeled_store(n_patients=20, folds=5).save_to_disk(str(stores / "bus_bra"))
-    out, runs = tmp_path / "out", tmp_path / "runs"
-    result = subprocess.run(["bash", "experiments/gpu/run_default_model.sh"], cwd=REPO, capture_output=True,
-                            text=True, timeout=900,
-                            env={**os.environ, "SMOKE": "1", "OUT": str(out), "RUNS": str(runs), "PY": sys.executable,
-                                 "PAYLOAD": str(tmp_path / "payload"), "OMP_NUM_THREADS": "1"})
+            str(payload / "stores" / name))
+    make_labeled_store(n_patients=20, folds=5).save_to_disk(str(payload / "stores" / "bus_bra"))
+    return payload
+
+
+def run_gpu_script(script: str, payload: Path, out: Path, runs: Path) -> str:
+    """Run an experiments/gpu script with SMOKE=1 on the tiny payload; return its progress log."""
+    result = subprocess.run(["bash", f"experiments/gpu/{script}"], cwd=REPO, capture_output=True, text=True,
+                            timeout=900, env={**os.environ, "SMOKE": "1", "OUT": str(out), "RUNS": str(runs),
+                                              "PY": sys.executable, "PAYLOAD": str(payload), "OMP_NUM_THREADS": "1"})
     progress = (out / "progress.txt").read_text() if (out / "progress.txt").exists() else ""
-    assert result.returncode == 0 and "all done" in progress, progress + result.stderr[-3000:]
+    assert result.returncode == 0, progress + result.stderr[-3000:]
+    return progress
+
+
+def packed_names(out: Path) -> list[str]:
+    """File names inside the script's $OUT/gpu_runs.tar.gz."""
+    with tarfile.open(out / "gpu_runs.tar.gz") as packed:
+        return packed.getnames()
+
+
+def test_run_default_model_smoke(tiny_payload, tmp_path) -> None:
+    """Every step (pretrain, three fine-tunings, choice, export, packing) on tiny stores, on a CPU."""
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    progress = run_gpu_script("run_default_model.sh", tiny_payload, out, runs)
+    assert "all done" in progress
     choice = json.loads((runs / "lr_choice.json").read_text())
     assert choice["chosen"] == max(choice["mean_val_auc"], key=choice["mean_val_auc"].get)
     assert f"chosen on validation: {choice['chosen']}" in progress
     assert (out / "model.safetensors").read_bytes() == (runs / "export" / "model.safetensors").read_bytes()
     card = (runs / "export" / "README.md").read_text()
     assert "at CPU scale" in card and "**CPU-scale training**" in card  # the smoke run had no GPU
-    with tarfile.open(out / "gpu_runs.tar.gz") as packed:
-        names = packed.getnames()
+    names = packed_names(out)
     assert any(name.endswith("lr_choice.json") for name in names)
     assert not any(name.endswith(".safetensors") for name in names)
+
+
+def test_run_paper_scale_smoke(tiny_payload, tmp_path) -> None:
+    """PLAN=main: sizing, three pretrainings and four cross-validations on tiny stores, on a CPU."""
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    progress = run_gpu_script("run_paper_scale.sh", tiny_payload, out, runs)
+    assert "all arms done" in progress and "sized: STEPS=" in progress
+    names = packed_names(out)
+    for arm in ("ft_random", "ft_hard_triplet", "ft_hard_triplet_mean_distance", "ft_info_nce"):
+        assert any(name.endswith(f"{arm}/results.json") for name in names), arm
