@@ -133,3 +133,31 @@ def test_run_paper_scale_smoke(tiny_payload, tmp_path) -> None:
     names = packed_names(out)
     for arm in ("ft_random", "ft_hard_triplet", "ft_hard_triplet_mean_distance", "ft_info_nce"):
         assert any(name.endswith(f"{arm}/results.json") for name in names), arm
+
+
+def test_folds_split_over_processes_pool_to_the_single_run(tiny_payload, tmp_path) -> None:
+    """Folds split over processes (run_folds_parallel.sh), pooled here, give what one process over all folds gives."""
+    from experiments import pool_predictions
+
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    progress = run_gpu_script("run_folds_parallel.sh", tiny_payload, out, runs)
+    assert "all parts done" in progress
+    single = tmp_path / "single"
+    smoke_args = ["--backbone", "resnet10t", "--image-size", "48", "--bootstrap-samples", "50", "--mixed-precision",
+                  "no", "--num-epochs", "2", "--no-channels-last", "--num-workers", "0"]
+    result = subprocess.run([sys.executable, "-m", "training.finetune", "--config",
+                             "experiments/configs/finetune_gpu_default.yaml", "--store-path",
+                             str(tiny_payload / "stores" / "bus_bra"), "--output-dir", str(single), "--init", "random",
+                             "--learning-rate", "3e-4", "--no-final-model", *smoke_args, "--folds", "1", "2", "3", "4",
+                             "5"], cwd=REPO, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = json.loads((single / "results.json").read_text())
+    pooled = pool_predictions.pool([runs / "part0", runs / "part1", runs / "part2"])
+    assert [fold["fold"] for fold in pooled["folds"]] == [1, 2, 3, 4, 5] and pooled["n_test"] == 40
+    assert [fold["test_auc"] for fold in pooled["folds"]] == [fold["metrics"]["auc"]["value"]
+                                                              for fold in expected["folds"]]
+    for name, metric in expected["pooled"].items():  # predictions.csv holds every digit
+        assert pooled["pooled"][name] == pytest.approx(metric, abs=1e-12), name
+    with pytest.raises(ValueError, match="more than one part"):
+        pool_predictions.pool([runs / "part0", runs / "part0"])

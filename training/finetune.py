@@ -44,6 +44,7 @@ UINT8_MAX = 255.0
 METRIC_NAMES = ("auc", "sensitivity", "specificity", "accuracy", "ece_before", "ece_after")
 CLASS_NAMES = ("benign", "malignant")
 POSITIVE_CLASS = 1
+EXACT_DIGITS = 17  # significant digits that write a float64 back exactly (metrics pooled from the file match)
 SEED_STREAM_FOLD, SEED_STREAM_LABELS, SEED_STREAM_FINAL = 1, 2, 3
 
 
@@ -471,7 +472,7 @@ def write_predictions(path: Path, data: LabeledData, records: list[tuple[int, np
             raw = evaluation.positive_probability(logits)
             for row, probability, raw_probability in zip(rows, calibrated, raw):
                 writer.writerow([data.image_ids[row], data.patient_ids[row], fold_number, int(data.labels[row]),
-                                 f"{probability:.6f}", f"{raw_probability:.6f}", f"{threshold:.6f}"])
+                                 *(f"{value:.{EXACT_DIGITS}g}" for value in (probability, raw_probability, threshold))])
 
 
 def results_markdown(results: dict[str, Any]) -> str:
