@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Experiment 2 (issue #7): test AUC against the number of labeled training images (25, 50, 100, 200, 400, all) for
 # random init and the best pretrained model, several patient-grouped draws per size, same test fold(s).
-# Usage: [PRETRAINED_NAME=legend] bash experiments/label_efficiency.sh PRETRAINED_MODEL_DIR [FOLDS] [DRAWS]
-# (defaults: fold 1, 3 draws)
+# Usage: [PRETRAINED_NAME=legend] [FIGURE=png] [FINETUNE_CONFIG=yaml] bash experiments/label_efficiency.sh \
+#            PRETRAINED_MODEL_DIR [FOLDS] [DRAWS]
+# (defaults: fold 1, 3 draws, docs/figures/label_efficiency.png, experiments/configs/finetune_cpu.yaml)
 source "$(dirname "$0")/common.sh"
 PRETRAINED=${1:?usage: label_efficiency.sh PRETRAINED_MODEL_DIR [FOLDS] [DRAWS]}
 FOLDS=${2:-1}
@@ -12,5 +13,5 @@ finetune le_random --init random --folds $FOLDS --num-labels $SIZES --label-draw
   --no-save-fold-models
 finetune le_pretrained --init pretrained --pretrained-path "$PRETRAINED" --folds $FOLDS --num-labels $SIZES \
   --label-draws "$DRAWS" --no-final-model --no-save-fold-models
-python experiments/plot_label_efficiency.py --output docs/figures/label_efficiency.png \
+python experiments/plot_label_efficiency.py --output "${FIGURE:-docs/figures/label_efficiency.png}" \
   --run "random init=$RUNS/le_random" --run "${PRETRAINED_NAME:-pretrained ($PRETRAINED)}=$RUNS/le_pretrained"
