@@ -198,6 +198,16 @@ def pretrain_steps_run(pretrain_dir: Path | None) -> int | None:
     return max(steps) if steps else None
 
 
+def read_finetune_run(
+    results_path: Path, pretrain_dir: Path | None, pretrain_data: list[str] | None,
+) -> tuple[dict[str, Any], Path | None, list[str] | None]:
+    """A fine-tuning run's checked results.json, the pretraining folder it started from and that run's data keys."""
+    results = read_json(results_path)
+    check_results(results, results_path)
+    pretrain_dir = pretrain_dir or (None if pretrain_data else infer_pretrain_dir(results))
+    return results, pretrain_dir, resolve_pretrain_data(pretrain_data, pretrain_dir, results.get("init"))
+
+
 def infer_pretrain_dir(results: dict[str, Any]) -> Path | None:
     """The pretraining output a fine-tuning run started from (`config.pretrained_path` or its parent), if local."""
     pretrained_path = (results.get("config") or {}).get("pretrained_path")
@@ -641,10 +651,7 @@ def export_classifier(
     `label_efficiency`: a label-efficiency plot from another run (e.g. `experiments/plot_label_efficiency.py`) to
     show in the card when the fine-tuning run itself made none.
     """
-    results = read_json(results_path)
-    check_results(results, results_path)
-    pretrain_dir = pretrain_dir or (None if pretrain_data else infer_pretrain_dir(results))
-    pretrain_keys = resolve_pretrain_data(pretrain_data, pretrain_dir, results.get("init"))
+    results, pretrain_dir, pretrain_keys = read_finetune_run(results_path, pretrain_dir, pretrain_data)
     model = UsvclForImageClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
     model.config.calibration_temperature = float(results["final_model"]["temperature"])
     model.config.decision_threshold = float(results["final_model"]["threshold"])
@@ -688,10 +695,7 @@ def rerender_classifier_card(
     for name in (WEIGHTS_FILE, CHECK_FILE, "config.json"):
         if not (folder / name).is_file():
             raise ExportError(f"{folder}: not an exported classifier folder ({name} is missing)")
-    results = read_json(results_path)
-    check_results(results, results_path)
-    pretrain_dir = pretrain_dir or (None if pretrain_data else infer_pretrain_dir(results))
-    pretrain_keys = resolve_pretrain_data(pretrain_data, pretrain_dir, results.get("init"))
+    results, pretrain_dir, pretrain_keys = read_finetune_run(results_path, pretrain_dir, pretrain_data)
     config = UsvclConfig.from_pretrained(folder)
     license_default, license_note = choose_license(["bus_bra", *(pretrain_keys or [])])
     figures = {key: f"{key}.png" for key in CLASSIFIER_FIGURES if (folder / f"{key}.png").is_file()}
