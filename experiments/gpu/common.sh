@@ -8,6 +8,8 @@ PY=${PY:-python3}
 SMOKE_PRETRAIN_ARGS=(--backbone resnet10t --image-size 48 --num-positives 2 --num-negatives 6 --batch-size 2
                      --monitor-max-images 40 --num-workers 1 --mixed-precision no)
 SMOKE_FINETUNE_ARGS=(--backbone resnet10t --image-size 48 --folds 1 --bootstrap-samples 50 --mixed-precision no)
+# ... and for experiments/configs/finetune_gpu_default.yaml, whose GPU settings a CPU smoke run turns off
+SMOKE_DEFAULT_FINETUNE_ARGS=("${SMOKE_FINETUNE_ARGS[@]}" --num-epochs 2 --no-channels-last --num-workers 0)
 START=$(date +%s)
 mkdir -p "$OUT" "$RUNS"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_EVALUATE_OFFLINE=1 PYTHONUNBUFFERED=1
@@ -39,6 +41,13 @@ start_gpu_usage_log() {  # GPU use every 5 s into $RUNS/gpu_usage.csv; sets USAG
   nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 > "$RUNS/gpu_usage.csv" \
     2>/dev/null &
   USAGE_PID=$!
+}
+
+finetune_run() {  # CONFIG NAME OPTIONS...: cross-validate on BUS-BRA into $RUNS/NAME, stopped at the deadline
+  local config=$1 name=$2; shift 2
+  timeout "$(seconds_left)" $PY -m training.finetune --config "$EXP/$config" --store-path "$STORES/bus_bra" \
+    --output-dir "$RUNS/$name" "$@" > "$RUNS/$name.log" 2>&1
+  log "$name finished (rc $?)"
 }
 
 pack_results() {  # everything small (JSON, CSV, logs, figures) into $OUT/gpu_runs.tar.gz

@@ -24,7 +24,7 @@ source experiments/gpu/common.sh
 
 if [ "${SMOKE:-0}" = 1 ]; then
   PRE_ARGS=("${SMOKE_PRETRAIN_ARGS[@]}")
-  FT_ARGS=("${SMOKE_FINETUNE_ARGS[@]}" --num-epochs 2 --no-channels-last --num-workers 0)
+  FT_ARGS=("${SMOKE_DEFAULT_FINETUNE_ARGS[@]}")
   STEPS=4 PRETRAIN_MIN=1
 else
   PRE_ARGS=(--num-workers 10) FT_ARGS=()
@@ -32,10 +32,7 @@ fi
 
 finetune_arm() {  # NAME LEARNING_RATE INIT_ARGS...
   local name=$1 rate=$2; shift 2
-  timeout "$(seconds_left)" $PY -m training.finetune --config $EXP/finetune_gpu_default.yaml \
-    --store-path "$STORES/bus_bra" --output-dir "$RUNS/$name" --learning-rate "$rate" "$@" "${FT_ARGS[@]}" \
-    > "$RUNS/$name.log" 2>&1
-  log "$name finished (rc $?)"
+  finetune_run finetune_gpu_default.yaml "$name" --learning-rate "$rate" "$@" "${FT_ARGS[@]}"
 }
 
 export_chosen() {  # choose the learning rate on validation, export that run into $RUNS/export

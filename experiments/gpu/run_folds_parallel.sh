@@ -17,7 +17,7 @@ IFS='|' read -r -a GROUPS_OF_FOLDS <<< "${FOLD_GROUPS:-1 2|3 4|5}"
 source experiments/gpu/common.sh
 
 if [ "${SMOKE:-0}" = 1 ]; then
-  FT_ARGS=("${SMOKE_FINETUNE_ARGS[@]}" --num-epochs 2 --no-channels-last --num-workers 0)
+  FT_ARGS=("${SMOKE_DEFAULT_FINETUNE_ARGS[@]}")
 else
   FT_ARGS=()
 fi
@@ -28,10 +28,8 @@ log "set up: $(grep -m1 -o 'NVIDIA [A-Z0-9]*' "$RUNS/environment.txt" || echo no
 PARTS=()
 for index in "${!GROUPS_OF_FOLDS[@]}"; do
   read -r -a folds <<< "${GROUPS_OF_FOLDS[$index]}"
-  ( timeout "$(seconds_left)" $PY -m training.finetune --config $EXP/finetune_gpu_default.yaml \
-      --store-path "$STORES/bus_bra" --output-dir "$RUNS/part$index" --init "$INIT" --learning-rate "$LR" \
-      --no-final-model "${FT_ARGS[@]}" --folds "${folds[@]}" > "$RUNS/part$index.log" 2>&1
-    log "part $index (folds ${folds[*]}) finished (rc $?)" ) &
+  finetune_run finetune_gpu_default.yaml "part$index" --init "$INIT" --learning-rate "$LR" --no-final-model \
+    "${FT_ARGS[@]}" --folds "${folds[@]}" &
   PARTS+=($!)
 done
 wait "${PARTS[@]}"

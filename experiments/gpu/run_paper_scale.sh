@@ -45,10 +45,8 @@ pretrain_arm() {  # NAME LOSS POSITIVE_REDUCTION
 
 finetune_arm() {  # NAME INIT_ARGS...
   local name=$1; shift
-  timeout "$(seconds_left)" $PY -m training.finetune --config $EXP/finetune_gpu.yaml --store-path "$STORES/bus_bra" \
-    --output-dir "$RUNS/$name" --num-epochs "$EPOCHS" --no-save-fold-models --no-final-model --num-workers 2 \
-    "$@" "${FT_ARGS[@]}" "${FT_EXTRA[@]}" > "$RUNS/$name.log" 2>&1
-  log "$name finished (rc $?)"
+  finetune_run finetune_gpu.yaml "$name" --num-epochs "$EPOCHS" --no-save-fold-models --no-final-model \
+    --num-workers 2 "$@" "${FT_ARGS[@]}" "${FT_EXTRA[@]}"
 }
 
 pretrained_arm() {  # PRETRAIN_NAME FINETUNE_NAME LOSS POSITIVE_REDUCTION (extra options: PRE_EXTRA, FT_EXTRA)
