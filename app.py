@@ -248,9 +248,28 @@ def run_analysis(
 
 
 def launch_demo(demo: gr.Blocks, host: str, port: int, share: bool = False, **kwargs: Any) -> Any:
-    """Queue (one request at a time, bounded queue) and launch with the upload-size cap."""
+    """Queue (one request at a time, bounded queue) and launch with the upload-size cap.
+
+    Gradio's own start-up lines are replaced by one that names this app's `--share` option (Gradio's hint says to
+    edit `launch()`); pass `quiet=True` to print nothing.
+    """
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=MAX_QUEUE_SIZE)
-    return demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_FILE_SIZE, **kwargs)
+    quiet = kwargs.pop("quiet", False)
+    block = not kwargs.pop("prevent_thread_lock", False)
+    launched = demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_FILE_SIZE, quiet=True,
+                           prevent_thread_lock=True, **kwargs)
+    if not quiet:
+        print(startup_message(demo.local_url, demo.share_url), flush=True)
+    if block:
+        demo.block_thread()
+    return launched
+
+
+def startup_message(local_url: str, share_url: str | None) -> str:
+    """Where the demo is served, and how to get a public link (this app's `--share`, not Gradio's `launch()`)."""
+    if share_url:
+        return f"usvcl demo on {local_url} and on the public link {share_url} (temporary, via gradio.live)"
+    return f"usvcl demo on {local_url} (local only; `python app.py --share` also creates a public gradio.live link)"
 
 
 def missing_model_message(model: str) -> str:

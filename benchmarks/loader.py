@@ -1,11 +1,11 @@
 """Data-loader throughput next to the training throughput it has to feed.
 
-Measures (1) frames/s decoded by read_clip (real COVID-BLUES clips when /work/shared/data exists, else synthetic
+Measures (1) frames/s decoded by read_clip (real COVID-BLUES clips when ../shared/data exists, else synthetic
 clips), (2) triplet items/s and images/s (= items * (1+P+N)) from a store through a DataLoader, per-item
 negatives and shared negatives, and (3) densenet121 (timm, in_chans=1) training images/s (forward + backward),
 and prints a Markdown table with the ratios.
 
-    python benchmarks/loader.py --store /work/stores/covid_blues
+    python benchmarks/loader.py --store stores/covid_blues
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from training.sampler import (
 )
 from usvcl_hf.video import read_clip
 
-REAL_CLIPS = Path("/work/shared/data/covid_blues_lus_videos/lus_videos")
+REAL_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "covid_blues_lus_videos" / "lus_videos"
 IMAGE_SIZE = 224
 MEAN, STD = (0.5,), (0.5,)
 SYNTHETIC_CLIPS = 4

@@ -1,6 +1,6 @@
 """Training images/s of the full pretraining step (real sampler + loader + model) against the bare model step.
 
-    python -m benchmarks.train_step --store-paths /work/stores/covid_blues /work/stores/pocus --steps 10
+    python -m benchmarks.train_step --store-paths stores/covid_blues stores/pocus --steps 10
 
 Both use the same model, batch shape and optimizer; the bare step feeds one random tensor of the batch's shape.
 Prints a Markdown table with the ratio (target >= 0.9: the input pipeline costs at most 10%).

@@ -11,7 +11,7 @@ Writes, under this folder:
 - `LICENSE-BUS-BRA.txt`: the dataset's copyright and permission notice, which must accompany copies.
 
 Usage:
-    python examples/make_examples.py [--bus-bra /work/shared/data/bus_bra] [--out examples]
+    python examples/make_examples.py [--bus-bra ../shared/data/bus_bra] [--out examples]
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from PIL import Image
 
 from usvcl_hf.video import write_clip
 
-DEFAULT_BUS_BRA = Path("/work/shared/data/bus_bra")
 DEFAULT_OUT = Path(__file__).resolve().parent
+DEFAULT_BUS_BRA = DEFAULT_OUT.parents[1] / "shared" / "data" / "bus_bra"  # ../shared/data next to the repository
 CLASSES = ("benign", "malignant")
 IMAGES_PER_CLASS = 2
 CLIPS_PER_CLASS = 1

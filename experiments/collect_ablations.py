@@ -1,6 +1,6 @@
 """Table of the ablation runs: the last monitor values (k-NN and linear-probe AUC) of each pretraining run.
 
-    python experiments/collect_ablations.py --runs /work/runs/ablation --output experiments/results/ablations.md
+    python experiments/collect_ablations.py --runs runs/ablation --output experiments/results/ablations.md
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Collect several fine-tuning `results.json` files into the Markdown tables of docs/results.md.
 
-    python experiments/collect_results.py --run "random init=/work/runs/ft_random" \
-        --run "hard triplet (lung clips)=/work/runs/ft_lung_ht" --output experiments/results/main_table.md
+    python experiments/collect_results.py --run "random init=runs/ft_random" \
+        --run "hard triplet (lung clips)=runs/ft_lung_ht" --output experiments/results/main_table.md
 """
 
 from __future__ import annotations

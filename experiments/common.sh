@@ -1,8 +1,8 @@
 # Shared settings for the experiment scripts (sourced, not run). Override any of them in the environment.
 set -euo pipefail
 DATA=${DATA:-../shared/data}           # the development data (see ../shared/data/README.md)
-STORES=${STORES:-/work/stores}         # frame stores (never inside the repository)
-RUNS=${RUNS:-/work/runs}               # pretraining / fine-tuning outputs
+STORES=${STORES:-stores}               # frame stores: stores/ in the repository root (git-ignored)
+RUNS=${RUNS:-runs}                     # pretraining / fine-tuning outputs: runs/ (git-ignored)
 FINETUNE_CONFIG=${FINETUNE_CONFIG:-experiments/configs/finetune_cpu.yaml}
 
 # Build the three stores once (idempotent: an existing store is kept).

@@ -1,7 +1,7 @@
 """Convergence of pretraining losses: the k-NN / linear-probe monitor against pretraining steps, one line per run.
 
-    python experiments/plot_convergence.py --run "hard triplet=/work/runs/pretrain_lung_hard_triplet" \
-        --run "InfoNCE=/work/runs/pretrain_lung_info_nce" --output docs/figures/convergence.png
+    python experiments/plot_convergence.py --run "hard triplet=runs/pretrain_lung_hard_triplet" \
+        --run "InfoNCE=runs/pretrain_lung_info_nce" --output docs/figures/convergence.png
 """
 
 from __future__ import annotations

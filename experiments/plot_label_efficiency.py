@@ -1,7 +1,7 @@
 """Label efficiency of several fine-tuning runs in one plot: test AUC against labeled training images.
 
-    python experiments/plot_label_efficiency.py --run "random init=/work/runs/le_random" \
-        --run "pretrained=/work/runs/le_pretrained" --output docs/figures/label_efficiency.png
+    python experiments/plot_label_efficiency.py --run "random init=runs/le_random" \
+        --run "pretrained=runs/le_pretrained" --output docs/figures/label_efficiency.png
 
 Each RUN is a `training.finetune --num-labels ...` output: `label_efficiency.json` gives the subset sizes (mean ±
 std over draws, 95% patient-bootstrap CI), and `results.json` adds the "all labels" point of the same test folds.

@@ -27,7 +27,7 @@ RESULTS_TEMPERATURE = 1.7
 RESULTS_THRESHOLD = 0.37
 FOLDS = 5
 FIGURES = ("roc", "reliability", "confusion")  # label_efficiency is null in the fake results
-PRETRAIN_STORES = ["/work/stores/covid_blues", "/work/stores/pocus"]
+PRETRAIN_STORES = ["stores/covid_blues", "stores/pocus"]
 
 
 def metric(value: float) -> dict[str, float]:

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
+from real_data import DATA_ROOT, store_path
 
 from training.finetune import check_no_leak, draw_label_subset, make_folds
 from training.pretrain import without_test_rows
 
-DATA_ROOT = Path(os.environ.get("USVCL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 BUS_BRA = DATA_ROOT / "bus_bra"
+BUS_BRA_STORE = store_path("bus_bra")
 SPLIT_NAMES = {"1": "train", "0": "val"}  # valid_k: 1 training, 0 inner validation, NaN test
 
 
@@ -52,11 +51,11 @@ def test_bus_bra_official_folds_are_patient_disjoint() -> None:
     assert np.array_equal(every_test_row, np.arange(len(labels)))  # each image tested exactly once
 
 
-@pytest.mark.skipif(not Path("/work/stores/bus_bra").is_dir(), reason="BUS-BRA store not built")
+@pytest.mark.skipif(not BUS_BRA_STORE.is_dir(), reason=f"BUS-BRA store not built in {BUS_BRA_STORE}")
 def test_bus_bra_store_folds_are_patient_disjoint() -> None:
     import datasets
 
-    store = datasets.load_from_disk("/work/stores/bus_bra").select_columns(
+    store = datasets.load_from_disk(str(BUS_BRA_STORE)).select_columns(
         ["patient_id", "label", *(f"split_{k}" for k in range(1, 6))]
     )
     patient_ids = np.asarray(store["patient_id"]).astype(str)

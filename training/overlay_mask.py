@@ -7,7 +7,7 @@ least `STROKE_MIN_CONTRAST`; strokes are grown by two pixels and replaced by tha
 It catches most text on dark or mid-grey tissue, misses some on bright tissue, and also takes the brightest speckle
 and the corners of sharply bounded bright regions (docs/figures/overlay_mask_examples.png shows the worst cases).
 
-    python -m training.overlay_mask --store /work/stores/bus_bra --output /work/stores/bus_bra_masked \
+    python -m training.overlay_mask --store stores/bus_bra --output stores/bus_bra_masked \
         --examples docs/figures/overlay_mask_examples.png
 """
 

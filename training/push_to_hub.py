@@ -9,7 +9,7 @@ Only then is it uploaded (`HfApi().create_repo` + `upload_folder`, token from `h
 
     python -m training.push_to_hub --model-dir models/usvcl-densenet121-busbra --repo-id ORG/usvcl-densenet121-busbra
     python -m training.push_to_hub --model-dir models/usvcl-densenet121-busbra --repo-id ORG/NAME \
-        --space-id ORG/usvcl-demo --dry-run /tmp/usvcl-publish
+        --space-id ORG/usvcl-demo --dry-run runs/publish
 """
 
 from __future__ import annotations

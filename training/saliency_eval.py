@@ -1,7 +1,7 @@
 """Does the model look at the lesion? Grad-CAM of each fold model on its own test fold, against lesion masks.
 
-    python -m training.saliency_eval --run-dir RUN --store /work/stores/bus_bra \
-        --masks /work/shared/data/bus_bra/Masks --output RUN/saliency
+    python -m training.saliency_eval --run-dir RUN --store stores/bus_bra \
+        --masks ../shared/data/bus_bra/Masks --output RUN/saliency
 
 `RUN` is a `training.finetune` output with `--save-fold-models` (folders `fold_<k>/model`). For every test image:
 the pointing game (is the saliency maximum inside the lesion mask?) and the share of saliency energy inside the

@@ -21,6 +21,8 @@ from .modeling_usvcl import (
     UsvclPreTrainedModel,
 )
 
+IMAGE_PROCESSOR_BACKENDS = ("pil", "torchvision")
+
 
 def register_auto_classes() -> None:
     """Register the usvcl classes with the Auto classes, and for `auto_map` + code copying in `save_pretrained`."""
@@ -28,7 +30,10 @@ def register_auto_classes() -> None:
     AutoModel.register(UsvclConfig, UsvclModel, exist_ok=True)
     AutoModelForImageClassification.register(UsvclConfig, UsvclForImageClassification, exist_ok=True)
     AutoModelForPreTraining.register(UsvclConfig, UsvclForContrastivePretraining, exist_ok=True)
-    AutoImageProcessor.register(UsvclConfig, slow_image_processor_class=UsvclImageProcessor, exist_ok=True)
+    # One implementation (numpy + Pillow) serves every backend name: AutoImageProcessor asks for "torchvision" when
+    # torchvision is installed and warned "Requested torchvision backend is not available" when only "pil" was known.
+    backends = {backend: UsvclImageProcessor for backend in IMAGE_PROCESSOR_BACKENDS}
+    AutoImageProcessor.register(UsvclConfig, image_processor_classes=backends, exist_ok=True)
     UsvclConfig.register_for_auto_class()
     UsvclModel.register_for_auto_class("AutoModel")
     UsvclForImageClassification.register_for_auto_class("AutoModelForImageClassification")

@@ -6,7 +6,7 @@ bus_bra 67 MB) do not fit. This writes each store again with the same rows and c
 it goes to an ignored folder and is never committed (COVID-BLUES is CC BY-NC-ND).
 
 Usage:
-    python experiments/gpu/pack_stores.py --stores /work/stores/covid_blues /work/stores/bus_bra \
+    python experiments/gpu/pack_stores.py --stores stores/covid_blues stores/bus_bra \
         --output .gpu_payload/stores [--quality 80] [--max-side 224]
 """
 

@@ -11,7 +11,7 @@
 # Prepare here (experiments/gpu/run_paper_scale.sh says how to fill .gpu_payload/: stores as JPEG, wheels).
 # Run there:  OUT=/some/folder bash experiments/gpu/run_default_model.sh
 # Back: $OUT/model.safetensors (the chosen model's fp16 weights) and $OUT/gpu_runs.tar.gz (logs, results, figures and
-# the exported folder without its weights). Smoke test on a CPU:  SMOKE=1 OUT=/tmp/smoke bash experiments/gpu/...
+# the exported folder without its weights). Smoke test on a CPU:  SMOKE=1 OUT=runs/smoke bash experiments/gpu/...
 set -uo pipefail
 OUT=${OUT:-/tmp/usvcl_gpu_out}
 PAYLOAD=${PAYLOAD:-.gpu_payload}

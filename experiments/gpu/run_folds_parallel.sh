@@ -5,7 +5,7 @@
 # DEADLINE_S seconds after the start are stopped (their finished folds stay in folds_done.json).
 # Example, the random-init arm at 3e-4 that docs/results.md section 5c lacks:
 #   OUT=/some/folder INIT=random LR=3e-4 bash experiments/gpu/run_folds_parallel.sh
-# Back: $OUT/gpu_runs.tar.gz (each part's results, predictions and log). Smoke test on a CPU: SMOKE=1 OUT=/tmp/smoke ...
+# Back: $OUT/gpu_runs.tar.gz (each part's results, predictions and log). Smoke test on a CPU: SMOKE=1 OUT=runs/smoke ...
 set -uo pipefail
 OUT=${OUT:-/tmp/usvcl_gpu_out}
 PAYLOAD=${PAYLOAD:-.gpu_payload}

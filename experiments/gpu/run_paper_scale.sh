@@ -11,13 +11,13 @@
 # (folds_done.json). Everything small (JSON, CSV, logs, figures) is packed into $OUT/gpu_runs.tar.gz.
 #
 # Prepare here (stores and wheels into the ignored .gpu_payload/, under the tool's 64 MiB limit):
-#   python experiments/gpu/pack_stores.py --stores /work/stores/covid_blues /work/stores/pocus /work/stores/bus_bra \
+#   python experiments/gpu/pack_stores.py --stores stores/covid_blues stores/pocus stores/bus_bra \
 #     --output .gpu_payload/stores
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .gpu_payload/wheels datasets evaluate dill \
 #     multiprocess
 # Run there:  OUT=/some/folder [PLAN=main] [STEPS=247 EPOCHS=4] bash experiments/gpu/run_paper_scale.sh
 # (STEPS and EPOCHS given: no sizing step; otherwise sized from a timed step by experiments/gpu/size_run.py)
-# Smoke test on a CPU (tiny backbone and shapes, fold 1 only):  SMOKE=1 OUT=/tmp/smoke bash experiments/gpu/...
+# Smoke test on a CPU (tiny backbone and shapes, fold 1 only):  SMOKE=1 OUT=runs/smoke bash experiments/gpu/...
 set -uo pipefail
 OUT=${OUT:-/tmp/usvcl_gpu_out}
 PLAN=${PLAN:-main}
