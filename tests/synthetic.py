@@ -23,7 +23,8 @@ BLOB_RADIUS = 5
 BACKGROUND_LEVEL = 60
 BLOB_LEVEL = 230
 OVERLAY_LEVEL = 200
-CONTAINER_CODECS = {"mp4": "libx264", "avi": "mpeg4", "mov": "libx264", "mkv": "libx264", "webm": "libvpx-vp9"}
+CONTAINER_CODECS = {"mp4": "libx264", "avi": "mpeg4", "mov": "libx264", "mkv": "libx264", "webm": "libvpx-vp9",
+                    "mpeg": "mpeg2video", "mpg": "mpeg1video", "m4v": "mpeg4"}
 CODEC_PIXEL_FORMAT = "yuv420p"
 BIT_RATE = 4_000_000  # high enough that static overlays survive every codec without flicker
 DICOM_FRAME_TIME_MS = 40.0

@@ -113,13 +113,12 @@ def test_bad_input_is_reported_and_the_app_keeps_serving(server, clip_path, tmp_
     check_answer(analyse(client, [clip_path]), CLIP_FRAMES)
 
 
-def test_clip_length_cap_is_stated(server, clip_path, monkeypatch):
-    from gradio_client.exceptions import AppError
-
+def test_a_clip_over_the_frame_limit_is_sampled_not_refused(server, clip_path, monkeypatch):
     app, _, client, _ = server
     monkeypatch.setattr(app, "MAX_FRAMES", 3)
-    with pytest.raises(AppError, match="limit is 3 frames"):
-        analyse(client, [clip_path])
+    outputs = analyse(client, [clip_path])
+    check_answer(outputs, 3)
+    assert "stride 11" in outputs[4]  # 32 frames: every 11th keeps 3, over the whole clip
 
 
 def test_uploads_are_deleted_after_the_request(server, tmp_path):

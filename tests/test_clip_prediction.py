@@ -130,11 +130,22 @@ def test_dicom_cine(loaded):
     assert_consistent(result, 3)  # 30 frames, stride 10
 
 
-def test_frame_cap_states_the_limit(loaded, clip_path):
+def test_a_long_clip_is_sampled_evenly_not_refused(loaded, clip_path):
+    """More frames than max_frames at the asked stride: the stride is raised, the frames span the whole clip."""
     model, processor = loaded
-    with pytest.raises(ClipTooLongError, match="limit is 3 frames"):
-        predict_clip(model, processor, clip_path, frame_stride=STRIDE, max_frames=3)
+    result = predict_clip(model, processor, clip_path, frame_stride=STRIDE, max_frames=3)
+    assert result.num_frames == 3
+    assert result.frame_stride == math.ceil(synthetic.FRAME_COUNT / 3) > STRIDE
+    np.testing.assert_array_equal(np.diff(result.frame_indices), result.frame_stride)
+    assert result.frame_indices[-1] >= synthetic.FRAME_COUNT - result.frame_stride
     assert predict_clip(model, processor, clip_path, frame_stride=STRIDE, max_frames=8).num_frames == 8
+
+
+def test_too_many_stills_states_the_limit(loaded, tmp_path):
+    model, processor = loaded
+    stills = [write_png(tmp_path / f"still{index}.png", seed=index) for index in range(3)]
+    with pytest.raises(ClipTooLongError, match="more than 2 images; give at most 2"):
+        predict_clip(model, processor, stills, max_frames=2)
 
 
 def test_seconds_cap_states_the_limit(loaded, clip_path):

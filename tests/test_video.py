@@ -10,7 +10,15 @@ import pytest
 from pydicom import examples
 
 from tests import synthetic
-from usvcl_hf.video import ClipReadError, decoder_thread_count, detect_imaging_region, read_clip
+from usvcl_hf import video
+from usvcl_hf.video import (
+    ClipReadError,
+    ClipTooLongError,
+    DecodeBudget,
+    decoder_thread_count,
+    detect_imaging_region,
+    read_clip,
+)
 
 CONTAINERS = ("mp4", "avi", "mov", "mkv", "webm")
 STRIDE = 5
@@ -171,3 +179,83 @@ def test_decoded_frames_do_not_depend_on_the_decoder_thread_count(clip_folder, s
     for threads in (1, 3):
         monkeypatch.setattr(video, "decoder_thread_count", lambda threads=threads: threads)
         np.testing.assert_array_equal(read_clip(path, frame_stride=1).frames, reference)
+
+
+def large_frames(frame_count: int, height: int, width: int) -> np.ndarray:
+    """`(T, H, W)` uint8 frames: a bright moving square on a dark gradient (compresses well at any size)."""
+    rows, columns = np.mgrid[0:height, 0:width]
+    frames = np.empty((frame_count, height, width), np.uint8)
+    for index in range(frame_count):
+        frame = 30 + (rows + columns) * 60 // (height + width)
+        left = index * (width // 2) // frame_count
+        frame[height // 4 : height // 2, left : left + width // 4] = 220
+        frames[index] = frame
+    return frames
+
+
+@pytest.mark.parametrize("suffix", ["mp4", "dcm", "png"])
+def test_budget_shrinks_large_frames_while_decoding(tmp_path: Path, suffix: str) -> None:
+    """A 640x480 source under a 100 px working side is kept as its 6x6 block means (longer side < 200)."""
+    frames = large_frames(6, 480, 640)
+    path = tmp_path / f"large.{suffix}"
+    if suffix == "mp4":
+        synthetic.write_video(path, frames)
+    elif suffix == "dcm":
+        synthetic.write_dicom(path, frames)
+    else:
+        from PIL import Image
+
+        Image.fromarray(frames[0]).save(path)
+    budget = DecodeBudget(max_frames=100, max_pixels=10**9, working_side=100)
+    clip = read_clip(path, frame_stride=1, budget=budget)
+    assert clip.downscale == 6 and clip.source_size == (480, 640)
+    assert clip.frames.shape[1:] == (80, 106)
+    expected = frames[: len(clip.frames), :480, :636].reshape(-1, 80, 6, 106, 6).mean(axis=(2, 4))
+    tolerance = 0.5 if suffix != "mp4" else 6  # lossless sources: rounding only; H.264: codec error
+    assert np.abs(clip.frames - expected).mean() <= tolerance
+
+
+@pytest.mark.parametrize("known_length", [True, False])
+def test_budget_spreads_frames_over_the_whole_clip(clip_folder: Path, monkeypatch, known_length: bool) -> None:
+    """At most max_frames kept, evenly spaced, reaching the end: from the header's count, or by halving."""
+    if not known_length:
+        monkeypatch.setattr(video, "_frame_estimate", lambda *args: None)
+    clip = read_clip(clip_folder / "clip.mp4", frame_stride=2, budget=DecodeBudget(max_frames=5, max_pixels=10**9))
+    assert len(clip.frames) <= 5
+    assert clip.frame_stride > 2
+    np.testing.assert_array_equal(clip.frame_indices, np.arange(0, synthetic.FRAME_COUNT, clip.frame_stride))
+    assert clip.frame_indices[-1] >= synthetic.FRAME_COUNT - clip.frame_stride
+
+
+@pytest.mark.parametrize("suffix", ["mp4", "dcm"])
+def test_budget_limits_frames_times_pixels(clip_folder: Path, suffix: str) -> None:
+    pixels = synthetic.HEIGHT * synthetic.WIDTH
+    clip = read_clip(clip_folder / f"clip.{suffix}", frame_stride=1, budget=DecodeBudget(100, max_pixels=4 * pixels))
+    assert 1 < len(clip.frames) <= 4
+
+
+def test_budget_refuses_a_clip_past_max_seconds(clip_folder: Path) -> None:
+    budget = DecodeBudget(max_frames=100, max_pixels=10**9, max_seconds=0.5)
+    for suffix in ("mp4", "webm"):
+        with pytest.raises(ClipTooLongError, match=r"limit of 0\.5 s \(trim it\)"):
+            read_clip(clip_folder / f"clip.{suffix}", budget=budget)
+
+
+@pytest.mark.parametrize("name", ["clip.mpeg", "clip.mpg", "clip.m4v"])
+def test_mpeg_containers_are_read(tmp_path: Path, name: str) -> None:
+    path = synthetic.write_video(tmp_path / name)
+    assert len(read_clip(path, frame_stride=STRIDE).frames) == EXPECTED_KEPT
+
+
+@pytest.mark.parametrize("name", ["cine.dicom", "cine"])
+def test_dicom_with_dicom_suffix_or_none_is_read(clip_folder: Path, tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes((clip_folder / "clip.dcm").read_bytes())
+    assert len(read_clip(path, frame_stride=STRIDE).frames) == EXPECTED_KEPT
+
+
+def test_a_file_without_suffix_that_is_not_dicom_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "notes"
+    path.write_text("not a clip")
+    with pytest.raises(ClipReadError, match="unsupported file type"):
+        read_clip(path)

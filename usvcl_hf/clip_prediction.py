@@ -15,6 +15,7 @@ Frame probabilities are softmax outputs of the model's logits, which the model a
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,20 +29,28 @@ import torch
 from .aggregation import aggregate_probabilities
 from .configuration_usvcl import CLIP_AGGREGATIONS
 from .image_processing_usvcl import to_grey_float
-from .video import VIDEO_SUFFIXES, ClipReadError, detect_imaging_region, read_clip
+from .video import (
+    VIDEO_SUFFIXES,
+    ClipReadError,
+    ClipTooLongError,
+    DecodeBudget,
+    detect_imaging_region,
+    read_clip,
+    shrink,
+)
 
 DEFAULT_FRAME_STRIDE = 5
 DEFAULT_MAX_FRAMES = 600
 DEFAULT_BATCH_SIZE = 16
 POSITIVE_LABEL = "malignant"
 UINT8_MAX = 255.0
+# Frames are shrunk as they are decoded towards this many times the model's input side (DecodeBudget.working_side):
+# the longer side of a kept frame stays below 2 x 2 x image_size, enough for the imaging-region crop and the resize.
+WORKING_SIDE_FACTOR = 2
+UNLIMITED = sys.maxsize
 
 Box = tuple[int, int, int, int]
 ImageLike = str | Path | np.ndarray | PIL.Image.Image
-
-
-class ClipTooLongError(ClipReadError):
-    """A clip has more frames or seconds than the caller allows; the message states the cap."""
 
 
 @dataclass
@@ -63,6 +72,8 @@ class ClipPrediction:
     aggregation: str  # name from CLIP_AGGREGATIONS
     threshold: float  # decision threshold on the clip malignancy probability
     elapsed_s: float  # wall time of decoding + inference
+    downscale: int = 1  # frames were shrunk by this whole factor while decoding (1: native size)
+    source_size: tuple[int, int] | None = None  # (H, W) of the source frames before shrinking (first source)
 
     @property
     def num_frames(self) -> int:
@@ -90,6 +101,8 @@ class DecodedFrames:
     sources: list[str]
     crop_boxes: list[Box | None]
     frame_stride: int
+    downscale: int = 1
+    source_size: tuple[int, int] | None = None
 
 
 def load_model(model_id_or_dir: str | Path, device: str | torch.device | None = None) -> tuple[Any, Any]:
@@ -122,30 +135,22 @@ def grey_uint8(image: np.ndarray | PIL.Image.Image) -> np.ndarray:
     return np.rint(to_grey_float(image) * UINT8_MAX).astype(np.uint8)
 
 
-def _check_frame_count(source: str, count: int, max_frames: int | None, stride: int) -> None:
-    """Raise `ClipTooLongError` when more than `max_frames` frames would be analysed."""
+def _check_image_count(count: int, max_frames: int | None) -> None:
+    """Raise `ClipTooLongError` when more than `max_frames` still images are given."""
     if max_frames is not None and count > max_frames:
-        raise ClipTooLongError(
-            source,
-            f"more than {max_frames} frames to analyse at frame stride {stride}; the limit is {max_frames} frames "
-            "(trim the clip or raise the frame stride)",
-        )
+        raise ClipTooLongError(f"{count} images", f"more than {max_frames} images; give at most {max_frames}")
 
 
-def _check_duration(source: str, frame_indices: np.ndarray, fps: float, max_seconds: float | None) -> None:
-    """Raise `ClipTooLongError` when the kept frames reach past `max_seconds`."""
-    if max_seconds is None or not math.isfinite(fps) or fps <= 0 or len(frame_indices) == 0:
-        return
-    if frame_indices[-1] / fps > max_seconds:
-        raise ClipTooLongError(source, f"clip is longer than the limit of {max_seconds:g} s (trim it)")
+def working_side(processor: Any) -> int | None:
+    """Side frames are shrunk towards while decoding: WORKING_SIDE_FACTOR x the processor's `image_size`."""
+    size = getattr(processor, "image_size", None)
+    return None if size is None else WORKING_SIDE_FACTOR * int(size)
 
 
-def _read_one_path(
-    path: Path, frame_stride: int, max_frames: int | None, crop: bool, max_pixels: int | None
-) -> DecodedFrames:
-    """Read one clip, DICOM or image file (one extra frame is read to detect clips over the cap)."""
-    read_limit = None if max_frames is None else max_frames + 1
-    clip = read_clip(path, frame_stride=frame_stride, max_frames=read_limit, crop=crop, max_pixels=max_pixels)
+def _read_one_path(path: Path, frame_stride: int, crop: bool, max_pixels: int | None,
+                   budget: DecodeBudget) -> DecodedFrames:
+    """Read one clip, DICOM or image file within `budget` (a long clip is sampled evenly, not refused)."""
+    clip = read_clip(path, frame_stride=frame_stride, crop=crop, max_pixels=max_pixels, budget=budget)
     count = len(clip.frames)
     return DecodedFrames(
         frames=list(clip.frames),
@@ -153,19 +158,22 @@ def _read_one_path(
         fps=float(clip.fps),
         sources=[str(path)] * count,
         crop_boxes=[clip.crop_box] * count,
-        frame_stride=frame_stride if count > 1 or path.suffix.lower() in VIDEO_SUFFIXES else 1,
+        frame_stride=clip.frame_stride if count > 1 or path.suffix.lower() in VIDEO_SUFFIXES else 1,
+        downscale=clip.downscale,
+        source_size=clip.source_size,
     )
 
 
 def _read_still(
-    item: ImageLike, position: int, crop: bool, max_pixels: int | None
+    item: ImageLike, position: int, crop: bool, max_pixels: int | None, side: int | None
 ) -> tuple[np.ndarray, str, Box | None]:
-    """One still (path, array or PIL image) -> `(H, W)` uint8 frame, its source name and crop box."""
+    """One still (path, array or PIL image) -> `(H, W)` uint8 frame (shrunk towards `side`), name and crop box."""
+    budget = DecodeBudget(max_frames=2, max_pixels=UNLIMITED, working_side=side)
     if isinstance(item, (str, Path)):
         path = Path(item)
         if path.suffix.lower() in VIDEO_SUFFIXES:
             raise ClipReadError(path, "a video clip cannot be mixed with other files; upload it on its own")
-        clip = read_clip(path, frame_stride=1, max_frames=2, crop=crop, max_pixels=max_pixels)
+        clip = read_clip(path, frame_stride=1, crop=crop, max_pixels=max_pixels, budget=budget)
         if len(clip.frames) > 1:
             raise ClipReadError(path, "a multi-frame file cannot be mixed with other files; upload it on its own")
         return clip.frames[0], str(path), clip.crop_box
@@ -173,6 +181,7 @@ def _read_still(
     frame = grey_uint8(item)
     if max_pixels is not None and frame.size > max_pixels:
         raise ClipReadError(name, f"resolution {frame.shape[1]}x{frame.shape[0]} exceeds max_pixels={max_pixels}")
+    frame = shrink(frame, budget.shrink_factor(*frame.shape))  # (H, W) -> (H // f, W // f)
     box = None
     if crop:
         box = detect_imaging_region(frame)
@@ -181,11 +190,11 @@ def _read_still(
     return frame, name, box
 
 
-def _read_stills(items: Sequence[ImageLike], crop: bool, max_pixels: int | None) -> DecodedFrames:
+def _read_stills(items: Sequence[ImageLike], crop: bool, max_pixels: int | None, side: int | None) -> DecodedFrames:
     """Several stills, one frame each (sizes may differ)."""
     frames, sources, boxes = [], [], []
     for position, item in enumerate(items):
-        frame, source, box = _read_still(item, position, crop, max_pixels)
+        frame, source, box = _read_still(item, position, crop, max_pixels, side)
         frames.append(frame)
         sources.append(source)
         boxes.append(box)
@@ -207,23 +216,29 @@ def read_source(
     max_seconds: float | None = None,
     crop: bool = True,
     max_pixels: int | None = None,
+    side: int | None = None,
+    max_decoded_pixels: int | None = None,
 ) -> DecodedFrames:
-    """Decode a clip path, an image path, one image, or a list of stills into greyscale frames within the caps."""
+    """Decode a clip path, an image path, one image, or a list of stills into greyscale frames within the caps.
+
+    A clip keeps at most `max_frames` frames and `max_decoded_pixels` frames x pixels, evenly spread over it, its
+    frames shrunk towards `side` as they are decoded (`usvcl_hf.video.DecodeBudget`); more than `max_frames`
+    stills, or a clip longer than `max_seconds`, raise `ClipTooLongError`.
+    """
     if isinstance(source, (list, tuple)) and len(source) == 1:
         source = source[0]
     if isinstance(source, (list, tuple)):
         if not source:
             raise ValueError("No file or image was given.")
-        _check_frame_count(f"{len(source)} images", len(source), max_frames, 1)
-        return _read_stills(source, crop, max_pixels)
-    if isinstance(source, (str, Path)):
-        frames = _read_one_path(Path(source), frame_stride, max_frames, crop, max_pixels)
-    else:
-        frames = _read_stills([source], crop, max_pixels)
-    name = frames.sources[0]
-    _check_frame_count(name, len(frames.frames), max_frames, frames.frame_stride)
-    _check_duration(name, frames.frame_indices, frames.fps, max_seconds)
-    return frames
+        _check_image_count(len(source), max_frames)
+        return _read_stills(source, crop, max_pixels, side)
+    if not isinstance(source, (str, Path)):
+        return _read_stills([source], crop, max_pixels, side)
+    budget = DecodeBudget(
+        max_frames=max_frames or UNLIMITED, max_pixels=max_decoded_pixels or UNLIMITED, working_side=side,
+        max_seconds=max_seconds,
+    )
+    return _read_one_path(Path(source), frame_stride, crop, max_pixels, budget)
 
 
 def frame_malignancy(
@@ -263,6 +278,7 @@ def predict_clip(
     max_frames: int | None = DEFAULT_MAX_FRAMES,
     max_seconds: float | None = None,
     max_pixels: int | None = None,
+    max_decoded_pixels: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> ClipPrediction:
     """Classify a clip (or stills) as benign/malignant.
@@ -274,9 +290,12 @@ def predict_clip(
         frame_stride: keep every n-th source frame (default `DEFAULT_FRAME_STRIDE`; stills use 1).
         clip_aggregation: one of `CLIP_AGGREGATIONS` (default `model.config.clip_aggregation`).
         crop: cut frames to the imaging region (`usvcl_hf.video.detect_imaging_region`).
-        max_frames: most frames analysed; a longer clip raises `ClipTooLongError` (None = no cap).
+        max_frames: most frames analysed: a clip with more is sampled evenly down to it (the stride is raised),
+            more stills raise `ClipTooLongError` (None = no cap).
         max_seconds: longest clip accepted; a longer one raises `ClipTooLongError` (None = no cap).
         max_pixels: largest frame accepted (`ClipReadError` above it).
+        max_decoded_pixels: decode budget, kept frames x pixels of a clip (None = no cap); frames are also shrunk
+            as they are decoded towards `WORKING_SIDE_FACTOR` x the processor's `image_size`.
         batch_size: frames per forward pass.
 
     Raises:
@@ -289,7 +308,8 @@ def predict_clip(
     if aggregation not in CLIP_AGGREGATIONS:
         raise ValueError(f"clip_aggregation must be one of {list(CLIP_AGGREGATIONS)}, got {aggregation!r}.")
     decoded = read_source(
-        source, frame_stride=stride, max_frames=max_frames, max_seconds=max_seconds, crop=crop, max_pixels=max_pixels
+        source, frame_stride=stride, max_frames=max_frames, max_seconds=max_seconds, crop=crop, max_pixels=max_pixels,
+        side=working_side(processor), max_decoded_pixels=max_decoded_pixels,
     )
     frame_probabilities = frame_malignancy(model, processor, decoded.frames, batch_size)
     malignancy = aggregate_probabilities(frame_probabilities, aggregation, top_k=model.config.clip_top_k)
@@ -312,6 +332,8 @@ def predict_clip(
         aggregation=aggregation,
         threshold=float(model.config.decision_threshold),
         elapsed_s=time.perf_counter() - started,
+        downscale=decoded.downscale,
+        source_size=decoded.source_size,
     )
 
 
@@ -328,4 +350,5 @@ __all__ = [
     "positive_class_index",
     "predict_clip",
     "read_source",
+    "working_side",
 ]
