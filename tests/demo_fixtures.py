@@ -47,3 +47,20 @@ def write_png(path: Path, height: int = 40, width: int = 72, seed: int = 0) -> P
     image[((rows - height / 2) / (height / 4)) ** 2 + ((columns - width / 2) / (width / 5)) ** 2 <= 1] = 220
     Image.fromarray(image.astype(np.uint8)).save(path)
     return path
+
+
+TINY_LESION_MODEL = dict(backbone="test_efficientnet", image_size=TINY_IMAGE_SIZE, decoder_channels=[16, 8])
+
+
+def save_tiny_lesion_model(folder: Path, **overrides) -> Path:
+    """Save a random lesion segmenter (timm `test_efficientnet`, 64 px) with its image processor, Hub-style."""
+    import torch
+
+    from usvcl_hf import LesionConfig, LesionSegmentationModel, UsvclImageProcessor
+
+    torch.manual_seed(0)
+    config = LesionConfig(**{**TINY_LESION_MODEL, **overrides})
+    LesionSegmentationModel(config).save_pretrained(folder)
+    UsvclImageProcessor(image_size=config.image_size, resize_mode=config.resize_mode,
+                        mask_threshold=config.mask_threshold).save_pretrained(folder)
+    return folder

@@ -6,11 +6,14 @@ from transformers import (
     AutoModel,
     AutoModelForImageClassification,
     AutoModelForPreTraining,
+    AutoModelForSemanticSegmentation,
 )
 
+from .configuration_lesion import LesionConfig
 from .configuration_usvcl import UsvclConfig
 from .image_processing_usvcl import UsvclImageProcessor
 from .losses import hard_triplet_loss, info_nce_loss
+from .modeling_lesion import LesionPreTrainedModel, LesionSegmentationModel, LesionSegmentationOutput
 from .modeling_usvcl import (
     UsvclContrastiveOutput,
     UsvclForContrastivePretraining,
@@ -39,11 +42,21 @@ def register_auto_classes() -> None:
     UsvclForImageClassification.register_for_auto_class("AutoModelForImageClassification")
     UsvclForContrastivePretraining.register_for_auto_class("AutoModelForPreTraining")
     UsvclImageProcessor.register_for_auto_class("AutoImageProcessor")
+    AutoConfig.register(LesionConfig.model_type, LesionConfig, exist_ok=True)
+    AutoModel.register(LesionConfig, LesionSegmentationModel, exist_ok=True)
+    AutoModelForSemanticSegmentation.register(LesionConfig, LesionSegmentationModel, exist_ok=True)
+    AutoImageProcessor.register(LesionConfig, slow_image_processor_class=UsvclImageProcessor, exist_ok=True)
+    LesionConfig.register_for_auto_class()
+    LesionSegmentationModel.register_for_auto_class("AutoModelForSemanticSegmentation")
 
 
 register_auto_classes()
 
 __all__ = [
+    "LesionConfig",
+    "LesionPreTrainedModel",
+    "LesionSegmentationModel",
+    "LesionSegmentationOutput",
     "UsvclConfig",
     "UsvclContrastiveOutput",
     "UsvclForContrastivePretraining",

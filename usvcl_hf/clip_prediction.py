@@ -7,6 +7,10 @@
     result = predict_clip(model, processor, "sweep.mp4")
     result.label, result.probabilities, result.frame_probabilities
 
+With a lesion segmenter (`usvcl_hf.lesion.load_lesion_model`) passed as `lesion_model`/`lesion_processor`, every
+frame also gets a lesion probability, the clip's answer aggregates over lesion frames only, and a clip in which no
+frame shows a lesion is answered `label == "no lesion"` with no benign/malignant probabilities.
+
 Frame probabilities are softmax outputs of the model's logits, which the model already divides by
 `config.calibration_temperature`, so they (and the clip probabilities) are calibrated. Decoding goes through
 `usvcl_hf.video` (PyAV, pydicom, Pillow); this module is not a Hub file.
@@ -29,6 +33,7 @@ import torch
 from .aggregation import aggregate_probabilities
 from .configuration_usvcl import CLIP_AGGREGATIONS
 from .image_processing_usvcl import to_grey_float
+from .lesion import NO_LESION_LABEL, frame_lesion_probabilities
 from .video import (
     VIDEO_SUFFIXES,
     ClipReadError,
@@ -57,13 +62,13 @@ ImageLike = str | Path | np.ndarray | PIL.Image.Image
 class ClipPrediction:
     """Result of `predict_clip`. Arrays are indexed by kept frame (T frames)."""
 
-    label: str  # clip-level decision by `decision_threshold`
-    probabilities: dict[str, float]  # calibrated clip probabilities per label, summing to 1
+    label: str  # clip-level decision by `decision_threshold`, or NO_LESION_LABEL when no frame shows a lesion
+    probabilities: dict[str, float]  # calibrated clip probabilities per label, summing to 1 (empty: no lesion)
     frame_probabilities: np.ndarray  # (T,) calibrated malignancy probability of each kept frame
     frame_indices: np.ndarray  # (T,) source frame index (position in the list for stills)
     times_s: np.ndarray  # (T,) frame time in seconds; nan when the source has no frame rate
     fps: float  # source frame rate; nan for stills and DICOM without timing
-    most_suspicious_frame: int  # position (0..T-1) of the frame with the highest malignancy probability
+    most_suspicious_frame: int  # position (0..T-1) of the lesion frame with the highest malignancy probability
     frames: list[np.ndarray]  # T frames as (H, W) uint8 greyscale, after cropping (what the model saw)
     sources: list[str]  # (T,) file (or "<image k>") each frame came from
     frame_stride: int  # stride used (1 for stills)
@@ -74,6 +79,13 @@ class ClipPrediction:
     elapsed_s: float  # wall time of decoding + inference
     downscale: int = 1  # frames were shrunk by this whole factor while decoding (1: native size)
     source_size: tuple[int, int] | None = None  # (H, W) of the source frames before shrinking (first source)
+    lesion_probabilities: np.ndarray | None = None  # (T,) lesion presence per frame; None without a lesion model
+    lesion_threshold: float = math.nan  # lesion probability at and above which a frame counts as a lesion frame
+
+    @property
+    def lesion_frames(self) -> np.ndarray:
+        """`(T,)` bool: the frames the answer aggregates over (all frames without a lesion model)."""
+        return lesion_frame_mask(self.lesion_probabilities, self.lesion_threshold, self.num_frames)
 
     @property
     def num_frames(self) -> int:
@@ -89,6 +101,13 @@ class ClipPrediction:
     def crop_box(self) -> Box | None:
         """Crop box of the most suspicious frame (the clip's box for a clip)."""
         return self.crop_boxes[self.most_suspicious_frame]
+
+
+def lesion_frame_mask(lesion_probabilities: np.ndarray | None, threshold: float, count: int) -> np.ndarray:
+    """`(T,)` bool: frames whose lesion probability reaches `threshold`; all `count` frames without probabilities."""
+    if lesion_probabilities is None:
+        return np.ones(count, dtype=bool)
+    return np.asarray(lesion_probabilities) >= threshold
 
 
 @dataclass
@@ -267,6 +286,21 @@ def clip_decision(config: Any, malignancy: float) -> tuple[str, dict[str, float]
     return label, {negative_name: 1.0 - malignancy, positive_name: malignancy}
 
 
+def decide_over_lesion_frames(
+    model: Any, frame_probabilities: np.ndarray, lesion_frames: np.ndarray, aggregation: str,
+    lesion_probabilities: np.ndarray | None,
+) -> tuple[str, dict[str, float], int]:
+    """Label, clip probabilities and most suspicious frame from the lesion frames' malignancy only.
+
+    No lesion frame: `NO_LESION_LABEL`, no probabilities, and the frame most likely to show a lesion."""
+    if not lesion_frames.any():
+        return NO_LESION_LABEL, {}, int(np.argmax(lesion_probabilities))
+    kept = np.flatnonzero(lesion_frames)  # positions of the lesion frames
+    malignancy = aggregate_probabilities(frame_probabilities[kept], aggregation, top_k=model.config.clip_top_k)
+    label, probabilities = clip_decision(model.config, malignancy)
+    return label, probabilities, int(kept[np.argmax(frame_probabilities[kept])])
+
+
 def predict_clip(
     model: Any,
     processor: Any,
@@ -280,8 +314,10 @@ def predict_clip(
     max_pixels: int | None = None,
     max_decoded_pixels: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    lesion_model: Any = None,
+    lesion_processor: Any = None,
 ) -> ClipPrediction:
-    """Classify a clip (or stills) as benign/malignant.
+    """Classify a clip (or stills) as benign/malignant (or "no lesion", with a lesion model).
 
     Args:
         model: a usvcl `UsvclForImageClassification` (any binary classifier with `.config` and `.logits`).
@@ -297,6 +333,8 @@ def predict_clip(
         max_decoded_pixels: decode budget, kept frames x pixels of a clip (None = no cap); frames are also shrunk
             as they are decoded towards `WORKING_SIDE_FACTOR` x the processor's `image_size`.
         batch_size: frames per forward pass.
+        lesion_model, lesion_processor: optional lesion segmenter (`usvcl_hf.lesion.load_lesion_model`); frames
+            whose lesion probability is below `lesion_model.config.lesion_threshold` are left out of the answer.
 
     Raises:
         ClipReadError: unreadable, empty, oversized or too long input (message names the file and the reason).
@@ -312,8 +350,14 @@ def predict_clip(
         side=working_side(processor), max_decoded_pixels=max_decoded_pixels,
     )
     frame_probabilities = frame_malignancy(model, processor, decoded.frames, batch_size)
-    malignancy = aggregate_probabilities(frame_probabilities, aggregation, top_k=model.config.clip_top_k)
-    label, probabilities = clip_decision(model.config, malignancy)
+    lesion_probabilities, lesion_threshold = None, math.nan
+    if lesion_model is not None:
+        lesion_probabilities = frame_lesion_probabilities(lesion_model, lesion_processor, decoded.frames, batch_size)
+        lesion_threshold = float(lesion_model.config.lesion_threshold)
+    lesion_frames = lesion_frame_mask(lesion_probabilities, lesion_threshold, len(decoded.frames))
+    label, probabilities, most_suspicious = decide_over_lesion_frames(
+        model, frame_probabilities, lesion_frames, aggregation, lesion_probabilities
+    )
     fps = decoded.fps
     times = decoded.frame_indices / fps if math.isfinite(fps) and fps > 0 else np.full(len(decoded.frames), np.nan)
     return ClipPrediction(
@@ -323,7 +367,7 @@ def predict_clip(
         frame_indices=decoded.frame_indices,
         times_s=np.asarray(times, dtype=np.float64),
         fps=fps,
-        most_suspicious_frame=int(np.argmax(frame_probabilities)),
+        most_suspicious_frame=most_suspicious,
         frames=decoded.frames,
         sources=decoded.sources,
         frame_stride=decoded.frame_stride,
@@ -334,16 +378,20 @@ def predict_clip(
         elapsed_s=time.perf_counter() - started,
         downscale=decoded.downscale,
         source_size=decoded.source_size,
+        lesion_probabilities=lesion_probabilities,
+        lesion_threshold=lesion_threshold,
     )
 
 
 __all__ = [
     "DEFAULT_FRAME_STRIDE",
     "DEFAULT_MAX_FRAMES",
+    "NO_LESION_LABEL",
     "ClipPrediction",
     "ClipTooLongError",
     "DecodedFrames",
     "clip_decision",
+    "decide_over_lesion_frames",
     "frame_malignancy",
     "grey_uint8",
     "load_model",

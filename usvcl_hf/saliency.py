@@ -21,7 +21,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from .image_processing_usvcl import to_grey_float
+from .image_processing_usvcl import square_to_frame, to_grey_float
 
 DEFAULT_ALPHA = 0.4
 COLORMAP = "jet"
@@ -54,26 +54,6 @@ def resolve_target_class(model: Any, target_class: int | str | None, logits: tor
     if not 0 <= int(target_class) < model.config.num_labels:
         raise ValueError(f"Class index {target_class} is outside 0..{model.config.num_labels - 1}.")
     return int(target_class)
-
-
-def square_to_frame(square_map: np.ndarray, height: int, width: int, resize_mode: str) -> np.ndarray:
-    """Map an `(S, S)` map on the processor's square input back onto an `(height, width)` frame.
-
-    Inverse of `usvcl_hf.image_processing_usvcl.resize_to_square`: `"pad"` removes the letterbox bars and
-    rescales; `"crop"` rescales and leaves zeros where the centre crop cut the frame.
-    """
-    size = square_map.shape[0]
-    scale = size / (max(height, width) if resize_mode == "pad" else min(height, width))
-    new_height, new_width = max(1, round(height * scale)), max(1, round(width * scale))
-    if resize_mode == "pad":
-        top, left = (size - new_height) // 2, (size - new_width) // 2
-        resized = square_map[top : top + new_height, left : left + new_width]  # (new_h, new_w)
-    else:
-        top, left = (new_height - size) // 2, (new_width - size) // 2
-        resized = np.zeros((new_height, new_width), dtype=np.float32)
-        resized[top : top + size, left : left + size] = square_map
-    image = PIL.Image.fromarray(resized.astype(np.float32), mode="F").resize((width, height), PIL.Image.BILINEAR)
-    return np.asarray(image, dtype=np.float32)  # (H, W)
 
 
 def gradcam_heatmap(model: Any, processor: Any, frame: Any, target_class: int | str | None = "malignant") -> np.ndarray:
