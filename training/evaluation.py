@@ -1,4 +1,6 @@
-"""Evaluation helpers: metrics (local `evaluate` modules), patient bootstrap CIs, threshold, temperature, plots.
+"""Evaluation helpers: metrics (one local `evaluate` module, `training/metrics/binary_classification`, for point
+estimates and bootstrap replicates alike), patient-bootstrap CIs, paired and multi-seed comparisons, threshold,
+temperature, plots.
 
 Everything here takes plain numpy arrays: `labels (n,)` in {0, 1}, `scores (n,)` = probability of class 1,
 `patient_ids (n,)` (any hashable), `logits (n, 2)`.
@@ -9,17 +11,20 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import evaluate
 import matplotlib
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import roc_curve
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
+METRIC_MODULE = "binary_classification"
+SEED_STREAM = 1  # the seed draws' generator: default_rng([seed, SEED_STREAM]), apart from the patient draws
 THRESHOLD_METRICS = ("auc", "sensitivity", "specificity", "accuracy")
 DEFAULT_BOOTSTRAP = 1000
 CI_LEVEL = 0.95
@@ -44,64 +49,46 @@ def positive_probability(logits: np.ndarray, temperature: float = 1.0) -> np.nda
     return torch.softmax(scaled, dim=1)[:, 1].numpy()
 
 
-def weighted_threshold_metrics(
-    labels: np.ndarray, scores: np.ndarray, threshold: float | np.ndarray, weights: np.ndarray | None = None
-) -> dict[str, float]:
-    """AUC, sensitivity, specificity, accuracy with optional per-row weights (bootstrap multiplicities).
+def binary_metrics(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    threshold: float | np.ndarray = 0.5,
+    n_bins: int = DEFAULT_BINS,
+    weights: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """AUC, sensitivity, specificity, accuracy and ECE through the local `binary_classification` evaluate module.
 
-    `threshold` is one number or one per row (pooled predictions of folds with their own thresholds).
+    `threshold` is one number or one per row; `weights` (optional) is `(n,)` or `(B, n)`; with `(B, n)` every value
+    is an array `(B,)`, one per weighting (a patient bootstrap in one call).
     """
-    labels = np.asarray(labels, dtype=int)
-    scores = np.asarray(scores, dtype=float)
-    weights = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=float)
-    predicted = scores >= np.asarray(threshold, dtype=float)
-    positive, negative = labels == 1, labels == 0
-    tp, fn = weights[positive & predicted].sum(), weights[positive & ~predicted].sum()
-    tn, fp = weights[negative & ~predicted].sum(), weights[negative & predicted].sum()
-    has_both = weights[positive].sum() > 0 and weights[negative].sum() > 0
-    return {
-        "auc": float(roc_auc_score(labels, scores, sample_weight=weights)) if has_both else float("nan"),
-        "sensitivity": float(tp / (tp + fn)) if tp + fn > 0 else float("nan"),
-        "specificity": float(tn / (tn + fp)) if tn + fp > 0 else float("nan"),
-        "accuracy": float((tp + tn) / weights.sum()),
-    }
+    return load_metric(METRIC_MODULE).compute(
+        references=np.asarray(labels, dtype=int).tolist(),
+        prediction_scores=np.asarray(scores, dtype=float).tolist(),
+        threshold=np.asarray(threshold, dtype=float).tolist(),
+        n_bins=n_bins,
+        sample_weight=weights,
+    )
 
 
-def weighted_ece(
-    labels: np.ndarray, scores: np.ndarray, n_bins: int = DEFAULT_BINS, weights: np.ndarray | None = None
-) -> float:
-    """Binary ECE over `n_bins` equal-width bins of the class-1 probability, with optional row weights."""
-    scores = np.clip(np.asarray(scores, dtype=float), 0.0, 1.0)
-    labels = np.asarray(labels, dtype=float)
-    weights = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=float)
-    bins = np.minimum((scores * n_bins).astype(int), n_bins - 1)
-    label_sums = np.bincount(bins, weights=weights * labels, minlength=n_bins)
-    score_sums = np.bincount(bins, weights=weights * scores, minlength=n_bins)
-    return float(np.abs(label_sums - score_sums).sum() / weights.sum())
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC (NaN when one class is present)."""
+    return float(binary_metrics(labels, scores)["auc"])
 
 
-def point_metrics(
+def all_metrics(
     labels: np.ndarray,
     scores: np.ndarray,
     uncalibrated_scores: np.ndarray,
     threshold: float | np.ndarray,
     n_bins: int,
-) -> dict[str, float]:
-    """Point estimates through the local evaluate modules: threshold metrics + ECE before/after calibration."""
-    references = np.asarray(labels, dtype=int).tolist()
-    values = load_metric("sensitivity_specificity").compute(
-        references=references,
-        prediction_scores=np.asarray(scores, float).tolist(),
-        threshold=np.asarray(threshold, dtype=float).tolist(),
-    )
-    ece = load_metric("expected_calibration_error")
-    values["ece_before"] = ece.compute(
-        references=references, prediction_scores=np.asarray(uncalibrated_scores, float).tolist(), n_bins=n_bins
-    )["ece"]
-    values["ece_after"] = ece.compute(
-        references=references, prediction_scores=np.asarray(scores, float).tolist(), n_bins=n_bins
-    )["ece"]
-    return {name: float(value) for name, value in values.items()}
+    weights: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """The reported metrics: threshold metrics and ECE of the calibrated scores, ECE of the uncalibrated ones."""
+    calibrated = binary_metrics(labels, scores, threshold, n_bins, weights)
+    values = {name: calibrated[name] for name in THRESHOLD_METRICS}
+    values["ece_before"] = binary_metrics(labels, uncalibrated_scores, threshold, n_bins, weights)["ece"]
+    values["ece_after"] = calibrated["ece"]
+    return values
 
 
 def patient_bootstrap_weights(patient_ids: Sequence, n_boot: int, seed: int) -> np.ndarray:
@@ -114,6 +101,16 @@ def patient_bootstrap_weights(patient_ids: Sequence, n_boot: int, seed: int) -> 
     return multiplicity[:, codes].astype(float)  # (n_boot, n_patients) -> (n_boot, n)
 
 
+def percentile_interval(samples: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
+    """Percentile interval of the finite values of `samples (B,)`; NaNs when none is finite."""
+    finite = np.asarray(samples, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if not len(finite):
+        return float("nan"), float("nan")
+    tail = (1.0 - level) / 2 * 100
+    return float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))
+
+
 def bootstrap_ci(
     statistic: Callable[[np.ndarray], dict[str, float]],
     patient_ids: Sequence,
@@ -121,22 +118,13 @@ def bootstrap_ci(
     seed: int = 0,
     level: float = CI_LEVEL,
 ) -> dict[str, tuple[float, float]]:
-    """Percentile CIs of each value `statistic(weights)` returns, resampling patients with replacement."""
+    """Percentile CIs of each value `statistic(weights (n,))` returns, resampling patients with replacement (for
+    statistics other than the classification metrics, e.g. the saliency scores)."""
     samples: dict[str, list[float]] = {}
     for weights in patient_bootstrap_weights(patient_ids, n_boot, seed):
         for name, value in statistic(weights).items():
             samples.setdefault(name, []).append(value)
-    tail = (1.0 - level) / 2 * 100
-    intervals = {}
-    for name, values in samples.items():
-        finite = np.asarray(values, dtype=float)
-        finite = finite[np.isfinite(finite)]
-        intervals[name] = (
-            (float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail)))
-            if len(finite)
-            else (float("nan"), float("nan"))
-        )
-    return intervals
+    return {name: percentile_interval(np.asarray(values), level) for name, values in samples.items()}
 
 
 def metrics_with_ci(
@@ -149,18 +137,93 @@ def metrics_with_ci(
     seed: int = 0,
     n_bins: int = DEFAULT_BINS,
 ) -> dict[str, dict[str, float]]:
-    """`{metric: {"value", "ci_low", "ci_high"}}` for AUC, sensitivity, specificity, accuracy, ECE before/after."""
-    values = point_metrics(labels, scores, uncalibrated_scores, threshold, n_bins)
+    """`{metric: {"value", "ci_low", "ci_high"}}` for AUC, sensitivity, specificity, accuracy, ECE before/after.
 
-    def statistic(weights: np.ndarray) -> dict[str, float]:
-        result = weighted_threshold_metrics(labels, scores, threshold, weights)
-        result["ece_before"] = weighted_ece(labels, uncalibrated_scores, n_bins, weights)
-        result["ece_after"] = weighted_ece(labels, scores, n_bins, weights)
-        return result
+    Values with unit weights, CIs from the same metric code with the `(n_boot, n)` patient-bootstrap weights.
+    """
+    values = all_metrics(labels, scores, uncalibrated_scores, threshold, n_bins)
+    replicates = all_metrics(labels, scores, uncalibrated_scores, threshold, n_bins,
+                             patient_bootstrap_weights(patient_ids, n_boot, seed))  # {name: (n_boot,)}
+    result = {}
+    for name, value in values.items():
+        low, high = percentile_interval(replicates[name])
+        result[name] = {"value": float(value), "ci_low": low, "ci_high": high}
+    return result
 
-    intervals = bootstrap_ci(statistic, patient_ids, n_boot, seed)
+
+def auc_replicates(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """`(S, B)` AUCs of `scores (S, n)` (one row per seed or draw) under `weights (B, n)`."""
+    return np.stack([binary_metrics(labels, row, weights=weights)["auc"] for row in np.atleast_2d(scores)])
+
+
+def mean_over_drawn_seeds(replicates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`(B,)`: for each bootstrap replicate b, the mean of `replicates (S, B)` over S seeds drawn with replacement."""
+    n_seeds, n_boot = replicates.shape
+    draws = rng.integers(0, n_seeds, size=(n_boot, n_seeds))  # (B, S) seed indices per replicate
+    return np.take_along_axis(replicates.T, draws, axis=1).mean(axis=1)  # (B, S) -> (B,)
+
+
+def seed_spread(values: Sequence[float]) -> dict[str, float]:
+    """Mean and standard deviation (ddof 1; NaN for one value) of per-seed results."""
+    values = np.asarray(values, dtype=float)
+    return {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
+            "n": len(values)}
+
+
+def mean_auc_ci(
+    labels: np.ndarray, scores: np.ndarray, patient_ids: Sequence, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0,
+    level: float = CI_LEVEL,
+) -> dict[str, Any]:
+    """Mean AUC over S seeds (or label draws) `scores (S, n)` of the same n test rows, with a CI that carries both
+    the seed and the sample variance: each replicate resamples patients (weights w_b) and, independently, S seeds
+    with replacement (sigma_b), and takes mean_k AUC(scores[sigma_bk], w_b). Returns the mean, its CI, the
+    per-seed AUCs and their spread."""
+    per_seed = auc_replicates(labels, scores, np.ones((1, len(labels))))[:, 0]  # (S,)
+    replicates = auc_replicates(labels, scores, patient_bootstrap_weights(patient_ids, n_boot, seed))  # (S, B)
+    low, high = percentile_interval(mean_over_drawn_seeds(replicates, np.random.default_rng([seed, SEED_STREAM])),
+                                    level)
+    return {"value": float(per_seed.mean()), "ci_low": low, "ci_high": high, "per_seed": per_seed.tolist(),
+            "spread": seed_spread(per_seed)}
+
+
+def paired_auc_difference(
+    labels: np.ndarray,
+    scores_a: np.ndarray,
+    scores_b: np.ndarray,
+    patient_ids: Sequence,
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    seed: int = 0,
+    level: float = CI_LEVEL,
+) -> dict[str, Any]:
+    """AUC(A) - AUC(B) on the same n test images, paired by patient, with seeds: `scores_a (S_a, n)`,
+    `scores_b (S_b, n)` (one row per training seed; `(n,)` for one seed), rows aligned image by image.
+
+    Point estimate: D = mean_s AUC(a_s) - mean_t AUC(b_t). Replicate b draws the test patients with replacement
+    once, giving weights w_b `(n,)` shared by both arms (the pairing: each image's two predictions stay together),
+    and draws S_a seeds of A and S_b seeds of B with replacement (sigma_b, tau_b; independent, since the arms'
+    seeds are different trainings):
+        D_b = mean_k AUC(a_{sigma_bk}; w_b) - mean_k AUC(b_{tau_bk}; w_b).
+    The CI is the percentile interval of D_b, so it carries the sample (patient) variance and the seed variance;
+    with one seed per arm it is the plain paired patient bootstrap. Also returned: the share of replicates <= 0
+    (`share_not_above_zero`), and the per-seed AUCs and spread of each arm.
+    """
+    labels = np.asarray(labels, dtype=int)
+    scores_a, scores_b = np.atleast_2d(scores_a), np.atleast_2d(scores_b)  # (S_a, n), (S_b, n)
+    if scores_a.shape[1] != len(labels) or scores_b.shape[1] != len(labels):
+        raise ValueError(f"paired comparison needs both arms on the same {len(labels)} images; got "
+                         f"{scores_a.shape[1]} and {scores_b.shape[1]}.")
+    weights = patient_bootstrap_weights(patient_ids, n_boot, seed)  # (B, n), shared by both arms
+    rng = np.random.default_rng([seed, SEED_STREAM])
+    replicates_a = mean_over_drawn_seeds(auc_replicates(labels, scores_a, weights), rng)  # (B,)
+    replicates_b = mean_over_drawn_seeds(auc_replicates(labels, scores_b, weights), rng)  # (B,)
+    differences = replicates_a - replicates_b  # (B,)
+    unit = np.ones((1, len(labels)))
+    per_seed_a, per_seed_b = auc_replicates(labels, scores_a, unit)[:, 0], auc_replicates(labels, scores_b, unit)[:, 0]
+    low, high = percentile_interval(differences, level)
     return {
-        name: {"value": values[name], "ci_low": intervals[name][0], "ci_high": intervals[name][1]} for name in values
+        "difference": float(per_seed_a.mean() - per_seed_b.mean()), "ci_low": low, "ci_high": high,
+        "share_not_above_zero": float(np.mean(differences[np.isfinite(differences)] <= 0)),
+        "auc_a": seed_spread(per_seed_a), "auc_b": seed_spread(per_seed_b), "n_boot": n_boot,
     }
 
 
@@ -227,8 +290,7 @@ def plot_roc(
         if len(np.unique(labels)) < 2:
             continue
         fpr, tpr, _ = roc_curve(labels, scores)
-        auc = roc_auc_score(labels, scores)
-        (line,) = axes.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
+        (line,) = axes.plot(fpr, tpr, label=f"{name} (AUC {auc(labels, scores):.3f})")
         grid, low, high = roc_band(labels, np.asarray(scores), patient_ids, n_boot, seed)
         axes.fill_between(grid, low, high, color=line.get_color(), alpha=0.15)
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
@@ -258,7 +320,7 @@ def plot_reliability(
     figure, axes = plt.subplots(figsize=(5, 5))
     for name, (labels, scores) in curves.items():
         stats = reliability_bins(labels, scores, n_bins)
-        ece = weighted_ece(labels, scores, n_bins)
+        ece = binary_metrics(labels, scores, n_bins=n_bins)["ece"]
         axes.errorbar(
             stats["mean_score"], stats["observed"], yerr=stats["half_width"], marker="o", capsize=3,
             label=f"{name} (ECE {ece:.3f})",
@@ -333,21 +395,27 @@ def format_interval(metric: dict[str, float], digits: int = 3) -> str:
 
 
 __all__ = [
+    "all_metrics",
+    "auc",
+    "auc_replicates",
+    "binary_metrics",
     "bootstrap_ci",
     "fit_temperature",
     "format_interval",
     "load_metric",
     "markdown_table",
+    "mean_auc_ci",
+    "mean_over_drawn_seeds",
     "metrics_with_ci",
     "negative_log_likelihood",
+    "paired_auc_difference",
     "patient_bootstrap_weights",
+    "percentile_interval",
     "plot_confusion",
     "plot_label_efficiency",
     "plot_reliability",
     "plot_roc",
-    "point_metrics",
     "positive_probability",
-    "weighted_ece",
-    "weighted_threshold_metrics",
+    "seed_spread",
     "youden_threshold",
 ]

@@ -303,11 +303,6 @@ def predict_logits(accelerator: Accelerator, model: torch.nn.Module, loader: Dat
     return logits
 
 
-def auc_or_nan(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC, NaN with one class."""
-    return evaluation.weighted_threshold_metrics(labels, scores, 0.5)["auc"]
-
-
 def train_model(
     accelerator: Accelerator,
     config: FinetuneConfig,
@@ -363,7 +358,7 @@ def train_model(
             optimizer.zero_grad()
         if val_loader is not None:
             val_logits = predict_logits(accelerator, model, val_loader, len(val_rows))
-            auc = auc_or_nan(data.labels[val_rows], evaluation.positive_probability(val_logits))
+            auc = evaluation.auc(data.labels[val_rows], evaluation.positive_probability(val_logits))
             if best_weights is None or (np.isfinite(auc) and auc > best_auc):
                 best_auc, best_epoch = auc, epoch
                 best_weights = cpu_state_dict(accelerator.unwrap_model(model))
@@ -538,7 +533,7 @@ def run_label_efficiency(
                                    f"{size} labels, draw {draw + 1}, fold {fold.number}")
                 calibrated = evaluation.positive_probability(outcome.test_logits, outcome.temperature)
                 fold_aucs.append({"fold": fold.number, "n_train": len(subset),
-                                  "auc": auc_or_nan(data.labels[fold.test], calibrated)})
+                                  "auc": evaluation.auc(data.labels[fold.test], calibrated)})
                 rows.append(fold.test)
                 logits_list.append(outcome.test_logits / outcome.temperature)
             pooled_rows, pooled_logits = np.concatenate(rows), np.concatenate(logits_list)  # (n_test_total, 2)
