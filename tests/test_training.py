@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from safetensors.torch import load_file
 
 from tests import synthetic
@@ -209,6 +210,44 @@ def test_finetune_two_folds_from_pretrained(stores, pretrained, tmp_path) -> Non
     assert "| pooled |" in (output_dir / "results.md").read_text()
     folds_done = json.loads((output_dir / "folds_done.json").read_text())
     assert folds_done == results["folds"]
+    manifest = json.loads((output_dir / "manifest.json").read_text())
+    assert {key: manifest[key] for key in ("command", "commit", "machine")} == {
+        key: results[key] for key in ("command", "commit", "machine")}
+    assert {"predictions.csv", "results.json", "config.yaml"} <= set(manifest["files"])
+    assert yaml.safe_load((output_dir / "config.yaml").read_text()) == results["config"]
+    assert results["mean_val_auc"] == pytest.approx(np.mean([fold["val_auc"] for fold in results["folds"]]))
+    assert all(entry["validation_only"] for entry in results["selection"])
+
+
+def test_step_schedule_counts_optimizer_steps() -> None:
+    from training import finetune
+    from training.config import FinetuneConfig
+
+    by_epochs = finetune.step_schedule(FinetuneConfig(), loader_steps=7, num_epochs=4)
+    assert by_epochs == (7, 28, 4, 1)
+    for loader_steps in (2, 13):  # 50 labels and 400 labels get the same number of updates
+        steps_per_pass, total, passes, every = finetune.step_schedule(FinetuneConfig(max_steps=60), loader_steps, 5)
+        assert total == 60 and (passes - 1) * steps_per_pass < 60 <= passes * steps_per_pass
+        assert passes // every in (5, 6) or every == 1
+
+
+def test_label_efficiency_writes_every_draw_and_a_ci_over_draws(stores, tmp_path) -> None:
+    from training import finetune
+
+    output_dir = tmp_path / "label_efficiency"
+    finetune.main(["--config", str(FINETUNE_CONFIG), "--store-path", str(stores["labeled"]), "--output-dir",
+                   str(output_dir), "--init", "random", "--backbone", "resnet10t", "--image-size", "32", "--folds",
+                   "1", "--num-labels", "4", "8", "--label-draws", "2", "--max-steps", "3", "--no-final-model"])
+    summary = json.loads((output_dir / "label_efficiency.json").read_text())
+    with (output_dir / "label_efficiency_predictions.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    n_test = json.loads((output_dir / "results.json").read_text())["folds"][0]["n_test"]
+    assert len(rows) == 2 * 2 * n_test and {"num_labels", "draw", "image_id", "prob_malignant"} <= rows[0].keys()
+    for size in summary:
+        draw_aucs = [draw["pooled_auc"] for draw in size["draws"]]
+        assert size["auc_mean"] == pytest.approx(np.mean(draw_aucs))
+        assert size["auc_std"] == pytest.approx(np.std(draw_aucs, ddof=1))
+        assert size["auc_ci_low"] <= size["auc_mean"] <= size["auc_ci_high"]
 
 
 def test_finetune_bf16_channels_last_saves_a_standard_model(stores, tmp_path) -> None:

@@ -101,6 +101,7 @@ class FinetuneConfig:
     eval_batch_size: int = 64
     num_epochs: int = 20
     max_steps_per_epoch: int = -1  # > 0 caps an epoch (smoke tests)
+    max_steps: int = -1  # > 0: this many optimizer steps whatever the training-set size (num_epochs = validations)
     learning_rate: float = 1e-4
     min_lr: float = 1e-6
     weight_decay: float = 1e-4

@@ -356,7 +356,8 @@ def plot_confusion(
 
 
 def plot_label_efficiency(summary: list[dict], path: Path) -> Path:
-    """AUC against the number of training labels: mean over draws with std error bars, and 95% CI whiskers."""
+    """AUC against the number of training labels: mean over draws with std error bars, and the 95% CI band of
+    the mean over draws (`mean_auc_ci`)."""
     sizes = np.array([row["num_labels"] for row in summary])
     means = np.array([row["auc_mean"] for row in summary])
     stds = np.array([row["auc_std"] for row in summary])
@@ -364,7 +365,7 @@ def plot_label_efficiency(summary: list[dict], path: Path) -> Path:
     highs = np.array([row["auc_ci_high"] for row in summary])
     figure, axes = plt.subplots(figsize=(6, 4))
     axes.errorbar(sizes, means, yerr=stds, marker="o", capsize=4, label="mean ± std over draws")
-    axes.fill_between(sizes, lows, highs, alpha=0.15, label="95% CI (patient bootstrap, mean of draws)")
+    axes.fill_between(sizes, lows, highs, alpha=0.15, label="95% CI of the mean (draws and patients resampled)")
     axes.set_xscale("log")
     axes.set(xlabel="Training labels (images)", ylabel="Test AUC (pooled over folds)")
     axes.set_title("Label efficiency")

@@ -23,7 +23,10 @@ from typing import Any
 
 import datasets
 import numpy as np
+import timm
 import torch
+import transformers
+import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from sklearn.model_selection import StratifiedGroupKFold
@@ -41,11 +44,26 @@ SPLIT_PREFIX = "split_"
 TRAIN, VAL, TEST = "train", "val", "test"
 DEFAULT_IMAGE_SIZE = 224
 UINT8_MAX = 255.0
+PREDICTION_COLUMNS = ["image_id", "patient_id", "fold", "label", "prob_malignant", "prob_uncalibrated", "threshold"]
 METRIC_NAMES = ("auc", "sensitivity", "specificity", "accuracy", "ece_before", "ece_after")
 CLASS_NAMES = ("benign", "malignant")
 POSITIVE_CLASS = 1
 EXACT_DIGITS = 17  # significant digits that write a float64 back exactly (metrics pooled from the file match)
 SEED_STREAM_FOLD, SEED_STREAM_LABELS, SEED_STREAM_FINAL = 1, 2, 3
+INNER_VALIDATION = "each fold's inner validation split (patients held out of its training side; never its test fold)"
+SELECTION = (  # the choices a run makes itself and the data each used (results.json "selection"; the model card)
+    {"choice": "best epoch of each fold", "data": INNER_VALIDATION, "criterion": "highest AUC",
+     "validation_only": True},
+    {"choice": "calibration temperature of each fold", "data": INNER_VALIDATION, "criterion": "lowest NLL",
+     "validation_only": True},
+    {"choice": "decision threshold of each fold", "data": INNER_VALIDATION, "criterion": "Youden's J",
+     "validation_only": True},
+    {"choice": "final model: epochs, threshold", "data": "the folds' choices above",
+     "criterion": "median best epoch, median threshold", "validation_only": True},
+    {"choice": "final model: calibration temperature",
+     "data": "a patient-grouped holdout of the final model's training data", "criterion": "lowest NLL",
+     "validation_only": True},
+)
 
 
 @dataclasses.dataclass
@@ -303,6 +321,21 @@ def predict_logits(accelerator: Accelerator, model: torch.nn.Module, loader: Dat
     return logits
 
 
+def step_schedule(config: FinetuneConfig, loader_steps: int, num_epochs: int) -> tuple[int, int, int, int]:
+    """(steps per pass, total optimizer steps, passes over the data, validate every k passes).
+
+    By default `num_epochs` passes of `loader_steps` (capped by `max_steps_per_epoch`) with validation after each.
+    With `max_steps > 0` the schedule is counted in optimizer steps instead, the same for every training-set size
+    (label efficiency: 50 labels get as many updates as 400): ceil(max_steps / steps per pass) passes, validated
+    about `num_epochs` times, evenly spaced, and after the last.
+    """
+    steps_per_epoch = loader_steps if config.max_steps_per_epoch <= 0 else min(loader_steps, config.max_steps_per_epoch)
+    if config.max_steps <= 0:
+        return steps_per_epoch, steps_per_epoch * num_epochs, num_epochs, 1
+    passes = -(-config.max_steps // steps_per_epoch)  # ceil
+    return steps_per_epoch, config.max_steps, passes, max(1, passes // max(1, num_epochs))
+
+
 def train_model(
     accelerator: Accelerator,
     config: FinetuneConfig,
@@ -332,22 +365,20 @@ def train_model(
         weight_decay=config.weight_decay,
     )
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
-    steps_per_epoch = len(train_loader)
-    if config.max_steps_per_epoch > 0:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    steps_per_epoch, total_steps, passes, validate_every = step_schedule(config, len(train_loader), num_epochs)
     scheduler = accelerator.prepare(
-        build_scheduler(optimizer, config.warmup_steps, steps_per_epoch * num_epochs,
-                        config.min_lr / config.learning_rate, accelerator.num_processes)
+        build_scheduler(optimizer, config.warmup_steps, total_steps, config.min_lr / config.learning_rate,
+                        accelerator.num_processes)
     )
     if val_loader is not None:
         val_loader = accelerator.prepare(val_loader)
-    best_auc, best_epoch, best_weights = -np.inf, num_epochs, None
+    best_auc, best_epoch, best_weights = -np.inf, passes, None
     model.train()
-    for epoch in tqdm(range(1, num_epochs + 1), desc=description, disable=not accelerator.is_main_process):
+    for epoch in tqdm(range(1, passes + 1), desc=description, disable=not accelerator.is_main_process):
         train_set.set_epoch(epoch)
         train_loader.set_epoch(epoch)
         for step, batch in enumerate(train_loader):
-            if step >= steps_per_epoch:
+            if step >= steps_per_epoch or (epoch - 1) * steps_per_epoch + step >= total_steps:
                 break
             loss = model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
             accelerator.backward(loss)
@@ -356,7 +387,7 @@ def train_model(
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
-        if val_loader is not None:
+        if val_loader is not None and (epoch % validate_every == 0 or epoch == passes):
             val_logits = predict_logits(accelerator, model, val_loader, len(val_rows))
             auc = evaluation.auc(data.labels[val_rows], evaluation.positive_probability(val_logits))
             if best_weights is None or (np.isfinite(auc) and auc > best_auc):
@@ -472,18 +503,36 @@ def machine_description() -> str:
             f"{platform.processor() or 'cpu'}), {gpu}")
 
 
-def write_predictions(path: Path, data: LabeledData, records: list[tuple[int, np.ndarray, np.ndarray, float, float]]
-                      ) -> None:
-    """predictions.csv: image_id, patient_id, fold, label, prob_malignant (calibrated), prob_uncalibrated, threshold."""
+def prediction_table(data: LabeledData, records: list[tuple[int, np.ndarray, np.ndarray, float, float]]
+                     ) -> list[list[Any]]:
+    """Rows of `PREDICTION_COLUMNS` for `(fold, rows, logits, temperature, threshold)` records, every digit kept."""
+    table = []
+    for fold_number, rows, logits, temperature, threshold in records:
+        calibrated = evaluation.positive_probability(logits, temperature)
+        raw = evaluation.positive_probability(logits)
+        for row, probability, raw_probability in zip(rows, calibrated, raw):
+            table.append([data.image_ids[row], data.patient_ids[row], fold_number, int(data.labels[row]),
+                          *(f"{value:.{EXACT_DIGITS}g}" for value in (probability, raw_probability, threshold))])
+    return table
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    """A CSV file with a header row."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["image_id", "patient_id", "fold", "label", "prob_malignant", "prob_uncalibrated", "threshold"])
-        for fold_number, rows, logits, temperature, threshold in records:
-            calibrated = evaluation.positive_probability(logits, temperature)
-            raw = evaluation.positive_probability(logits)
-            for row, probability, raw_probability in zip(rows, calibrated, raw):
-                writer.writerow([data.image_ids[row], data.patient_ids[row], fold_number, int(data.labels[row]),
-                                 *(f"{value:.{EXACT_DIGITS}g}" for value in (probability, raw_probability, threshold))])
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def write_manifest(output_dir: Path, config: FinetuneConfig, results: dict[str, Any]) -> None:
+    """manifest.json (command, commit, machine, wall time, library versions, the files written) and config.yaml
+    (the resolved configuration: YAML file plus options), so a reported run names how it was made."""
+    (output_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    versions = {module.__name__: module.__version__ for module in (torch, timm, transformers, datasets)}
+    manifest = {key: results[key] for key in ("command", "commit", "machine", "wall_time_s")}
+    manifest.update(python=platform.python_version(), versions=versions, config="config.yaml",
+                    files=sorted(path.name for path in output_dir.iterdir() if path.is_file()))
+    write_json_atomic(output_dir / "manifest.json", manifest)
 
 
 def results_markdown(results: dict[str, Any]) -> str:
@@ -515,42 +564,60 @@ def results_markdown(results: dict[str, Any]) -> str:
     return text
 
 
+def label_draw(
+    accelerator: Accelerator, config: FinetuneConfig, data: LabeledData, processor: usvcl_hf.UsvclImageProcessor,
+    folds: list[Fold], size: int, draw: int,
+) -> tuple[dict[str, Any], list[tuple[int, np.ndarray, np.ndarray, float, float]]]:
+    """One draw of `size` training labels per fold: per-fold results and the prediction records of its test folds."""
+    fold_results, records = [], []
+    for fold in folds:
+        subset = draw_label_subset(fold.train, data.labels, data.patient_ids, size,
+                                   seed=config.seed + SEED_STREAM_LABELS * 10**6 + size * 100 + draw)
+        outcome = run_fold(accelerator, config, data, processor, fold, subset,
+                           f"{size} labels, draw {draw + 1}, fold {fold.number}")
+        calibrated = evaluation.positive_probability(outcome.test_logits, outcome.temperature)
+        fold_results.append({"fold": fold.number, "n_train": len(subset), "val_auc": outcome.val_auc,
+                             "best_epoch": outcome.best_epoch,
+                             "auc": evaluation.auc(data.labels[fold.test], calibrated)})
+        records.append((fold.number, fold.test, outcome.test_logits, outcome.temperature, outcome.threshold))
+    return {"draw": draw, "folds": fold_results}, records
+
+
 def run_label_efficiency(
     accelerator: Accelerator, config: FinetuneConfig, data: LabeledData, processor: usvcl_hf.UsvclImageProcessor,
     folds: list[Fold], output_dir: Path,
 ) -> list[dict[str, Any]]:
-    """AUC against training-set size: per size and draw, patient-drawn subsets of each fold's training side."""
-    summary = []
+    """AUC against training-set size: per size, `label_draws` patient-drawn subsets of each fold's training side.
+
+    Each draw's test predictions (the same test rows for every draw) go to `label_efficiency_predictions.csv`.
+    Per size: the mean pooled test AUC over draws with a 95% CI that resamples draws and test patients jointly
+    (`evaluation.mean_auc_ci`), and the spread over draws (sd, ddof 1).
+    """
+    summary, prediction_rows = [], []
+    pooled_rows = np.concatenate([fold.test for fold in folds])  # the same test rows, in this order, for every draw
     for size in config.num_labels or []:
-        draws = []
+        draws, draw_scores = [], []
         for draw in range(config.label_draws):
-            rows, logits_list = [], []
-            fold_aucs = []
-            for fold in folds:
-                subset = draw_label_subset(fold.train, data.labels, data.patient_ids, size,
-                                           seed=config.seed + SEED_STREAM_LABELS * 10**6 + size * 100 + draw)
-                outcome = run_fold(accelerator, config, data, processor, fold, subset,
-                                   f"{size} labels, draw {draw + 1}, fold {fold.number}")
-                calibrated = evaluation.positive_probability(outcome.test_logits, outcome.temperature)
-                fold_aucs.append({"fold": fold.number, "n_train": len(subset),
-                                  "auc": evaluation.auc(data.labels[fold.test], calibrated)})
-                rows.append(fold.test)
-                logits_list.append(outcome.test_logits / outcome.temperature)
-            pooled_rows, pooled_logits = np.concatenate(rows), np.concatenate(logits_list)  # (n_test_total, 2)
-            metrics = fold_metrics(config, data, pooled_rows, pooled_logits, 1.0, 0.5, seed=config.seed + draw)
-            draws.append({"draw": draw, "folds": fold_aucs, "pooled_auc": metrics["auc"]})
-        values = np.array([draw["pooled_auc"]["value"] for draw in draws])
+            result, records = label_draw(accelerator, config, data, processor, folds, size, draw)
+            draw_scores.append(np.concatenate([evaluation.positive_probability(logits, temperature)
+                                               for _, _, logits, temperature, _ in records]))  # (n_test_total,)
+            prediction_rows += [[size, draw, *row] for row in prediction_table(data, records)]
+            draws.append(result)
+        over_draws = evaluation.mean_auc_ci(data.labels[pooled_rows], np.stack(draw_scores),
+                                            data.patient_ids[pooled_rows], config.bootstrap_samples, config.seed)
+        for result, value in zip(draws, over_draws["per_seed"]):
+            result["pooled_auc"] = value
         summary.append({
-            "num_labels": size,
-            "draws": draws,
-            "auc_mean": float(np.mean(values)),
-            "auc_std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-            "auc_ci_low": float(np.mean([draw["pooled_auc"]["ci_low"] for draw in draws])),
-            "auc_ci_high": float(np.mean([draw["pooled_auc"]["ci_high"] for draw in draws])),
+            "num_labels": size, "draws": draws, "auc_mean": over_draws["value"],
+            "auc_std": over_draws["spread"]["sd"] if len(draws) > 1 else 0.0,
+            "auc_ci_low": over_draws["ci_low"], "auc_ci_high": over_draws["ci_high"],
+            "ci": "95% percentile interval of the mean AUC over draws, resampling draws and test patients jointly",
         })
-    if accelerator.is_main_process and summary:
-        write_json_atomic(output_dir / "label_efficiency.json", summary)
-        evaluation.plot_label_efficiency(summary, output_dir / "label_efficiency.png")
+        if accelerator.is_main_process:  # after every size, so a run stopped by a deadline keeps what it finished
+            write_json_atomic(output_dir / "label_efficiency.json", summary)
+            write_csv(output_dir / "label_efficiency_predictions.csv", ["num_labels", "draw", *PREDICTION_COLUMNS],
+                      prediction_rows)
+            evaluation.plot_label_efficiency(summary, output_dir / "label_efficiency.png")
     return summary
 
 
@@ -640,6 +707,8 @@ def training_function(config: FinetuneConfig) -> dict[str, Any]:
             if config.class_weighted_loss else "Unweighted cross-entropy."
         ),
         "folds": fold_results,
+        "mean_val_auc": float(np.mean([outcome.val_auc for outcome in outcomes])),
+        "selection": list(SELECTION),
         "pooled": pooled,
         "mean_std": mean_std(fold_results),
         "figures": {"roc": "roc.png", "reliability": "reliability.png", "confusion": "confusion.png",
@@ -675,9 +744,10 @@ def write_outputs(
     )
     evaluation.plot_confusion(pooled_labels, pooled_probability, pooled_threshold, output_dir / "confusion.png",
                               CLASS_NAMES)
-    write_predictions(output_dir / "predictions.csv", data, prediction_records)
+    write_csv(output_dir / "predictions.csv", PREDICTION_COLUMNS, prediction_table(data, prediction_records))
     write_json_atomic(output_dir / "results.json", results)
     (output_dir / "results.md").write_text(results_markdown(results))
+    write_manifest(output_dir, config, results)
     print(f"Results: {output_dir / 'results.json'}, {output_dir / 'results.md'}, {output_dir / 'predictions.csv'}; "
           f"figures in {output_dir}; final model: {results['final_model']['path']}")
 
