@@ -1,10 +1,12 @@
 """usvcl Gradio demo: benign/malignant breast-tumour classification of an ultrasound clip or still images.
 
 Run:
-    python app.py [--model DIR_OR_HUB_ID] [--port 7860] [--host 127.0.0.1] [--share]
+    python app.py [--model DIR_OR_HUB_ID] [--lesion-model DIR_OR_HUB_ID | none] [--port 7860] [--host 127.0.0.1]
+                  [--share]
 
 Environment (for Hugging Face Spaces and containers; command-line options win):
     USVCL_MODEL          model folder or Hub id (default models/usvcl-densenet121-busbra)
+    USVCL_LESION_MODEL   lesion segmenter folder or Hub id (default models/usvcl-lesion-busbra when present; none)
     GRADIO_SERVER_NAME   host to bind
     GRADIO_SERVER_PORT   port
 
@@ -21,6 +23,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +32,14 @@ import pandas as pd
 
 from usvcl_hf.clip_prediction import DEFAULT_FRAME_STRIDE, ClipPrediction, load_model, predict_clip
 from usvcl_hf.configuration_usvcl import CLIP_AGGREGATIONS
+from usvcl_hf.lesion import NO_LESION_LABEL, draw_outline, lesion_masks, load_lesion_model
 from usvcl_hf.saliency import gradcam_heatmap, overlay_heatmap
 from usvcl_hf.video import ClipReadError
 
 LOGGER = logging.getLogger("usvcl.app")
 DEFAULT_MODEL = "models/usvcl-densenet121-busbra"
+DEFAULT_LESION_MODEL = "models/usvcl-lesion-busbra"  # used when present; `--lesion-model none` turns it off
+NO_MODEL = "none"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 APP_DIR = Path(__file__).resolve().parent
@@ -51,6 +57,9 @@ FILE_TYPES = [".mp4", ".avi", ".mov", ".webm", ".mkv", ".dcm", ".png", ".jpg", "
 PROBABILITY_COLUMN = "P(malignant)"
 TIME_COLUMN = "time (s)"
 FRAME_COLUMN = "frame"
+LESION_COLUMN = "P(lesion)"
+CURVE_COLUMN = "curve"  # with a lesion model the plot is long: one row per frame and curve
+VALUE_COLUMN = "probability"
 
 NOTICE = (
     "⚠️ **Research tool, not a medical device.** The output is not a diagnosis and must not be used for clinical "
@@ -77,12 +86,27 @@ def describe_error(error: Exception) -> str:
     return f"Cannot analyse the upload: {error}"
 
 
+@dataclass
+class LesionModel:
+    """A loaded lesion segmenter for the demo: frames without a lesion are left out, clips without one say so."""
+
+    model: Any
+    processor: Any
+    name: str
+
+
 def frame_table(prediction: ClipPrediction) -> tuple[pd.DataFrame, str]:
-    """Per-frame malignancy as a DataFrame (one row per kept frame) and the name of its x column."""
+    """Per-frame malignancy as a DataFrame (one row per kept frame) and the name of its x column; with lesion
+    probabilities, long format: one row per frame and curve (`CURVE_COLUMN` is P(malignant) or P(lesion))."""
     times_known = math.isfinite(prediction.fps)
     x_column = TIME_COLUMN if times_known else FRAME_COLUMN
     x_values = prediction.times_s if times_known else prediction.frame_indices
-    return pd.DataFrame({x_column: x_values, PROBABILITY_COLUMN: prediction.frame_probabilities}), x_column
+    if prediction.lesion_probabilities is None:
+        return pd.DataFrame({x_column: x_values, PROBABILITY_COLUMN: prediction.frame_probabilities}), x_column
+    curves = [(PROBABILITY_COLUMN, prediction.frame_probabilities), (LESION_COLUMN, prediction.lesion_probabilities)]
+    table = pd.concat([pd.DataFrame({x_column: x_values, VALUE_COLUMN: values, CURVE_COLUMN: name})
+                       for name, values in curves], ignore_index=True)
+    return table, x_column
 
 
 def frame_caption(prediction: ClipPrediction) -> str:
@@ -103,10 +127,10 @@ def summary_markdown(prediction: ClipPrediction, model_name: str, total_s: float
     fps = f"{prediction.fps:.1f} fps" if math.isfinite(prediction.fps) else "stills"
     return "\n".join(
         [
-            f"**{prediction.label}** — calibrated P(malignant) = {prediction.malignancy:.3f} "
-            f"(decision threshold {prediction.threshold:.2f})",
+            answer_line(prediction),
             "",
             f"- frames used: {prediction.num_frames} ({fps}, stride {prediction.frame_stride})",
+            *lesion_lines(prediction),
             f"- crop to imaging region: {crop}",
             f"- aggregation: `{prediction.aggregation}`",
             f"- most suspicious: {frame_caption(prediction)}; Grad-CAM for class `{SALIENCY_CLASS}`",
@@ -116,6 +140,23 @@ def summary_markdown(prediction: ClipPrediction, model_name: str, total_s: float
             "_Not a diagnosis. Your upload has been deleted; upload again to re-run with other settings._",
         ]
     )
+
+
+def answer_line(prediction: ClipPrediction) -> str:
+    """The first line of the summary: the answer, or that no frame shows a lesion."""
+    if prediction.label == NO_LESION_LABEL:
+        return (f"**{NO_LESION_LABEL}** — no frame reaches the lesion threshold {prediction.lesion_threshold:.2f}; "
+                "no benign/malignant answer is given")
+    return (f"**{prediction.label}** — calibrated P(malignant) = {prediction.malignancy:.3f} "
+            f"(decision threshold {prediction.threshold:.2f})")
+
+
+def lesion_lines(prediction: ClipPrediction) -> list[str]:
+    """Summary lines on lesion presence (none without a lesion model)."""
+    if prediction.lesion_probabilities is None:
+        return ["- lesion model: none (every frame counts)"]
+    return [f"- lesion frames: {int(prediction.lesion_frames.sum())} of {prediction.num_frames} (P(lesion) ≥ "
+            f"{prediction.lesion_threshold:.2f}); the answer uses these only"]
 
 
 def upload_paths(files: Any) -> list[str]:
@@ -143,14 +184,15 @@ def delete_uploads(paths: list[str], cache_dir: str, examples: list[Path]) -> No
             resolved.parent.rmdir()  # the <sha>/ folder Gradio made for this upload, if now empty
 
 
-def build_demo(model: Any, processor: Any, model_name: str) -> gr.Blocks:
-    """The demo page for a loaded model; launch with `.queue(...).launch(...)` (see `launch_demo`)."""
+def build_demo(model: Any, processor: Any, model_name: str, lesion: LesionModel | None = None) -> gr.Blocks:
+    """The demo page for a loaded model (and optional lesion segmenter); launch with `launch_demo`."""
     default_aggregation = model.config.clip_aggregation
 
     with gr.Blocks(title="usvcl: breast ultrasound clip classification", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown("# usvcl — benign or malignant? Breast ultrasound clip classifier")
         gr.Markdown(NOTICE, elem_id="notice")
-        gr.Markdown(f"{EXPLANATION}\n\n{LIMITS}\n\nModel: `{model_name}`")
+        lesion_note = f"; lesion model: `{lesion.name}`" if lesion else "; no lesion model (every frame counts)"
+        gr.Markdown(f"{EXPLANATION}\n\n{LIMITS}\n\nModel: `{model_name}`{lesion_note}")
         with gr.Row():
             with gr.Column(scale=1):
                 files = gr.File(
@@ -202,7 +244,7 @@ def build_demo(model: Any, processor: Any, model_name: str) -> gr.Blocks:
                         "(uploads are deleted after each analysis); please upload it again.",
                         print_exception=False,
                     )
-                return run_analysis(model, processor, model_name, paths, int(frame_stride), method, use_crop)
+                return run_analysis(model, processor, model_name, paths, int(frame_stride), method, use_crop, lesion)
             except gr.Error:
                 raise
             except (ClipReadError, ValueError) as error:
@@ -222,26 +264,37 @@ def build_demo(model: Any, processor: Any, model_name: str) -> gr.Blocks:
 
 
 def run_analysis(
-    model: Any, processor: Any, model_name: str, paths: list[str], frame_stride: int, method: str, crop: bool
+    model: Any, processor: Any, model_name: str, paths: list[str], frame_stride: int, method: str, crop: bool,
+    lesion: LesionModel | None = None,
 ) -> tuple:
     """Predict, explain the most suspicious frame, and format the outputs of `build_demo`'s event."""
     started = time.perf_counter()
     prediction = predict_clip(
         model, processor, paths, frame_stride=frame_stride, clip_aggregation=method, crop=crop,
         max_frames=MAX_FRAMES, max_seconds=MAX_SECONDS, max_pixels=MAX_PIXELS,
+        lesion_model=lesion.model if lesion else None, lesion_processor=lesion.processor if lesion else None,
     )
     suspicious = prediction.frames[prediction.most_suspicious_frame]
-    overlay = overlay_heatmap(suspicious, gradcam_heatmap(model, processor, suspicious, SALIENCY_CLASS))
     table, x_column = frame_table(prediction)
-    total_s = time.perf_counter() - started
     caption = frame_caption(prediction)
+    if prediction.label == NO_LESION_LABEL:
+        shown, overlay = suspicious, None
+        frame_label, cam_label = f"No lesion found; most lesion-like: {caption}", "Grad-CAM: not computed (no lesion)"
+    else:
+        shown = suspicious if lesion is None else draw_outline(
+            suspicious, lesion_masks(lesion.model, lesion.processor, [suspicious])[0])
+        overlay = overlay_heatmap(suspicious, gradcam_heatmap(model, processor, suspicious, SALIENCY_CLASS))
+        outlined = "" if lesion is None else " (lesion outlined)"
+        frame_label, cam_label = f"Most suspicious{outlined}: {caption}", f"Grad-CAM ({SALIENCY_CLASS}): {caption}"
+    plot_axes = {} if lesion is None else {"y": VALUE_COLUMN, "color": CURVE_COLUMN, "y_title": VALUE_COLUMN}
+    total_s = time.perf_counter() - started
     # Property updates (gr.update), not new components: gr.Image(value=...) would encode its image to PNG here,
     # and Gradio encodes the returned value again when it sends the update; the page gets the same update.
     return (
-        prediction.probabilities,
-        gr.update(value=table, x=x_column, x_title=x_column),
-        gr.update(value=suspicious, label=f"Most suspicious: {caption}"),
-        gr.update(value=overlay, label=f"Grad-CAM ({SALIENCY_CLASS}): {caption}"),
+        prediction.probabilities or NO_LESION_LABEL,  # a plain "no lesion", without class probabilities
+        gr.update(value=table, x=x_column, x_title=x_column, **plot_axes),
+        gr.update(value=shown, label=frame_label),
+        gr.update(value=overlay, label=cam_label),
         summary_markdown(prediction, model_name, total_s),
         None,  # clear the upload box: the files were deleted
     )
@@ -288,6 +341,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="usvcl breast ultrasound demo (research tool, not a diagnosis).")
     parser.add_argument("--model", default=os.environ.get("USVCL_MODEL", DEFAULT_MODEL),
                         help=f"model folder or Hub id (env USVCL_MODEL; default {DEFAULT_MODEL})")
+    parser.add_argument("--lesion-model", default=os.environ.get("USVCL_LESION_MODEL", DEFAULT_LESION_MODEL),
+                        help=f"lesion segmenter folder or Hub id, or '{NO_MODEL}' (env USVCL_LESION_MODEL; default "
+                             f"{DEFAULT_LESION_MODEL} when that folder exists, else none)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", DEFAULT_HOST),
                         help=f"host to bind (env GRADIO_SERVER_NAME; default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", DEFAULT_PORT)),
@@ -307,7 +363,24 @@ def main(argv: list[str] | None = None) -> None:
         model, processor = load_model(location)
     except (OSError, ValueError) as error:
         raise SystemExit(f"{missing_model_message(args.model)}\nLoading failed with: {error}") from error
-    launch_demo(build_demo(model, processor, args.model), args.host, args.port, args.share)
+    launch_demo(build_demo(model, processor, args.model, load_demo_lesion_model(args.lesion_model)), args.host,
+                args.port, args.share)
+
+
+def load_demo_lesion_model(name: str) -> LesionModel | None:
+    """The lesion segmenter asked for; None for `none` or when the default folder is absent (stated in the log)."""
+    if name.lower() == NO_MODEL:
+        return None
+    location = str(APP_DIR / DEFAULT_LESION_MODEL) if name == DEFAULT_LESION_MODEL else name
+    if name == DEFAULT_LESION_MODEL and not Path(location).is_dir():
+        LOGGER.warning("no lesion model at %s: every frame counts and 'no lesion' is never answered", location)
+        return None
+    try:
+        model, processor = load_lesion_model(location)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"Lesion model {name!r} could not be loaded: {error}\n"
+                         f"Pass another with --lesion-model, or --lesion-model {NO_MODEL}.") from error
+    return LesionModel(model, processor, name)
 
 
 if __name__ == "__main__":
