@@ -9,6 +9,7 @@ result depends only on that generator, never on global RNG state.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -34,6 +35,17 @@ class AugmentConfig:
     speckle_sigma: tuple[float, float] = (0.0, 0.1)  # std of the multiplicative noise factor (1 + sigma * n)
 
 
+AUGMENT_POLICIES = {  # named strengths for fine-tuning (`augment_policy`); horizontal flips only (depth stays down)
+    "standard": AugmentConfig(),
+    "light": AugmentConfig(crop_area=(0.8, 1.0), crop_aspect=(0.9, 1 / 0.9), max_rotation_degrees=5.0,
+                           gain=(0.9, 1.1), contrast=(0.9, 1.1), gamma=(0.9, 1.1), speckle_sigma=(0.0, 0.05)),
+    "strong": AugmentConfig(crop_area=(0.4, 1.0), max_rotation_degrees=15.0, gain=(0.7, 1.3), contrast=(0.7, 1.3),
+                            gamma=(0.7, 1.4), speckle_sigma=(0.0, 0.15)),
+    "flip": AugmentConfig(crop_area=(1.0, 1.0), crop_aspect=(1.0, 1.0), max_rotation_degrees=0.0, gain=(1.0, 1.0),
+                          contrast=(1.0, 1.0), gamma=(1.0, 1.0), speckle_sigma=(0.0, 0.0)),
+}
+
+
 @dataclass(frozen=True)
 class ViewParams:
     """Geometry and intensity parameters of one view (all in the source frame's pixel units)."""
@@ -50,6 +62,7 @@ class ViewParams:
     speckle_sigma: float
 
 
+PARAM_NAMES = tuple(field.name for field in dataclasses.fields(ViewParams))
 def centre_view(height: int, width: int) -> ViewParams:
     """Deterministic view: the centred square of side min(height, width), no photometric change."""
     side = float(min(height, width))
@@ -86,44 +99,78 @@ def sample_view(height: int, width: int, rng: np.random.Generator, config: Augme
     )
 
 
-def _affine_theta(params: ViewParams, height: int, width: int) -> torch.Tensor:
-    """(2, 3) matrix mapping output coordinates in [-1, 1] to input coordinates in [-1, 1] (grid_sample)."""
-    cos, sin = math.cos(params.rotation_radians), math.sin(params.rotation_radians)
-    half_width = params.crop_width / width  # crop half-extent in normalised input units
-    half_height = params.crop_height / height
-    flip = -1.0 if params.flip else 1.0
-    centre_x = 2 * params.centre_column / width - 1
-    centre_y = 2 * params.centre_row / height - 1
+def params_tensor(views: list[ViewParams]) -> torch.Tensor:
+    """`(B, 10)` float32 rows of the ``ViewParams`` fields, in field order (for batched rendering)."""
+    return torch.tensor([[float(getattr(view, name)) for name in PARAM_NAMES] for view in views],
+                        dtype=torch.float32)
+
+
+def affine_thetas(params: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """`(B, 2, 3)` matrices mapping output coordinates in [-1, 1] to input coordinates in [-1, 1] (grid_sample)
+    from `(B, 10)` view parameters."""
+    column = {name: params[:, index] for index, name in enumerate(PARAM_NAMES)}  # each (B,)
+    cos, sin = torch.cos(column["rotation_radians"]), torch.sin(column["rotation_radians"])
+    half_width = column["crop_width"] / width  # crop half-extent in normalised input units
+    half_height = column["crop_height"] / height
+    flip = 1.0 - 2.0 * column["flip"]
+    centre_x = 2 * column["centre_column"] / width - 1
+    centre_y = 2 * column["centre_row"] / height - 1
     # Rotation is done in pixel units, so scale it back by the frame's aspect for non-square frames.
-    return torch.tensor(
-        [
-            [flip * half_width * cos, -half_height * sin * height / width, centre_x],
-            [flip * half_width * sin * width / height, half_height * cos, centre_y],
-        ],
-        dtype=torch.float32,
-    )
+    first = torch.stack([flip * half_width * cos, -half_height * sin * height / width, centre_x], dim=-1)  # (B, 3)
+    second = torch.stack([flip * half_width * sin * width / height, half_height * cos, centre_y], dim=-1)  # (B, 3)
+    return torch.stack([first, second], dim=1)  # (B, 2, 3)
+
+
+def render_views(frames: torch.Tensor, params: torch.Tensor, size: int) -> torch.Tensor:
+    """Cut each view's (rotated, flipped) crop out of `frames (B, H, W)` and resample it to `(B, size, size)`.
+
+    Runs on the frames' device (a GPU renders a whole training batch in one call)."""
+    batch, height, width = frames.shape
+    theta = affine_thetas(params.to(frames.device), height, width)  # (B, 2, 3)
+    source = frames.to(torch.float32)[:, None]  # (B, H, W) -> (B, 1, H, W)
+    grid = F.affine_grid(theta, [batch, 1, size, size], align_corners=False)  # (B, size, size, 2)
+    views = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return views[:, 0]  # (B, 1, size, size) -> (B, size, size)
+
+
+def adjust_intensities(views: torch.Tensor, params: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+    """Contrast, gain, gamma and multiplicative speckle `1 + sigma * noise` on `views (B, S, S)` in [0, 255]:
+
+    v <- (v - mean(v)) * contrast + mean(v);  v <- clamp(v, 0, 255) * gain;  v <- 255 * clamp(v / 255, 0, 1) ** gamma;
+    v <- v * (1 + sigma * noise)  (noise `(B, S, S)` standard normal, or None for no speckle); clamp to [0, 255].
+    """
+    column = {name: params[:, index].to(views.device).view(-1, 1, 1) for index, name in enumerate(PARAM_NAMES)}
+    mean = views.mean(dim=(-2, -1), keepdim=True)  # (B, 1, 1)
+    views = (views - mean) * column["contrast"] + mean
+    views = views.clamp(0, UINT8_MAX) * column["gain"]
+    views = UINT8_MAX * (views / UINT8_MAX).clamp(0, 1) ** column["gamma"]
+    if noise is not None:
+        views = views * (1 + column["speckle_sigma"] * noise)
+    return views.clamp(0, UINT8_MAX)
 
 
 def render_view(frame: torch.Tensor, params: ViewParams, size: int) -> torch.Tensor:
     """Cut the view's (rotated, flipped) crop out of ``frame`` (H, W) and resample it to (size, size) float."""
-    height, width = frame.shape
-    theta = _affine_theta(params, height, width)[None]  # (1, 2, 3)
-    source = frame.to(torch.float32)[None, None]  # (H, W) -> (1, 1, H, W)
-    grid = F.affine_grid(theta, [1, 1, size, size], align_corners=False)  # (1, size, size, 2)
-    view = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return view[0, 0]  # (1, 1, size, size) -> (size, size)
+    return render_views(frame[None], params_tensor([params]), size)[0]  # (1, size, size) -> (size, size)
 
 
 def adjust_intensity(view: torch.Tensor, params: ViewParams, noise_generator: torch.Generator) -> torch.Tensor:
     """Apply contrast, gain, gamma and multiplicative speckle noise to a (size, size) view in [0, 255]."""
-    mean = view.mean()
-    view = (view - mean) * params.contrast + mean
-    view = view.clamp(0, UINT8_MAX) * params.gain
-    view = UINT8_MAX * (view / UINT8_MAX).clamp(0, 1) ** params.gamma
-    if params.speckle_sigma > 0:
-        noise = torch.randn(view.shape, generator=noise_generator)  # (size, size)
-        view = view * (1 + params.speckle_sigma * noise)
-    return view.clamp(0, UINT8_MAX)
+    noise = torch.randn(view.shape, generator=noise_generator)[None] if params.speckle_sigma > 0 else None
+    return adjust_intensities(view[None], params_tensor([params]), noise)[0]  # (1, S, S) -> (S, S)
+
+
+def augment_batch(squares: torch.Tensor, params: torch.Tensor, noise_seed: int) -> torch.Tensor:
+    """Render and adjust a batch of views on the squares' device: `squares (B, S, S)` in [0, 1] and `(B, 10)`
+    view parameters (`params_tensor`) -> `(B, S, S)` in [0, 1]. The speckle noise comes from a generator on that
+    device seeded with `noise_seed`, so a batch is reproducible on the same device."""
+    size = squares.shape[-1]
+    views = render_views(squares * UINT8_MAX, params, size)  # (B, S, S) in [0, 255]
+    noise = None
+    if bool((params[:, PARAM_NAMES.index("speckle_sigma")] > 0).any()):
+        generator = torch.Generator(device=squares.device).manual_seed(noise_seed)
+        noise = torch.randn(views.shape, generator=generator, device=squares.device)  # (B, S, S)
+    return adjust_intensities(views, params, noise) / UINT8_MAX
 
 
 def augment_frame(

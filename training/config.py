@@ -90,8 +90,13 @@ class FinetuneConfig:
     trainable_layers: int = MODEL.trainable_layers
     classifier_hidden_dim: int = MODEL.classifier_hidden_dim
     classifier_dropout: float = MODEL.classifier_dropout
+    resize_mode: str = ""  # "" = the pretrained model's ("pad" for random / imagenet) | "pad" | "crop"
     augment: bool = True
+    augment_policy: str = "standard"  # training/augment.py AUGMENT_POLICIES: "standard" | "light" | "strong" | "flip"
     class_weighted_loss: bool = True
+    label_smoothing: float = 0.0  # cross-entropy targets (1 - e) one-hot + e / 2
+    ema_decay: float = 0.0  # > 0: validate, select and save an exponential moving average of the weights
+    tta_flip: bool = False  # validation / test logits: mean over the image and its horizontal mirror
     # cross-validation
     num_folds: int = 5  # used when the store has no official folds
     folds: list[int] | None = None  # run only these folds (1-based)
@@ -103,6 +108,7 @@ class FinetuneConfig:
     max_steps_per_epoch: int = -1  # > 0 caps an epoch (smoke tests)
     max_steps: int = -1  # > 0: this many optimizer steps whatever the training-set size (num_epochs = validations)
     learning_rate: float = 1e-4
+    backbone_lr_scale: float = 1.0  # backbone learning rate = learning_rate * this (heads at learning_rate)
     min_lr: float = 1e-6
     weight_decay: float = 1e-4
     warmup_steps: int = 0

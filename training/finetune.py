@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 import usvcl_hf
 from training import evaluation, imagenet_init
-from training.augment import augment_frame
+from training.augment import AUGMENT_POLICIES, SEED_BOUND, AugmentConfig, augment_batch, params_tensor, sample_view
 from training.config import FinetuneConfig, config_to_dict, load_config
 from training.pretrain import EpochSeededSampler, build_scheduler, cpu_state_dict, write_json_atomic
 
@@ -43,7 +43,6 @@ INITS = ("pretrained", "random", "imagenet")
 SPLIT_PREFIX = "split_"
 TRAIN, VAL, TEST = "train", "val", "test"
 DEFAULT_IMAGE_SIZE = 224
-UINT8_MAX = 255.0
 PREDICTION_COLUMNS = ["image_id", "patient_id", "fold", "label", "prob_malignant", "prob_uncalibrated", "threshold"]
 METRIC_NAMES = ("auc", "sensitivity", "specificity", "accuracy", "ece_before", "ece_after")
 CLASS_NAMES = ("benign", "malignant")
@@ -108,10 +107,12 @@ class SquareDataset(torch.utils.data.Dataset):
         processor: usvcl_hf.UsvclImageProcessor,
         augment: bool,
         seed: int,
+        policy: AugmentConfig | None = None,
     ) -> None:
         self.data = data
         self.rows = np.asarray(rows, dtype=int)
         self.augment = augment
+        self.policy = policy or AugmentConfig()
         self.seed = seed
         self.epoch = 0
         self.in_chans = processor.in_chans
@@ -126,17 +127,24 @@ class SquareDataset(torch.utils.data.Dataset):
         return len(self.rows)
 
     def __getitem__(self, position: int) -> dict[str, Any]:
+        """The raw square, its seeded view parameters (augmented side) and label; `pixel_values` renders them."""
         row = int(self.rows[position])
         square = torch.from_numpy(self.data.squares[row])  # (S, S) in [0, 1]
+        item = {"squares": square, "labels": torch.tensor(int(self.data.labels[row])), "row": torch.tensor(row)}
         if self.augment:
             rng = np.random.default_rng((self.seed, self.epoch, row))
-            square = augment_frame(square * UINT8_MAX, square.shape[-1], rng) / UINT8_MAX  # (S, S)
-        channels = square[None].expand(self.in_chans, -1, -1)  # (S, S) -> (C, S, S)
-        return {
-            "pixel_values": (channels - self.mean) / self.std,
-            "labels": torch.tensor(int(self.data.labels[row])),
-            "row": torch.tensor(row),
-        }
+            item["views"] = params_tensor([sample_view(*square.shape, rng, self.policy)])[0]  # (10,)
+            item["noise_seed"] = torch.tensor(int(rng.integers(SEED_BOUND)))
+        return item
+
+    def pixel_values(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """`(B, C, S, S)` normalised model input of a collated batch, augmented in one batched call on the batch's
+        device (a GPU renders the views, so data workers only index arrays)."""
+        squares = batch["squares"]  # (B, S, S) in [0, 1]
+        if self.augment:
+            squares = augment_batch(squares, batch["views"], int(batch["noise_seed"][0]))
+        channels = squares[:, None].expand(-1, self.in_chans, -1, -1)  # (B, S, S) -> (B, C, S, S)
+        return (channels - self.mean.to(squares.device)) / self.std.to(squares.device)
 
 
 def load_labeled_data(store_path: str, image_size: int, resize_mode: str) -> LabeledData:
@@ -281,8 +289,8 @@ def resolve_image_size(config: FinetuneConfig) -> tuple[int, str]:
         if not config.pretrained_path:
             raise ValueError("init 'pretrained' needs `pretrained_path` (a usvcl folder or Hub id).")
         pretrained = usvcl_hf.UsvclConfig.from_pretrained(config.pretrained_path)
-        return config.image_size or pretrained.image_size, pretrained.resize_mode
-    return config.image_size or DEFAULT_IMAGE_SIZE, "pad"
+        return config.image_size or pretrained.image_size, config.resize_mode or pretrained.resize_mode
+    return config.image_size or DEFAULT_IMAGE_SIZE, config.resize_mode or "pad"
 
 
 def build_processor(config: FinetuneConfig, image_size: int, resize_mode: str) -> usvcl_hf.UsvclImageProcessor:
@@ -303,14 +311,21 @@ def make_loader(dataset: SquareDataset, batch_size: int, shuffle_seed: int | Non
 
 
 @torch.no_grad()
-def predict_logits(accelerator: Accelerator, model: torch.nn.Module, loader: DataLoader, size: int) -> np.ndarray:
-    """`(size, 2)` logits in dataset order, gathered over processes (padding dropped)."""
+def predict_logits(
+    accelerator: Accelerator, model: torch.nn.Module, loader: DataLoader, size: int, tta_flip: bool = False
+) -> np.ndarray:
+    """`(size, 2)` logits in dataset order, gathered over processes (padding dropped); with `tta_flip`, the mean
+    of the logits of each image and of its horizontal mirror."""
     model.eval()
     logits = np.zeros((size, len(CLASS_NAMES)), dtype=np.float64)
     all_rows, all_logits = [], []
     for batch in loader:
-        output = model(pixel_values=batch["pixel_values"])
-        rows, batch_logits = accelerator.gather_for_metrics((batch["row"], output.logits.float()))
+        pixel_values = loader.dataset.pixel_values(batch)  # (B, C, S, S)
+        with accelerator.autocast():
+            batch_logits = model(pixel_values=pixel_values).logits.float()  # (B, 2)
+            if tta_flip:
+                batch_logits = (batch_logits + model(pixel_values=pixel_values.flip(-1)).logits.float()) / 2
+        rows, batch_logits = accelerator.gather_for_metrics((batch["row"], batch_logits))
         all_rows.append(rows.cpu())
         all_logits.append(batch_logits.cpu())
     rows = torch.cat(all_rows).numpy()
@@ -336,6 +351,58 @@ def step_schedule(config: FinetuneConfig, loader_steps: int, num_epochs: int) ->
     return steps_per_epoch, config.max_steps, passes, max(1, passes // max(1, num_epochs))
 
 
+def build_optimizer(config: FinetuneConfig, model: usvcl_hf.UsvclForImageClassification) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; the backbone's at `learning_rate * backbone_lr_scale`, the heads' at
+    `learning_rate` (the schedule scales both)."""
+    backbone = {id(parameter) for parameter in model.usvcl.backbone.parameters()}
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    groups = [
+        {"params": [p for p in trainable if id(p) not in backbone], "lr": config.learning_rate},
+        {"params": [p for p in trainable if id(p) in backbone], "lr": config.learning_rate * config.backbone_lr_scale},
+    ]
+    return torch.optim.AdamW([group for group in groups if group["params"]], lr=config.learning_rate,
+                             weight_decay=config.weight_decay)
+
+
+def classification_loss(
+    logits: torch.Tensor, labels: torch.Tensor, weights: list[float] | None, smoothing: float
+) -> torch.Tensor:
+    """Class-weighted cross-entropy of `logits (B, 2)` with label smoothing `smoothing` (0 = the model's own loss):
+    targets (1 - e) one-hot + e / 2."""
+    weight = torch.tensor(weights, dtype=torch.float32, device=logits.device) if weights is not None else None
+    return torch.nn.functional.cross_entropy(logits.float(), labels, weight=weight, label_smoothing=smoothing)
+
+
+def make_ema(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """Exponential moving average of the weights and buffers, w_ema <- decay w_ema + (1 - decay) w (None if 0)."""
+    if decay <= 0:
+        return None
+    return torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True
+    )
+
+
+def train_epoch(
+    accelerator: Accelerator, config: FinetuneConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    scheduler: Any, train_loader: DataLoader, train_set: SquareDataset, steps_per_epoch: int,
+    weights: list[float] | None, ema: torch.optim.swa_utils.AveragedModel | None,
+) -> None:
+    """One pass over the (epoch-seeded) training loader, at most `steps_per_epoch` optimizer steps."""
+    for step, batch in enumerate(train_loader):
+        if step >= steps_per_epoch:
+            break
+        logits = model(pixel_values=train_set.pixel_values(batch)).logits  # (B, 2)
+        loss = classification_loss(logits, batch["labels"], weights, config.label_smoothing)
+        accelerator.backward(loss)
+        if config.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        if ema is not None:
+            ema.update_parameters(accelerator.unwrap_model(model))
+
+
 def train_model(
     accelerator: Accelerator,
     config: FinetuneConfig,
@@ -347,52 +414,44 @@ def train_model(
     seed: int,
     description: str,
 ) -> tuple[usvcl_hf.UsvclForImageClassification, int, float]:
-    """Train a fresh model; with `val_rows`, keep the epoch of best validation AUC. Returns (model, epoch, AUC)."""
+    """Train a fresh model; with `val_rows`, keep the epoch of best validation AUC (of the EMA weights when
+    `ema_decay` > 0, which are then the ones returned). Returns (model, epoch, AUC)."""
     set_seed(seed)
     weights = class_weights(data.labels[train_rows]) if config.class_weighted_loss else None
     model = build_classifier(config, processor.image_size, weights)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    train_set = SquareDataset(data, train_rows, processor, config.augment, seed)
+    train_set = SquareDataset(data, train_rows, processor, config.augment, seed,
+                              AUGMENT_POLICIES[config.augment_policy])
     train_loader = make_loader(train_set, config.batch_size, seed, config.num_workers)
-    val_loader = None
-    if val_rows is not None:
-        val_loader = make_loader(SquareDataset(data, val_rows, processor, False, seed), config.eval_batch_size, None,
-                                 config.num_workers)
-    optimizer = torch.optim.AdamW(
-        [parameter for parameter in model.parameters() if parameter.requires_grad],
-        lr=config.learning_rate,
-        weight_decay=config.weight_decay,
-    )
+    optimizer = build_optimizer(config, model)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     steps_per_epoch, total_steps, passes, validate_every = step_schedule(config, len(train_loader), num_epochs)
     scheduler = accelerator.prepare(
         build_scheduler(optimizer, config.warmup_steps, total_steps, config.min_lr / config.learning_rate,
                         accelerator.num_processes)
     )
-    if val_loader is not None:
-        val_loader = accelerator.prepare(val_loader)
+    val_loader = None
+    if val_rows is not None:
+        val_loader = accelerator.prepare(make_loader(SquareDataset(data, val_rows, processor, False, seed),
+                                                     config.eval_batch_size, None, config.num_workers))
+    ema = make_ema(accelerator.unwrap_model(model), config.ema_decay)
     best_auc, best_epoch, best_weights = -np.inf, passes, None
     model.train()
     for epoch in tqdm(range(1, passes + 1), desc=description, disable=not accelerator.is_main_process):
         train_set.set_epoch(epoch)
         train_loader.set_epoch(epoch)
-        for step, batch in enumerate(train_loader):
-            if step >= steps_per_epoch or (epoch - 1) * steps_per_epoch + step >= total_steps:
-                break
-            loss = model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
-            accelerator.backward(loss)
-            if config.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
+        train_epoch(accelerator, config, model, optimizer, scheduler, train_loader, train_set,
+                    min(steps_per_epoch, total_steps - (epoch - 1) * steps_per_epoch), weights, ema)
+        evaluated = ema.module if ema is not None else accelerator.unwrap_model(model)
         if val_loader is not None and (epoch % validate_every == 0 or epoch == passes):
-            val_logits = predict_logits(accelerator, model, val_loader, len(val_rows))
+            val_logits = predict_logits(accelerator, evaluated, val_loader, len(val_rows), config.tta_flip)
             auc = evaluation.auc(data.labels[val_rows], evaluation.positive_probability(val_logits))
             if best_weights is None or (np.isfinite(auc) and auc > best_auc):
                 best_auc, best_epoch = auc, epoch
-                best_weights = cpu_state_dict(accelerator.unwrap_model(model))
+                best_weights = cpu_state_dict(evaluated)
+    if ema is not None and best_weights is None:
+        best_weights = cpu_state_dict(ema.module)
     unwrapped = accelerator.unwrap_model(model).to(memory_format=torch.contiguous_format)
     if best_weights is not None:
         unwrapped.load_state_dict(best_weights)
@@ -414,7 +473,7 @@ def evaluate_rows(
         make_loader(SquareDataset(data, rows, processor, False, config.seed), config.eval_batch_size, None,
                     config.num_workers)
     )
-    logits = predict_logits(accelerator, model.to(accelerator.device), loader, len(rows))
+    logits = predict_logits(accelerator, model.to(accelerator.device), loader, len(rows), config.tta_flip)
     accelerator.free_memory()
     return logits
 
@@ -645,6 +704,10 @@ def training_function(config: FinetuneConfig) -> dict[str, Any]:
     started = time.perf_counter()
     if config.init not in INITS:
         raise ValueError(f"`init` must be one of {list(INITS)}, got {config.init!r}.")
+    if config.augment_policy not in AUGMENT_POLICIES:
+        raise ValueError(f"`augment_policy` must be one of {list(AUGMENT_POLICIES)}, got {config.augment_policy!r}.")
+    if not (0.0 <= config.label_smoothing < 1.0 and 0.0 <= config.ema_decay < 1.0 and config.backbone_lr_scale > 0):
+        raise ValueError("`label_smoothing` and `ema_decay` must be in [0, 1) and `backbone_lr_scale` > 0.")
     output_dir = Path(config.output_dir)
     accelerator = Accelerator(mixed_precision="no" if config.mixed_precision == "fp16" and not torch.cuda.is_available()
                               else config.mixed_precision)
