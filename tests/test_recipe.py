@@ -137,3 +137,21 @@ def test_finetune_with_every_recipe_option(tmp_path) -> None:
     assert processor["resize_mode"] == "crop"
     with pytest.raises(ValueError, match="augment_policy"):
         finetune.main(["--store-path", str(store), "--augment-policy", "wild", "--init", "random"])
+
+
+def test_per_fold_pretrained_path_and_partial_predictions(tmp_path) -> None:
+    config = FinetuneConfig(init="pretrained", pretrained_path="runs/pre_{fold}/model")
+    assert finetune.for_fold(config, 3).pretrained_path == "runs/pre_3/model"
+    assert finetune.for_fold(config, "all").pretrained_path == "runs/pre_all/model"
+    assert finetune.for_fold(FinetuneConfig(init="random"), 3).pretrained_path is None
+    for part in ("1", "all"):  # a fold's encoder and the final model's; fold 2 has none, so it must not be used
+        model_config = usvcl_hf.UsvclConfig(backbone="resnet10t", image_size=32)
+        usvcl_hf.UsvclForContrastivePretraining(model_config).save_pretrained(tmp_path / f"pre_{part}")
+        usvcl_hf.UsvclImageProcessor(image_size=32).save_pretrained(tmp_path / f"pre_{part}")
+    store = tmp_path / "labeled"
+    make_labeled_store().save_to_disk(store)
+    output_dir = tmp_path / "per_fold"
+    finetune.main(["--config", str(FINETUNE_CONFIG), "--store-path", str(store), "--output-dir", str(output_dir),
+                   "--pretrained-path", str(tmp_path / "pre_{fold}"), "--folds", "1"])
+    assert (output_dir / "final_model/model.safetensors").exists()
+    assert (output_dir / "predictions_done.csv").read_text() == (output_dir / "predictions.csv").read_text()

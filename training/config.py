@@ -83,7 +83,7 @@ class FinetuneConfig:
     store_path: str = "stores/bus_bra"
     output_dir: str = "runs/finetune"
     init: str = "pretrained"  # "pretrained" | "random" | "imagenet"
-    pretrained_path: str | None = None  # usvcl folder or Hub id (init == "pretrained")
+    pretrained_path: str | None = None  # usvcl folder or Hub id (init == "pretrained"); "{fold}" -> fold number / "all"
     backbone: str = MODEL.backbone  # used by init "random" / "imagenet"
     image_size: int = 0  # 0 = the pretrained model's size (224 for random / imagenet)
     in_chans: int = MODEL.in_chans

@@ -283,6 +283,14 @@ def build_classifier(
     return model
 
 
+def for_fold(config: FinetuneConfig, fold: int | str) -> FinetuneConfig:
+    """The config with `{fold}` in `pretrained_path` replaced by `fold` (a fold number, or "all" for the final
+    model): per-fold pretrained encoders, e.g. pretrained on BUS-BRA without that fold's test patients."""
+    if config.init != "pretrained" or not config.pretrained_path or "{fold}" not in config.pretrained_path:
+        return config
+    return dataclasses.replace(config, pretrained_path=config.pretrained_path.replace("{fold}", str(fold)))
+
+
 def resolve_image_size(config: FinetuneConfig) -> tuple[int, str]:
     """Input size and resize mode: the config's, else the pretrained model's, else 224 / pad."""
     if config.init == "pretrained":
@@ -488,6 +496,7 @@ def run_fold(
     description: str,
 ) -> FoldOutcome:
     """Train a fresh model on `train_rows`, select/calibrate/threshold on `fold.val`, predict `fold.test`."""
+    config = for_fold(config, fold.number)
     model, best_epoch, val_auc = train_model(
         accelerator, config, data, processor, train_rows, fold.val, config.num_epochs,
         seed=config.seed + SEED_STREAM_FOLD * 1000 + fold.number, description=description,
@@ -688,7 +697,7 @@ def train_final_model(
     all_rows = np.arange(len(data.labels))
     train_rows, holdout_rows = inner_split(all_rows, data.labels, data.patient_ids, config.final_holdout_fraction,
                                            config.seed + SEED_STREAM_FINAL)
-    model, _, _ = train_model(accelerator, config, data, processor, train_rows, None, epochs,
+    model, _, _ = train_model(accelerator, for_fold(config, "all"), data, processor, train_rows, None, epochs,
                               seed=config.seed + SEED_STREAM_FINAL, description="final model")
     holdout_logits = evaluate_rows(accelerator, config, model, data, processor, holdout_rows)
     temperature = evaluation.fit_temperature(holdout_logits, data.labels[holdout_rows])
@@ -713,8 +722,9 @@ def training_function(config: FinetuneConfig) -> dict[str, Any]:
                               else config.mixed_precision)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-    image_size, resize_mode = resolve_image_size(config)
-    processor = build_processor(config, image_size, resize_mode)
+    reference = for_fold(config, (config.folds or [1])[0])  # size and normalisation of the (first) init model
+    image_size, resize_mode = resolve_image_size(reference)
+    processor = build_processor(reference, image_size, resize_mode)
     data = load_labeled_data(config.store_path, image_size, resize_mode)
     folds = make_folds(data.labels, data.patient_ids, data.split_columns, config.num_folds, config.val_fraction,
                        config.seed)
@@ -741,6 +751,8 @@ def training_function(config: FinetuneConfig) -> dict[str, Any]:
         accelerator.print(f"fold {fold.number}: test AUC {evaluation.format_interval(metrics['auc'])}")
         if accelerator.is_main_process:  # kept if a later fold is interrupted
             write_json_atomic(output_dir / "folds_done.json", fold_results)
+            write_csv(output_dir / "predictions_done.csv", PREDICTION_COLUMNS,
+                      prediction_table(data, prediction_records))
 
     pooled_rows = np.concatenate([fold.test for fold in folds])
     pooled_logits = np.concatenate([outcome.test_logits for outcome in outcomes])  # (n_test_total, 2)
