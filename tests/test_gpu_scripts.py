@@ -12,6 +12,7 @@ from pathlib import Path
 
 import datasets
 import pytest
+import torch
 
 from tests.test_training import make_labeled_store
 
@@ -20,8 +21,10 @@ MAX_SIDE = 32
 
 
 def test_pack_stores_keeps_rows_and_writes_small_jpegs(tmp_path) -> None:
+    from tests.lesion_fixtures import add_square_masks
+
     source = tmp_path / "labeled"
-    make_labeled_store(n_patients=4, size=48).save_to_disk(str(source))
+    add_square_masks(make_labeled_store(n_patients=4, size=48)).save_to_disk(str(source))
     result = subprocess.run([sys.executable, "experiments/gpu/pack_stores.py", "--stores", str(source), "--output",
                              str(tmp_path / "packed"), "--max-side", str(MAX_SIDE)],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -31,6 +34,7 @@ def test_pack_stores_keeps_rows_and_writes_small_jpegs(tmp_path) -> None:
     assert packed.column_names == original.column_names and packed["image_id"] == original["image_id"]
     image = packed[0]["image"]
     assert image.format == "JPEG" and min(image.size) == MAX_SIDE and image.mode == "L"
+    assert packed[0]["mask"].tobytes() == original[0]["mask"].tobytes()  # lesion masks travel unchanged
     assert (tmp_path / "packed/labeled/summary.json").exists() == (source / "summary.json").exists()
 
 
@@ -84,12 +88,13 @@ def test_choose_by_validation_needs_finished_folds(tmp_path) -> None:
 def tiny_payload(tmp_path_factory) -> Path:
     """A `.gpu_payload`-like folder: two tiny lung frame stores and a 5-fold labelled store named like the real ones."""
     from tests import synthetic
+    from tests.lesion_fixtures import add_square_masks
 
     payload = tmp_path_factory.mktemp("payload")
     for name, patients in (("covid_blues", 4), ("pocus", 3)):
         synthetic.make_frame_store({f"{name}{i}": 2 for i in range(patients)}, frames_per_video=3).save_to_disk(
             str(payload / "stores" / name))
-    make_labeled_store(n_patients=20, folds=5).save_to_disk(str(payload / "stores" / "bus_bra"))
+    add_square_masks(make_labeled_store(n_patients=20, folds=5)).save_to_disk(str(payload / "stores" / "bus_bra"))
     return payload
 
 
@@ -161,3 +166,21 @@ def test_folds_split_over_processes_pool_to_the_single_run(tiny_payload, tmp_pat
         assert pooled["pooled"][name] == pytest.approx(metric, abs=1e-12), name
     with pytest.raises(ValueError, match="more than one part"):
         pool_predictions.pool([runs / "part0", runs / "part0"])
+
+
+def test_lesion_smoke(tiny_payload, tmp_path) -> None:
+    """The lesion segmenter's GPU script (fold 1 + final model, tiny backbone) on a CPU: weights and results back."""
+    from safetensors.torch import load_file
+
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    progress = run_gpu_script("lesion.sh", tiny_payload, out, runs)
+    assert "all done" in progress and "lesion training finished (rc 0)" in progress
+    weights = load_file(out / "lesion_model.safetensors")
+    assert weights and all(v.dtype in (torch.float16, torch.int64) for v in weights.values())
+    with tarfile.open(out / "lesion_runs.tar.gz") as packed:
+        names = packed.getnames()
+    for name in ("lesion/results.json", "lesion/predictions.csv", "lesion/final_model/config.json", "lesion.log"):
+        assert any(entry.endswith(name) for entry in names), name
+    assert not any(entry.endswith(".safetensors") for entry in names)
+    results = json.loads((runs / "lesion" / "results.json").read_text())
+    assert [fold["fold"] for fold in results["folds"]] == [1] and results["folds"][0]["n_test_crops"] > 0

@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from training.lesion_masks import mask_column
 from usvcl_hf.video import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, ClipReadError, read_clip
 
 DEFAULT_FRAME_STRIDE = 5
@@ -44,6 +45,7 @@ BUS_BRA_PRESET = "bus_bra"
 BUS_BRA_METADATA = "bus_data.csv"
 BUS_BRA_FOLDS = "5-fold-cv.csv"
 BUS_BRA_IMAGES = "Images"
+BUS_BRA_MASKS = "Masks"
 BUS_BRA_LABELS = ("benign", "malignant")
 NO_FOLD = -1
 SPLIT_NAMES = {"1": "train", "0": "val"}  # valid_k value -> split; anything else (NaN, empty) -> "test"
@@ -260,6 +262,8 @@ def apply_bus_bra_preset(args: argparse.Namespace, root: Path) -> None:
     args.file_template = f"{BUS_BRA_IMAGES}/{{}}.png"
     args.fold_id_column = "ID"
     args.label_names = list(BUS_BRA_LABELS)
+    if args.masks is None and (root / BUS_BRA_MASKS).is_dir():
+        args.masks = str(root / BUS_BRA_MASKS)
 
 
 def find_image(root: Path, entry: str, template: str) -> Path:
@@ -470,7 +474,11 @@ def run_images(args: argparse.Namespace) -> dict:
     unknown = sorted(set(columns["label"]) - set(label_names))
     if unknown:
         raise PrepareError(f"labels {unknown} are not among the label names {label_names}")
-    store = datasets.Dataset.from_dict(columns, features=image_features(label_names, fold_keys))
+    features = image_features(label_names, fold_keys)
+    if args.masks:  # lesion masks at the stored size (training.train_lesion); None where an image has none
+        columns["mask"] = mask_column(Path(args.masks), columns["image_id"], columns["image"])
+        features["mask"] = datasets.Image()
+    store = datasets.Dataset.from_dict(columns, features=features)
     return finish(store, args, read_count, skipped, id_source, started)
 
 
@@ -516,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--preset", choices=[BUS_BRA_PRESET], default=None,
                         help="dataset layout (BUS-BRA is also detected automatically)")
     images.add_argument("--label-column", default="label", help="metadata column with the class label")
+    images.add_argument("--masks", default=None,
+                        help="folder of BUS-BRA-style lesion masks (mask_<id without bus_>.png): adds a `mask` column "
+                             "(BUS-BRA's Masks/ is found automatically)")
     images.add_argument("--file-template", default="{}", help="path of a metadata file entry, {} = the entry")
     images.add_argument("--folds", help="CSV with the test fold and valid_k columns per image id")
     images.add_argument("--fold-id-column", default="ID", help="folds CSV column with the image id")

@@ -20,18 +20,16 @@ from pathlib import Path
 import datasets
 import matplotlib
 import numpy as np
-import PIL.Image
 from tqdm.auto import tqdm
 
 from training.evaluation import bootstrap_ci, markdown_table
+from training.lesion_masks import load_mask, mask_path
 from usvcl_hf.clip_prediction import load_model
 from usvcl_hf.saliency import gradcam_heatmap, overlay_heatmap
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-MASK_TEMPLATE = "mask_{suffix}.png"
-IMAGE_PREFIX = "bus_"
 GRID_IMAGES_PER_CLASS = 4
 BOOTSTRAP_SAMPLES = 1000
 CLASS_NAMES = ("benign", "malignant")
@@ -49,21 +47,6 @@ class ImageSaliency:
     pointing_game: float
     energy_inside: float
     chance_level: float
-
-
-def mask_path(masks_dir: Path, image_id: str) -> Path:
-    """BUS-BRA's mask file of an image id (`bus_0001-l` -> `mask_0001-l.png`)."""
-    return masks_dir / MASK_TEMPLATE.format(suffix=image_id.removeprefix(IMAGE_PREFIX))
-
-
-def load_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """Boolean `(H, W)` lesion mask, resized (nearest) to the image's shape if needed."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no lesion mask for this image")
-    mask = PIL.Image.open(path).convert("L")
-    if mask.size != (shape[1], shape[0]):
-        mask = mask.resize((shape[1], shape[0]), PIL.Image.NEAREST)
-    return np.asarray(mask) > 0
 
 
 def pointing_hit(heatmap: np.ndarray, mask: np.ndarray) -> float:

@@ -1,0 +1,107 @@
+"""Lesion data and training: masks in the store, lesion-free crops, Dice / IoU, and a tiny cross-validated run."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import datasets
+import numpy as np
+import pytest
+
+from tests.lesion_fixtures import make_bus_bra_folder, make_masked_store
+from training.lesion_data import CROP, LESION, LesionDataset, example_items, free_window
+from training.train_lesion import LesionTrainConfig, overlap_scores, training_function
+from usvcl_hf import UsvclImageProcessor
+
+TINY = dict(init="random", backbone="test_efficientnet", image_size=48, decoder_channels=[16, 8], num_epochs=2,
+            batch_size=8, bootstrap_samples=50, crop_margin=2, min_crop_side=8)
+
+
+def test_prepare_data_adds_masks_at_the_stored_size(tmp_path) -> None:
+    from training.prepare_data import main
+
+    root = make_bus_bra_folder(tmp_path / "bus_bra")
+    assert main(["images", "--input", str(root), "--output", str(tmp_path / "store"), "--workers", "1",
+                 "--stored-size", "40"]) == 0
+    store = datasets.load_from_disk(str(tmp_path / "store"))
+    for row in store:
+        image, mask = row["image"], row["mask"]
+        assert mask.size == image.size and min(image.size) == 40
+        original = np.asarray(datasets.Image().decode_example(
+            {"path": str(root / "Masks" / f"mask_{row['image_id'].removeprefix('bus_')}.png"), "bytes": None}))
+        assert abs(np.asarray(mask).mean() - (original > 0).mean()) < 0.05  # the same lesion, only resized
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_free_windows_never_touch_the_mask(seed) -> None:
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((60, 80), dtype=bool)
+    top, left = rng.integers(5, 30), rng.integers(5, 40)
+    mask[top : top + 20, left : left + 25] = True
+    for draw in (None, np.random.default_rng(seed + 100)):
+        window = free_window(mask, margin=3, min_side=8, rng=draw)
+        assert window is not None
+        low_row, low_column, high_row, high_column = window
+        assert 0 <= low_row < high_row <= 60 and 0 <= low_column < high_column <= 80
+        assert min(high_row - low_row, high_column - low_column) >= 8
+        grown = np.zeros_like(mask)
+        grown[max(0, top - 3) : top + 23, max(0, left - 3) : left + 28] = True
+        assert not grown[low_row:high_row, low_column:high_column].any()
+    full = np.ones((60, 80), dtype=bool)
+    assert free_window(full, margin=3, min_side=8) is None
+    assert free_window(np.zeros((60, 80), dtype=bool), margin=3, min_side=8) == (0, 0, 60, 80)
+
+
+def test_overlap_scores() -> None:
+    truth = np.zeros((10, 10), dtype=bool)
+    truth[:5] = True
+    predicted = np.zeros_like(truth)
+    predicted[:5, :5] = True
+    assert overlap_scores(predicted, truth) == pytest.approx((2 * 25 / 75, 25 / 50))
+    assert overlap_scores(truth, truth) == (1.0, 1.0)
+    assert overlap_scores(np.zeros_like(truth), np.zeros_like(truth)) == (1.0, 1.0)
+    assert overlap_scores(np.zeros_like(truth), truth) == (0.0, 0.0)
+
+
+def test_crop_items_have_empty_targets(tmp_path) -> None:
+    from training.lesion_data import load_masked_data
+
+    make_masked_store(n_patients=4).save_to_disk(str(tmp_path / "store"))
+    data = load_masked_data(str(tmp_path / "store"))
+    items = example_items(data, np.arange(4), margin=2, min_side=8)
+    assert (items[:, 1] == LESION).sum() == 4 and (items[:, 1] == CROP).sum() == 4
+    for augment in (False, True):
+        dataset = LesionDataset(data, items, UsvclImageProcessor(image_size=32), augment, 0, 2, 8)
+        for position, (_, kind) in enumerate(items):
+            example = dataset[position]
+            assert example["pixel_values"].shape == (1, 32, 32) and example["labels"].shape == (1, 32, 32)
+            assert (example["labels"].sum() > 0) == (kind == LESION)
+
+
+def test_tiny_cross_validated_run_writes_results_and_a_loadable_model(tmp_path) -> None:
+    from usvcl_hf.lesion import load_lesion_model
+
+    make_masked_store(n_patients=20).save_to_disk(str(tmp_path / "store"))
+    config = LesionTrainConfig(store_path=str(tmp_path / "store"), output_dir=str(tmp_path / "run"), folds=[1, 2],
+                               **TINY)
+    results = training_function(config)
+    assert [fold["fold"] for fold in results["folds"]] == [1, 2]
+    with (tmp_path / "run" / "predictions.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["kind"] for row in rows} == {"lesion", "crop"}
+    for fold in results["folds"]:
+        test_patients = {row["patient_id"] for row in rows if row["fold"] == str(fold["fold"])}
+        assert len(test_patients) == fold["n_test"]  # one image per patient in this store
+    lesion_dice = [float(row["dice"]) for row in rows if row["kind"] == "lesion"]
+    pooled = results["pooled"]["metrics"]
+    assert pooled["dice"]["value"] == pytest.approx(np.mean(lesion_dice))
+    assert pooled["dice"]["ci_low"] <= pooled["dice"]["value"] <= pooled["dice"]["ci_high"]
+    assert set(pooled["presence_auc_by_score"]) == {"max_pixel", "head"}
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["final_model"]["lesion_threshold"] == pytest.approx(
+        float(np.median([fold["lesion_threshold"] for fold in saved["folds"]])))
+    model, processor = load_lesion_model(tmp_path / "run" / "final_model")
+    assert model.config.lesion_threshold == pytest.approx(saved["final_model"]["lesion_threshold"])
+    assert model.config.presence_score == saved["final_model"]["presence_score"] and processor.image_size == 48
+    assert "| pooled |" in (tmp_path / "run" / "results.md").read_text()
