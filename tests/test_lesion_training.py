@@ -8,9 +8,10 @@ import json
 import datasets
 import numpy as np
 import pytest
+import torch
 
 from tests.lesion_fixtures import make_bus_bra_folder, make_masked_store
-from training.lesion_data import CROP, LESION, LesionDataset, example_items, free_window
+from training.lesion_data import CROP, LESION, LesionDataset, augment_on_device, example_items, free_window, normalise
 from training.train_lesion import LesionTrainConfig, overlap_scores, training_function
 from usvcl_hf import UsvclImageProcessor
 
@@ -71,12 +72,18 @@ def test_crop_items_have_empty_targets(tmp_path) -> None:
     data = load_masked_data(str(tmp_path / "store"))
     items = example_items(data, np.arange(4), margin=2, min_side=8)
     assert (items[:, 1] == LESION).sum() == 4 and (items[:, 1] == CROP).sum() == 4
+    processor = UsvclImageProcessor(image_size=32)
     for augment in (False, True):
-        dataset = LesionDataset(data, items, UsvclImageProcessor(image_size=32), augment, 0, 2, 8)
-        for position, (_, kind) in enumerate(items):
-            example = dataset[position]
-            assert example["pixel_values"].shape == (1, 32, 32) and example["labels"].shape == (1, 32, 32)
-            assert (example["labels"].sum() > 0) == (kind == LESION)
+        dataset = LesionDataset(data, items, processor, augment, 0, 2, 8)
+        batch = torch.utils.data.default_collate([dataset[position] for position in range(len(items))])
+        squares, targets = batch["squares"], batch["labels"]
+        if augment:
+            squares, targets = augment_on_device(squares, targets, batch["views"], noise_seed=0)
+        assert normalise(squares, processor).shape == (len(items), 1, 32, 32) and targets.shape[1:] == (1, 32, 32)
+        np.testing.assert_array_equal(targets.flatten(1).amax(1).numpy() > 0, items[:, 1] == LESION)
+    plain = LesionDataset(data, items, processor, False, 0, 2, 8)[0]
+    identity = augment_on_device(plain["squares"][None], plain["labels"][None], plain["views"][None], 0)
+    torch.testing.assert_close(identity[1], plain["labels"][None])  # the centre view changes nothing
 
 
 def test_tiny_cross_validated_run_writes_results_and_a_loadable_model(tmp_path) -> None:

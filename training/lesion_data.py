@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from training.augment import AugmentConfig, adjust_intensity, render_view, sample_view
+from training.augment import AugmentConfig, augment_batch, centre_view, params_tensor, render_views, sample_view
 from training.finetune import SPLIT_PREFIX
 from training.lesion_masks import mask_at_shape
 from usvcl_hf.image_processing_usvcl import resize_to_square, to_grey_float
@@ -26,8 +26,6 @@ LESION, CROP = 0, 1  # item kinds: the whole image with its mask, a lesion-free 
 KIND_NAMES = ("lesion", "crop")
 TRAIN_CROP_SCALE = (0.6, 1.0)  # side of a training crop relative to the largest free window
 MASK_CUT = 0.5  # a resized mask pixel is lesion when at least half of it was
-UINT8_MAX = 255.0
-SEED_BOUND = 2**62
 PAIR_AUGMENT = AugmentConfig(crop_area=(0.7, 1.0))  # gentler zoom than pretraining: keep most of the lesion
 
 
@@ -114,27 +112,34 @@ def example_items(data: MaskedData, rows: np.ndarray, margin: int, min_side: int
     return np.asarray(items, dtype=np.int64).reshape(-1, 2)
 
 
-def augment_pair(square: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One random view of a `(S, S)` image in [0, 1] and its mask: the same crop, rotation and flip for both
-    (`training.augment`), gain, contrast, gamma and speckle for the image only."""
-    size = square.shape[0]
-    params = sample_view(size, size, rng, PAIR_AUGMENT)
-    noise = torch.Generator().manual_seed(int(rng.integers(SEED_BOUND)))
-    view = adjust_intensity(render_view(torch.from_numpy(square) * UINT8_MAX, params, size), params, noise)
-    mask = render_view(torch.from_numpy(target.astype(np.float32)), params, size) >= MASK_CUT
-    return (view / UINT8_MAX).numpy(), mask.numpy()
+def augment_on_device(squares: torch.Tensor, targets: torch.Tensor, views: torch.Tensor,
+                      noise_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training batch's random views, rendered on its device: `squares (B, S, S)` in [0, 1], `targets (B, 1, S, S)`
+    and `views (B, 10)` (`training.augment.params_tensor`). The same crop, rotation and flip for image and mask
+    (`render_views`), gain, contrast, gamma and speckle for the image only (`augment_batch`)."""
+    size = squares.shape[-1]
+    images = augment_batch(squares, views, noise_seed)  # (B, S, S)
+    masks = render_views(targets[:, 0].float(), views, size) >= MASK_CUT  # (B, 1, S, S) -> (B, S, S)
+    return images, masks[:, None].to(targets.dtype)  # (B, S, S) -> (B, 1, S, S)
+
+
+def normalise(squares: torch.Tensor, processor: Any) -> torch.Tensor:
+    """`(B, S, S)` in [0, 1] -> `(B, C, S, S)` pixel values, as `processor` normalises them."""
+    mean = torch.tensor(processor.image_mean, dtype=squares.dtype, device=squares.device).view(1, -1, 1, 1)
+    std = torch.tensor(processor.image_std, dtype=squares.dtype, device=squares.device).view(1, -1, 1, 1)
+    channels = squares[:, None].expand(-1, processor.in_chans, -1, -1)  # (B, S, S) -> (B, C, S, S)
+    return (channels - mean) / std
 
 
 class LesionDataset(Dataset):
-    """Items `(row, kind)` as normalised `(C, S, S)` pixels and `(1, S, S)` targets, resized like the processor."""
+    """Items `(row, kind)` as `(S, S)` squares in [0, 1] and `(1, S, S)` targets, resized like the processor, with
+    the `(10,)` parameters of a random view when augmenting (rendered later on the device, `augment_on_device`)."""
 
     def __init__(self, data: MaskedData, items: np.ndarray, processor: Any, augment: bool, seed: int,
                  margin: int, min_side: int) -> None:
         self.data, self.items, self.augment, self.seed = data, items, augment, seed
         self.margin, self.min_side, self.epoch = margin, min_side, 0
-        self.size, self.mode, self.in_chans = processor.image_size, processor.resize_mode, processor.in_chans
-        self.mean = torch.tensor(processor.image_mean, dtype=torch.float32).view(-1, 1, 1)  # (C,) -> (C, 1, 1)
-        self.std = torch.tensor(processor.image_std, dtype=torch.float32).view(-1, 1, 1)  # (C,) -> (C, 1, 1)
+        self.size, self.mode = processor.image_size, processor.resize_mode
 
     def set_epoch(self, epoch: int) -> None:
         """Redraw augmentations and training crops for `epoch`."""
@@ -157,13 +162,15 @@ class LesionDataset(Dataset):
         image, mask = self.example(position)
         square = resize_to_square(image, self.size, self.mode)  # (S, S)
         target = resize_to_square(mask.astype(np.float32), self.size, self.mode) >= MASK_CUT  # (S, S)
+        view = centre_view(self.size, self.size)
         if self.augment:
-            square, target = augment_pair(square, target, np.random.default_rng((self.seed, self.epoch, position)))
-        channels = torch.from_numpy(square)[None].expand(self.in_chans, -1, -1)  # (S, S) -> (C, S, S)
-        return {"pixel_values": (channels - self.mean) / self.std,
-                "labels": torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32))[None],  # (1, S, S)
+            view = sample_view(self.size, self.size, np.random.default_rng((self.seed, self.epoch, position)),
+                               PAIR_AUGMENT)
+        return {"squares": torch.from_numpy(square),
+                "labels": torch.from_numpy(target.astype(np.float32))[None],  # (S, S) -> (1, S, S)
+                "views": params_tensor([view])[0],  # (10,)
                 "position": torch.tensor(position)}
 
 
-__all__ = ["CROP", "KIND_NAMES", "LESION", "LesionDataset", "MaskedData", "augment_pair", "example_items",
-           "free_window", "load_masked_data"]
+__all__ = ["CROP", "KIND_NAMES", "LESION", "LesionDataset", "MaskedData", "augment_on_device", "example_items",
+           "free_window", "load_masked_data", "normalise"]

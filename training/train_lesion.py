@@ -38,7 +38,17 @@ import usvcl_hf
 from training import evaluation, imagenet_init
 from training.config import config_to_dict, load_config
 from training.finetune import Fold, git_commit, machine_description, make_folds, write_csv
-from training.lesion_data import CROP, KIND_NAMES, LESION, LesionDataset, MaskedData, example_items, load_masked_data
+from training.lesion_data import (
+    CROP,
+    KIND_NAMES,
+    LESION,
+    LesionDataset,
+    MaskedData,
+    augment_on_device,
+    example_items,
+    load_masked_data,
+    normalise,
+)
 from training.pretrain import EpochSeededSampler, build_scheduler, cpu_state_dict, write_json_atomic
 from usvcl_hf.configuration_lesion import PRESENCE_SCORES
 
@@ -154,7 +164,7 @@ def score_items(accelerator: Accelerator, model: torch.nn.Module, dataset: Lesio
     dice, iou = np.full(count, np.nan), np.full(count, np.nan)
     presence = {name: np.zeros(count) for name in PRESENCE_SCORES}
     for batch in loader:
-        output = model(pixel_values=batch["pixel_values"])
+        output = model(pixel_values=normalise(batch["squares"], processor))
         positions, logits, heads = accelerator.gather_for_metrics(
             (batch["position"], output.logits.float(), output.presence_logits.float()))
         presence["max_pixel"][positions.cpu().numpy()] = torch.sigmoid(logits.flatten(1).amax(1)).cpu().numpy()
@@ -199,7 +209,11 @@ def train_model(accelerator: Accelerator, config: LesionTrainConfig, data: Maske
         for step, batch in enumerate(loader):
             if step >= steps:
                 break
-            loss = model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
+            squares, targets = batch["squares"], batch["labels"]
+            if config.augment:
+                squares, targets = augment_on_device(squares, targets, batch["views"], seed * 10**6 + epoch * 10**4
+                                                     + step)
+            loss = model(pixel_values=normalise(squares, processor), labels=targets).loss
             accelerator.backward(loss)
             if config.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
