@@ -98,19 +98,19 @@ def tiny_payload(tmp_path_factory) -> Path:
     return payload
 
 
-def run_gpu_script(script: str, payload: Path, out: Path, runs: Path) -> str:
+def run_gpu_script(script: str, payload: Path, out: Path, runs: Path, progress_name: str = "progress.txt") -> str:
     """Run an experiments/gpu script with SMOKE=1 on the tiny payload; return its progress log."""
     result = subprocess.run(["bash", f"experiments/gpu/{script}"], cwd=REPO, capture_output=True, text=True,
                             timeout=900, env={**os.environ, "SMOKE": "1", "OUT": str(out), "RUNS": str(runs),
                                               "PY": sys.executable, "PAYLOAD": str(payload), "OMP_NUM_THREADS": "1"})
-    progress = (out / "progress.txt").read_text() if (out / "progress.txt").exists() else ""
+    progress = (out / progress_name).read_text() if (out / progress_name).exists() else ""
     assert result.returncode == 0, progress + result.stderr[-3000:]
     return progress
 
 
-def packed_names(out: Path) -> list[str]:
-    """File names inside the script's $OUT/gpu_runs.tar.gz."""
-    with tarfile.open(out / "gpu_runs.tar.gz") as packed:
+def packed_names(out: Path, archive: str = "gpu_runs.tar.gz") -> list[str]:
+    """File names inside the script's $OUT/ARCHIVE."""
+    with tarfile.open(out / archive) as packed:
         return packed.getnames()
 
 
@@ -184,3 +184,20 @@ def test_lesion_smoke(tiny_payload, tmp_path) -> None:
     assert not any(entry.endswith(".safetensors") for entry in names)
     results = json.loads((runs / "lesion" / "results.json").read_text())
     assert [fold["fold"] for fold in results["folds"]] == [1] and results["folds"][0]["n_test_crops"] > 0
+
+
+def test_label_efficiency_smoke(tiny_payload, tmp_path) -> None:
+    """Both arms (ImageNet-init and random EfficientNet-Lite0), 2 sizes x 2 draws on fold 1, packed on its own."""
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    progress = run_gpu_script("label_efficiency.sh", tiny_payload, out, runs, "label_efficiency_progress.txt")
+    assert "both arms done" in progress and "le_imagenet finished (rc 0)" in progress
+    assert "le_random finished (rc 0)" in progress and not (out / "gpu_runs.tar.gz").exists()
+    names = packed_names(out, "label_efficiency.tar.gz")
+    for arm in ("le_imagenet", "le_random"):
+        for name in ("label_efficiency.json", "label_efficiency_predictions.csv", "manifest.json", "results.json"):
+            assert any(path.endswith(f"{arm}/{name}") for path in names), (arm, name)
+        summary = json.loads((runs / arm / "label_efficiency.json").read_text())
+        assert [size["num_labels"] for size in summary] == [4, 8]
+        assert all(len(size["draws"]) == 2 for size in summary)
+        config = json.loads((runs / arm / "results.json").read_text())["config"]
+        assert config["max_steps"] == 2 and config["backbone"] == "tf_efficientnet_lite0" and config["num_workers"] == 1

@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_EVALUATE
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 
-log() { echo "[$(( $(date +%s) - START )) s] $*" | tee -a "$OUT/progress.txt"; }
+log() { echo "[$(( $(date +%s) - START )) s] $*" | tee -a "$OUT/${PROGRESS_NAME:-progress.txt}"; }
 seconds_left() { local left=$(( START + DEADLINE_S - $(date +%s) )); echo $(( left > 1 ? left : 1 )); }
 
 install_wheels() {  # the GPU image lacks datasets / evaluate: carried as wheels; an older datasets if pyarrow is old
@@ -34,7 +34,7 @@ install_wheels() {  # the GPU image lacks datasets / evaluate: carried as wheels
 record_environment() {
   { nvidia-smi || true; $PY -c "import torch, timm, transformers, datasets, accelerate, evaluate, pyarrow, sys
 print(sys.version); print({m.__name__: m.__version__ for m in (torch, timm, transformers, datasets, accelerate,
-evaluate, pyarrow)})"; nproc; } > "$RUNS/environment.txt" 2>&1
+evaluate, pyarrow)})"; echo "CPU cores: $(nproc --all) (OMP_NUM_THREADS=$OMP_NUM_THREADS)"; } > "$RUNS/environment.txt" 2>&1
 }
 
 start_gpu_usage_log() {  # GPU use every 5 s into $RUNS/gpu_usage.csv; sets USAGE_PID
@@ -50,8 +50,9 @@ finetune_run() {  # CONFIG NAME OPTIONS...: cross-validate on BUS-BRA into $RUNS
   log "$name finished (rc $?)"
 }
 
-pack_results() {  # everything small (JSON, CSV, logs, figures) into $OUT/gpu_runs.tar.gz
-  tar czf "$OUT/gpu_runs.tar.gz" -C "$(dirname "$RUNS")" --exclude='*.safetensors' --exclude='*.bin' \
+pack_results() {  # [ARCHIVE]: everything small (JSON, CSV, logs, figures) into $OUT/ARCHIVE (gpu_runs.tar.gz)
+  local archive=$OUT/${1:-gpu_runs.tar.gz}
+  tar czf "$archive" -C "$(dirname "$RUNS")" --exclude='*.safetensors' --exclude='*.bin' \
     --exclude=checkpoints --exclude=tb --exclude='*.pt' --exclude='*.pkl' "$(basename "$RUNS")"
-  log "packed $(du -h "$OUT/gpu_runs.tar.gz" | cut -f1) into $OUT/gpu_runs.tar.gz"
+  log "packed $(du -h "$archive" | cut -f1) into $archive"
 }
