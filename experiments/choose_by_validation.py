@@ -2,9 +2,13 @@
 
 Each run's `results.json` holds, per fold, the validation AUC of its best epoch (`folds[*].val_auc`), measured on
 patients held out of that fold's training side. The run with the highest mean is chosen; ties go to the first run
-given. Prints the chosen run's folder on the last line (for shell scripts) and writes the comparison as JSON.
+given. Prints the chosen run's folder on the last line (for shell scripts) and writes the comparison as JSON. With
+`--choice NAME` the choice is also recorded in the chosen run's results.json (`choices`: what was chosen, among
+which runs, on which data, by which criterion), from where the model card's "How each choice was made" table
+is rendered.
 
-    python experiments/choose_by_validation.py RUN_A/results.json RUN_B/results.json --output choice.json
+    python experiments/choose_by_validation.py RUN_A/results.json RUN_B/results.json --output choice.json \
+        [--choice "learning rate"]
 """
 
 from __future__ import annotations
@@ -24,11 +28,26 @@ def mean_validation_auc(results_path: Path) -> float:
     return float(np.mean([fold["val_auc"] for fold in folds]))
 
 
+CRITERION = "mean inner-validation AUC over folds"
+VALIDATION_DATA = "the inner validation split of each fold (patients held out of its training side; no test fold)"
+
+
 def choose(results_paths: list[Path]) -> dict:
     """The comparison (run folder -> mean validation AUC) and the chosen run folder."""
     scores = {str(path.parent): mean_validation_auc(path) for path in results_paths}
     chosen = max(scores, key=scores.get)
-    return {"criterion": "mean inner-validation AUC over folds", "mean_val_auc": scores, "chosen": chosen}
+    return {"criterion": CRITERION, "mean_val_auc": scores, "chosen": chosen}
+
+
+def record_choice(choice: dict, name: str) -> Path:
+    """Add the choice to the chosen run's results.json `choices` (replacing an earlier one of the same name)."""
+    path = Path(choice["chosen"]) / "results.json"
+    results = json.loads(path.read_text())
+    entry = {"choice": name, "data": VALIDATION_DATA, "criterion": CRITERION, "validation_only": True,
+             "candidates": {Path(run).name: round(score, 4) for run, score in choice["mean_val_auc"].items()}}
+    results["choices"] = [*(item for item in results.get("choices", []) if item["choice"] != name), entry]
+    path.write_text(json.dumps(results, indent=2))
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,9 +55,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="+", type=Path, help="results.json of each candidate run")
     parser.add_argument("--output", type=Path, required=True, help="JSON file for the comparison")
+    parser.add_argument("--choice", help="name of the choice to record in the chosen run's results.json")
     args = parser.parse_args(argv)
     choice = choose(args.results)
     args.output.write_text(json.dumps(choice, indent=2))
+    if args.choice:
+        print(f"Choice recorded in {record_choice(choice, args.choice)}")
     for run, score in choice["mean_val_auc"].items():
         print(f"{run}: mean validation AUC {score:.3f}")
     print(f"Comparison written to {args.output}; chosen:")

@@ -75,6 +75,13 @@ def test_choose_by_validation_ignores_the_test_folds(tmp_path) -> None:
     choice = json.loads(output.read_text())
     assert choice["chosen"] == str(tmp_path / "lr3e-4")
     assert choice["mean_val_auc"] == pytest.approx({str(tmp_path / "lr3e-4"): 0.83, str(tmp_path / "lr1e-3"): 0.805})
+    assert "choices" not in json.loads(low_lr.read_text())
+    from experiments import choose_by_validation
+
+    choose_by_validation.record_choice(choice, "learning rate")
+    choose_by_validation.record_choice(choice, "learning rate")  # recorded once
+    (recorded,) = json.loads(low_lr.read_text())["choices"]
+    assert recorded["validation_only"] and recorded["candidates"] == {"lr3e-4": 0.83, "lr1e-3": 0.805}
 
 
 def test_choose_by_validation_needs_finished_folds(tmp_path) -> None:

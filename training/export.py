@@ -535,6 +535,7 @@ def classifier_card(
         pretrain_hyperparameters=scalar_items(pretrain_summary),
         contrastive_hyperparameters=contrastive_hyperparameters(config),
         finetune_hyperparameters=scalar_items(results.get("config", {})),
+        selection=[*results.get("selection", []), *results.get("choices", [])],
         n_folds=len(results["folds"]),
         pooled={name: metric_text(results["pooled"][name]) for name in (*METRICS, *ECE_METRICS)},
         mean_std={name: mean_std_text(results["mean_std"].get(name)) for name in (*METRICS, *ECE_METRICS)},

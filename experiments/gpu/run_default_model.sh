@@ -42,7 +42,8 @@ export_chosen() {  # choose the learning rate on validation, export that run int
   done
   [ ${#finished[@]} -gt 0 ] || { log "no pretrained fine-tuning run finished: nothing to export"; return 1; }
   local chosen
-  chosen=$($PY experiments/choose_by_validation.py "${finished[@]}" --output "$RUNS/lr_choice.json" | tail -1)
+  chosen=$($PY experiments/choose_by_validation.py "${finished[@]}" --output "$RUNS/lr_choice.json" \
+    --choice "learning rate" | tail -1)
   log "chosen on validation: $chosen"
   $PY -m training.export --kind classifier --model-dir "$chosen/final_model" --results "$chosen/results.json" \
     --pretrain-dir "$RUNS/pretrain_info_nce" --repo-id usvcl/usvcl-densenet121-busbra --output "$RUNS/export" \

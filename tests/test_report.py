@@ -1,0 +1,162 @@
+"""`python -m experiments.report`: the committed documents equal what the committed runs give, and every table kind
+works on synthetic runs in the layouts the GPU runs use (one folder per seed, a `seed` column, part*/ folders,
+label-efficiency draws)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from experiments import report
+from training import evaluation
+
+REPO = Path(__file__).resolve().parents[1]
+N_PATIENTS, IMAGES_PER_PATIENT, FOLDS = 40, 2, 5
+
+
+def test_committed_documents_match_the_committed_runs() -> None:
+    stale = "run `python -m experiments.report` and commit the documents it rewrites"
+    assert report.main(["--check", "--root", str(REPO)]) == 0, stale
+
+
+def synthetic_predictions(seed: int, strength: float, folds: tuple[int, ...] = tuple(range(1, FOLDS + 1))
+                          ) -> pd.DataFrame:
+    """predictions.csv rows of BUS-BRA's shape: patients grouped in folds, scores that rank labels `strength` well."""
+    rng = np.random.default_rng(seed)
+    patients = np.repeat(np.arange(N_PATIENTS), IMAGES_PER_PATIENT)
+    labels = np.random.default_rng(0).integers(0, 2, len(patients))  # the same labels for every arm and seed
+    scores = np.clip(strength * labels + rng.random(len(patients)) * (1 - strength), 0, 1)
+    frame = pd.DataFrame({
+        "image_id": [f"img{i:03d}" for i in range(len(patients))], "patient_id": patients.astype(str),
+        "fold": patients % FOLDS + 1, "label": labels, "prob_malignant": scores,
+        "prob_uncalibrated": np.clip(scores * 1.1, 0, 1), "threshold": 0.5,
+    })
+    return frame[frame["fold"].isin(folds)]
+
+
+def write_run(folder: Path, predictions: pd.DataFrame, seed: int, learning_rate: float = 3e-4, val_auc: float = 0.7
+              ) -> None:
+    """A run folder as training.finetune writes it (the fields the report reads)."""
+    folder.mkdir(parents=True)
+    predictions.to_csv(folder / "predictions.csv", index=False)
+    config = {"seed": seed, "bootstrap_samples": 100, "ece_bins": 10, "backbone": "tf_efficientnet_lite0",
+              "image_size": 224, "init": "imagenet", "learning_rate": learning_rate, "num_epochs": 15, "max_steps": -1}
+    folds = [{"fold": int(k), "val_auc": val_auc} for k in sorted(predictions["fold"].unique())]
+    (folder / "results.json").write_text(json.dumps({"config": config, "folds": folds}))
+    (folder / "manifest.json").write_text(json.dumps({"command": "python -m training.finetune ...", "commit": "abc1234",
+                                                      "machine": "one GPU", "wall_time_s": 100.0 + seed}))
+
+
+def write_label_efficiency(folder: Path, strength: float) -> None:
+    """label_efficiency_predictions.csv: 2 sizes x 3 draws on folds 1-2."""
+    folder.mkdir(parents=True)
+    frames = []
+    for size in (50, 100):
+        for draw in range(3):
+            rows = synthetic_predictions(100 * size + draw, strength * size / 100, folds=(1, 2))
+            frames.append(rows.assign(num_labels=size, draw=draw))
+    pd.concat(frames).to_csv(folder / "label_efficiency_predictions.csv", index=False)
+
+
+@pytest.fixture
+def synthetic_root(tmp_path) -> Path:
+    """A repository root with new-layout runs, a spec with every table kind and a document with their markers."""
+    results = tmp_path / "experiments/results"
+    for seed in (1, 2, 3):  # arm A: one folder per seed
+        write_run(results / f"new/arm_a/seed{seed}", synthetic_predictions(seed, 0.5), seed)
+    both = pd.concat([synthetic_predictions(seed, 0.3).assign(seed=seed) for seed in (1, 2)])
+    write_run(results / "new/arm_b", both, 1, learning_rate=1e-3, val_auc=0.75)  # two seeds in one file; worse on
+    # the test folds but better on validation, so the choice table must pick it
+    for part, folds in enumerate(((1, 2, 3), (4, 5))):  # arm C: folds split over two processes
+        write_run(results / f"new/arm_c/part{part}", synthetic_predictions(7, 0.3, folds), 7)
+    write_label_efficiency(results / "new/le_imagenet", 0.6)
+    write_label_efficiency(results / "new/le_random", 0.2)
+    runs_a = [f"new/arm_a/seed{seed}" for seed in (1, 2, 3)]
+    spec = {
+        "arms": {"a": {"label": "arm A", "runs": runs_a}, "b": {"label": "arm B", "runs": ["new/arm_b"]},
+                 "c": {"label": "arm C", "runs": ["new/arm_c"]}},
+        "tables": {
+            "metrics": {"document": "doc.md", "kind": "metrics", "arms": ["a", "c"]},
+            "folds": {"document": "doc.md", "kind": "fold_auc", "arms": ["a", "c"]},
+            "paired": {"document": "doc.md", "kind": "paired", "reference": "b", "arms": ["a", "c"]},
+            "arms": {"document": "doc.md", "kind": "arms", "reference": "b", "arms": ["b", "a", "c"]},
+            "choice": {"document": "doc.md", "kind": "choice", "arms": ["a", "b"]},
+            "le": {"document": "doc.md", "kind": "label_efficiency", "reference": "random",
+                   "arms": {"imagenet": {"label": "ImageNet init", "run": "new/le_imagenet"},
+                            "random": {"label": "random init", "run": "new/le_random"}}},
+        },
+    }
+    (tmp_path / "experiments/report.yaml").write_text(yaml.safe_dump(spec))
+    blocks = "".join(f"Text about {name}.\n<!-- report:{name} -->\nstale\n<!-- /report -->\n"
+                     for name in spec["tables"])
+    (tmp_path / "doc.md").write_text("# A document\n\n" + blocks + "Closing prose.\n")
+    return tmp_path
+
+
+def table_rows(text: str, name: str) -> list[list[str]]:
+    """Cells of the data rows of table `name` in a rendered document."""
+    body = text.split(f"<!-- report:{name} -->\n")[1].split("<!-- /report -->")[0]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in body.splitlines()[2:]]
+
+
+def test_report_writes_then_checks_clean(synthetic_root) -> None:
+    arguments = ["--root", str(synthetic_root)]
+    assert report.main(["--check", *arguments]) == 1  # the document holds "stale"
+    assert report.main(arguments) == 0
+    assert report.main(["--check", *arguments]) == 0
+    text = (synthetic_root / "doc.md").read_text()
+    assert text.startswith("# A document\n\nText about metrics.\n") and text.endswith("Closing prose.\n")
+    assert "stale" not in text
+    (synthetic_root / "doc.md").write_text(text.replace("arm A", "arm A (edited by hand)", 1))
+    assert report.main(["--check", *arguments]) == 1
+
+
+def test_report_numbers_come_from_the_predictions(synthetic_root) -> None:
+    report.main(["--root", str(synthetic_root)])
+    text = (synthetic_root / "doc.md").read_text()
+    results = synthetic_root / "experiments/results/new"
+    seeds_a = [pd.read_csv(results / f"arm_a/seed{seed}/predictions.csv").sort_values("image_id") for seed in (1, 2, 3)]
+    both = pd.read_csv(results / "arm_b/predictions.csv")
+    seeds_b = [both[both["seed"] == seed].sort_values("image_id") for seed in (1, 2)]
+    labels, patients = seeds_a[0]["label"].to_numpy(), seeds_a[0]["patient_id"].astype(str).to_numpy()
+    expected = evaluation.paired_auc_difference(labels, np.stack([f["prob_malignant"] for f in seeds_a]),
+                                                np.stack([f["prob_malignant"] for f in seeds_b]), patients,
+                                                report.COMPARISON_BOOTSTRAP, report.COMPARISON_SEED)
+    row_a = table_rows(text, "arms")[1]
+    assert row_a[0] == "arm A" and row_a[2] == "3"
+    assert row_a[6] == report.interval(expected["difference"], expected["ci_low"], expected["ci_high"], signed=True)
+    assert row_a[7] == "higher"  # A ranks labels better by construction
+    aucs = [evaluation.auc(labels, f["prob_malignant"].to_numpy()) for f in seeds_a]
+    assert row_a[3] == f"{np.mean(aucs):.3f} ± {np.std(aucs, ddof=1):.3f}"
+    assert table_rows(text, "arms")[0][6] == "reference"
+    metrics = table_rows(text, "metrics")
+    assert [row[0] for row in metrics] == ["arm A (seed 1)", "arm A (seed 2)", "arm A (seed 3)", "arm C"]
+    assert metrics[3][1] == "1,2,3,4,5"  # the parts pooled
+    choice = table_rows(text, "choice")
+    assert choice[1] == ["arm B", choice[1][1], "**chosen**"]  # the higher mean validation AUC, not the test AUC
+    label_efficiency = table_rows(text, "le")
+    assert [(row[0], row[1], row[2], row[3]) for row in label_efficiency] == [
+        ("ImageNet init", "50", "3", "1,2"), ("ImageNet init", "100", "3", "1,2"),
+        ("random init", "50", "3", "1,2"), ("random init", "100", "3", "1,2")]
+    assert label_efficiency[1][7] == "higher" and label_efficiency[2][6] == ""
+
+
+def test_report_refuses_unpaired_markers(synthetic_root) -> None:
+    document = synthetic_root / "doc.md"
+    document.write_text(document.read_text() + "<!-- report:unknown -->\n<!-- /report -->\n")
+    with pytest.raises(ValueError, match="'unknown' has no table in the spec"):
+        report.main(["--root", str(synthetic_root)])
+    document.write_text("no markers\n")
+    with pytest.raises(ValueError, match="no marker for tables"):
+        report.main(["--root", str(synthetic_root)])
+
+
+def test_report_needs_the_predictions(synthetic_root) -> None:
+    (synthetic_root / "experiments/results/new/arm_b/predictions.csv").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no predictions\.csv"):
+        report.main(["--root", str(synthetic_root)])
