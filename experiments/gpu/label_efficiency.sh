@@ -4,9 +4,10 @@
 # against random init, at SIZES labeled training images x DRAWS patient-grouped draws x FOLDS (test folds), each
 # fine-tuning counted in optimizer steps (MAX_STEPS for every size, so 50 labels are not under-trained against 400;
 # validated NUM_EVALS times on the fold's inner validation split, best point kept), plus the full training side of
-# the same folds under the same schedule. No augmentation: the schedule must fit about DEADLINE_S seconds with at
-# most 2 CPU data workers in all (one per arm), and the augmentations cost ~10-50 ms an image on a CPU core.
-# Fixed in advance, the same for both arms: 224 px, batch 32, AdamW at LR (3e-4), bf16 (finetune_gpu_default.yaml).
+# the same folds under the same schedule. It must fit about DEADLINE_S seconds beside other arms on a 16-core
+# machine: one data worker per arm (2 in all; the augmentations run on the GPU, training.augment.augment_batch).
+# Fixed in advance, the same for both arms: finetune_gpu_default.yaml (224 px, batch 32, AdamW cosine, bf16, its
+# augmentations) at LR 3e-4.
 #   OUT=/some/folder bash experiments/gpu/label_efficiency.sh   # [SIZES="50 100 200 400"] [DRAWS=5] [FOLDS="1 2"]
 # Launched from a script that already installed the carried wheels: WHEELS_INSTALLED=1 (no second pip at once).
 # Back: $OUT/label_efficiency.tar.gz, per arm label_efficiency.json (mean over draws, sd, CI resampling draws and
@@ -46,7 +47,7 @@ ARMS=()
 for init in imagenet random; do
   finetune_run finetune_gpu_default.yaml "le_$init" --init "$init" --backbone "$BACKBONE" --learning-rate "$LR" \
     --folds $FOLDS --num-labels $SIZES --label-draws "$DRAWS" --max-steps "$MAX_STEPS" --num-epochs "$NUM_EVALS" \
-    --no-augment --num-workers 1 --no-final-model "${LE_ARGS[@]}" &
+    --num-workers 1 --no-final-model "${LE_ARGS[@]}" &
   ARMS+=($!)
 done
 wait "${ARMS[@]}"
