@@ -32,7 +32,6 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
@@ -41,7 +40,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 import usvcl_hf
-from training import imagenet_init
+from training import evaluation, imagenet_init
 from training.config import PretrainConfig, config_to_dict, load_config
 from training.sampler import SharedNegativesCollator, TripletDataset, collate_triplets
 
@@ -287,10 +286,10 @@ def run_monitor(encoder: usvcl_hf.UsvclModel, monitor: MonitorData, k: int, devi
             continue
         knn = KNeighborsClassifier(n_neighbors=min(k, int(fit.sum())), metric="cosine")
         knn.fit(embeddings[fit], monitor.labels[fit])
-        knn_aucs.append(roc_auc_score(monitor.labels[score], knn.predict_proba(embeddings[score])[:, 1]))
+        knn_aucs.append(evaluation.auc(monitor.labels[score], knn.predict_proba(embeddings[score])[:, 1]))
         probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=PROBE_MAX_ITER))
         probe.fit(pooled[fit], monitor.labels[fit])
-        probe_aucs.append(roc_auc_score(monitor.labels[score], probe.predict_proba(pooled[score])[:, 1]))
+        probe_aucs.append(evaluation.auc(monitor.labels[score], probe.predict_proba(pooled[score])[:, 1]))
     nan = float("nan")
     return {
         "knn_auc": float(np.mean(knn_aucs)) if knn_aucs else nan,
