@@ -17,24 +17,35 @@ A research tool, not a medical device; its output is not a diagnosis.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
-import filecmp
+import io
 import logging
 import math
 import os
+import shutil
+import signal
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import numpy as np
 import pandas as pd
+import PIL.Image
+from fastapi.middleware import Middleware
+from gradio.components.label import LabelConfidence, LabelData
+from gradio.data_classes import Base64ImageData
+from starlette.formparsers import MultiPartException
 
 from usvcl_hf.clip_prediction import DEFAULT_FRAME_STRIDE, ClipPrediction, load_model, predict_clip
 from usvcl_hf.configuration_usvcl import CLIP_AGGREGATIONS
+from usvcl_hf.demo_storage import AnalysisGate, DemoStorage, GateFullError, UploadGoneError, UploadNameGuard
 from usvcl_hf.lesion import NO_LESION_LABEL, draw_outline, lesion_masks, load_lesion_model
 from usvcl_hf.saliency import gradcam_heatmap, overlay_heatmap
-from usvcl_hf.video import ClipReadError
+from usvcl_hf.video import DICOM_SUFFIXES, IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, VIDEO_SUFFIXES, ClipReadError
 
 LOGGER = logging.getLogger("usvcl.app")
 DEFAULT_MODEL = "models/usvcl-densenet121-busbra"
@@ -44,16 +55,20 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 APP_DIR = Path(__file__).resolve().parent
 EXAMPLES_DIR = APP_DIR / "examples"
-CONCURRENCY_LIMIT = 1  # inference is CPU/GPU bound and Grad-CAM hooks the shared model: one request at a time
+# Every request starts at once (Gradio concurrency unlimited) so that it copies its uploads before anything can
+# delete them; the analyses themselves run one at a time in arrival order (AnalysisGate: inference is CPU/GPU bound
+# and Grad-CAM hooks the shared model), at most MAX_QUEUE_SIZE waiting.
 MAX_QUEUE_SIZE = 32
 MAX_FILE_SIZE = "200mb"
-MAX_FRAMES = 300  # analysed frames per request (after the stride)
+MAX_FRAMES = 300  # analysed frames per request: a longer clip is sampled evenly down to this many
 MAX_SECONDS = 120.0  # clip length
-MAX_PIXELS = 4096 * 4096  # frame resolution
+MAX_PIXELS = 4096 * 4096  # frame resolution accepted; larger frames are shrunk while decoding (DecodeBudget)
+MAX_DECODED_PIXELS = MAX_FRAMES * 1024 * 768  # decode budget: kept frames x pixels of one clip (236 MB of uint8)
 MAX_FRAME_STRIDE = 30
-DELETE_CACHE = (300, 600)  # every 5 min, delete what this app wrote to Gradio's cache more than 10 min ago
+UPLOAD_MAX_AGE_S = 45.0  # uploads (analysed or not) older than this are deleted ...
+SWEEP_EVERY_S = 10.0  # ... by a sweep this often: gone within a minute
 SALIENCY_CLASS = "malignant"
-FILE_TYPES = [".mp4", ".avi", ".mov", ".webm", ".mkv", ".dcm", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"]
+FILE_TYPES = sorted(SUPPORTED_SUFFIXES)  # what usvcl_hf.video reads (plus DICOM without a suffix)
 PROBABILITY_COLUMN = "P(malignant)"
 TIME_COLUMN = "time (s)"
 FRAME_COLUMN = "frame"
@@ -63,17 +78,29 @@ VALUE_COLUMN = "probability"
 
 NOTICE = (
     "⚠️ **Research tool, not a medical device.** The output is not a diagnosis and must not be used for clinical "
-    "decisions. Do not upload images that identify a person. Uploads are deleted after each analysis."
+    "decisions. Do not upload images that identify a person. Uploads are deleted from the server within a minute, "
+    "analysed or not (each analysis works on its own copy, deleted when it ends); results are sent back with the "
+    "answer and not stored."
 )
+
+
+def suffix_list(suffixes: frozenset[str]) -> str:
+    """`{".mp4", ".avi"}` -> "avi, mp4"."""
+    return ", ".join(sorted(suffix.lstrip(".") for suffix in suffixes))
+
+
 EXPLANATION = (
-    "Upload a breast ultrasound **clip** (mp4, avi, mov, webm, mkv, DICOM cine) or one or more **still images** "
-    "(png, jpg, bmp, tif, DICOM). Every kept frame is classified benign/malignant by a CNN pretrained with "
+    f"Upload a breast ultrasound **clip** ({suffix_list(VIDEO_SUFFIXES)}, or a DICOM cine loop: "
+    f"{suffix_list(DICOM_SUFFIXES)} or no suffix) or one or more **still images** ({suffix_list(IMAGE_SUFFIXES)}, "
+    "DICOM). Every kept frame is classified benign/malignant by a CNN pretrained with "
     "contrastive learning on ultrasound clips (reproduction of arXiv 2408.10600); the frame probabilities are "
     "combined into one clip-level prediction. Probabilities are calibrated by temperature scaling."
 )
 LIMITS = (
-    f"Limits: files up to {MAX_FILE_SIZE.upper()}, clips up to {MAX_SECONDS:g} s and {MAX_FRAMES} analysed frames, "
-    f"frames up to {MAX_PIXELS // 1_000_000} megapixels."
+    f"Limits: files up to {MAX_FILE_SIZE.upper()}, clips up to {MAX_SECONDS:g} s, frames up to "
+    f"{MAX_PIXELS // 1_000_000} megapixels. At most {MAX_FRAMES} frames are analysed: a longer clip is sampled "
+    "evenly (the frame stride is raised), and large frames are reduced while they are decoded; the summary says what "
+    "was used."
 )
 
 
@@ -84,6 +111,45 @@ def describe_error(error: Exception) -> str:
         reason = error.reason.replace(error.path, name).replace(str(Path(error.path).parent) + os.sep, "")
         return f"Cannot analyse {name}: {reason}."
     return f"Cannot analyse the upload: {error}"
+
+
+def inline_png(value: np.ndarray | PIL.Image.Image | None) -> Base64ImageData | None:
+    """`gr.Image` output processing that sends the image inside the response as a PNG data URI (no file on disk)."""
+    return None if value is None else Base64ImageData(url=png_data_uri(value))
+
+
+def png_data_uri(image: np.ndarray | PIL.Image.Image) -> str:
+    """An image as a `data:image/png;base64,...` URI."""
+    picture = image if isinstance(image, PIL.Image.Image) else PIL.Image.fromarray(np.asarray(image))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def inline_image(**kwargs: Any) -> gr.Image:
+    """A `gr.Image` output whose images travel inside the response (data URIs), never as files on the server.
+
+    (Set on the instance: a subclass of a Gradio component makes Gradio write a `.pyi` stub next to this file.)
+    """
+    image = gr.Image(**kwargs)
+    image.postprocess = inline_png
+    return image
+
+
+def decision_label_component(**kwargs: Any) -> gr.Label:
+    """A `gr.Label` that shows `LabelData` as given: the decision, which near the threshold may not be the likelier
+    class (plain `gr.Label` always shows the likelier one)."""
+    label = gr.Label(**kwargs)
+    default = label.postprocess
+    label.postprocess = lambda value: value if isinstance(value, LabelData) else default(value)
+    return label
+
+
+def decision_label(prediction: ClipPrediction) -> LabelData:
+    """The decision (as in the summary) with both calibrated class probabilities, likelier first."""
+    ranked = sorted(prediction.probabilities.items(), key=lambda item: item[1], reverse=True)
+    confidences = [LabelConfidence(label=name, confidence=value) for name, value in ranked]
+    return LabelData(label=prediction.label, confidences=confidences or None)  # "no lesion": no class probabilities
 
 
 @dataclass
@@ -118,26 +184,42 @@ def frame_caption(prediction: ClipPrediction) -> str:
     return f"image {Path(prediction.sources[position]).name}"
 
 
-def summary_markdown(prediction: ClipPrediction, model_name: str, total_s: float) -> str:
+def frames_line(prediction: ClipPrediction, requested_stride: int) -> str:
+    """What was sampled: frame count, rate, stride (and why it was raised), and any reduction while decoding."""
+    fps = f"{prediction.fps:.1f} fps" if math.isfinite(prediction.fps) else "stills"
+    line = f"- frames used: {prediction.num_frames} ({fps}, stride {prediction.frame_stride}"
+    if prediction.frame_stride > requested_stride > 0 and math.isfinite(prediction.fps):
+        line += f": raised from {requested_stride} to spread at most {MAX_FRAMES} frames over the whole clip"
+    line += ")"
+    if prediction.downscale > 1 and prediction.source_size is not None:
+        height, width = prediction.source_size
+        line += (f"; frames reduced 1/{prediction.downscale} while decoding ({width}x{height} -> "
+                 f"{width // prediction.downscale}x{height // prediction.downscale})")
+    return line
+
+
+def summary_markdown(
+    prediction: ClipPrediction, model_name: str, total_s: float, requested_stride: int = 0, waited_s: float = 0.0
+) -> str:
     """Short Markdown summary of what was analysed and how."""
     crop = "yes" if prediction.crop else "no"
     if prediction.crop and prediction.crop_box is not None:
         top, left, bottom, right = prediction.crop_box
-        crop += f" (rows {top}–{bottom}, columns {left}–{right})"
-    fps = f"{prediction.fps:.1f} fps" if math.isfinite(prediction.fps) else "stills"
+        crop += f" (rows {top}–{bottom}, columns {left}–{right} of the decoded frame)"
     return "\n".join(
         [
             answer_line(prediction),
             "",
-            f"- frames used: {prediction.num_frames} ({fps}, stride {prediction.frame_stride})",
+            frames_line(prediction, requested_stride),
             *lesion_lines(prediction),
             f"- crop to imaging region: {crop}",
             f"- aggregation: `{prediction.aggregation}`",
-            f"- most suspicious: {frame_caption(prediction)}; Grad-CAM for class `{SALIENCY_CLASS}`",
+            suspicious_line(prediction),
             f"- model: `{model_name}`",
             f"- time: {total_s:.2f} s (decoding + inference {prediction.elapsed_s:.2f} s, Grad-CAM included in total)",
+            f"- queue wait: {waited_s:.2f} s",
             "",
-            "_Not a diagnosis. Your upload has been deleted; upload again to re-run with other settings._",
+            "_Not a diagnosis. Your upload is deleted within a minute; upload again to re-run with other settings._",
         ]
     )
 
@@ -149,6 +231,14 @@ def answer_line(prediction: ClipPrediction) -> str:
                 "no benign/malignant answer is given")
     return (f"**{prediction.label}** — calibrated P(malignant) = {prediction.malignancy:.3f} "
             f"(decision threshold {prediction.threshold:.2f})")
+
+
+def suspicious_line(prediction: ClipPrediction) -> str:
+    """Which frame is shown, whether its lesion is outlined, and whether Grad-CAM was computed."""
+    if prediction.label == NO_LESION_LABEL:
+        return f"- no lesion found; most lesion-like: {frame_caption(prediction)}; Grad-CAM not computed (no lesion)"
+    outlined = "" if prediction.lesion_probabilities is None else " (lesion outlined)"
+    return f"- most suspicious{outlined}: {frame_caption(prediction)}; Grad-CAM for class `{SALIENCY_CLASS}`"
 
 
 def lesion_lines(prediction: ClipPrediction) -> list[str]:
@@ -167,155 +257,186 @@ def upload_paths(files: Any) -> list[str]:
     return [str(getattr(item, "name", item)) for item in items]
 
 
-def is_example_copy(path: Path, examples: list[Path]) -> bool:
-    """True when `path` is Gradio's cached copy of one of the example files (same name, same bytes)."""
-    return any(path.name == example.name and filecmp.cmp(path, example, shallow=False) for example in examples)
+def example_files() -> dict[str, Path]:
+    """The bundled examples by name (read from the repository's examples/ folder, never from a cache)."""
+    paths = sorted(EXAMPLES_DIR.glob("clips/*.mp4")) + sorted(EXAMPLES_DIR.glob("images/*.png"))
+    return {path.stem: path for path in paths}
 
 
-def delete_uploads(paths: list[str], cache_dir: str, examples: list[Path]) -> None:
-    """Delete uploads inside Gradio's cache folder (and their per-upload folder when empty); keep example copies."""
-    cache = Path(cache_dir).resolve()
-    for path in map(Path, paths):
-        resolved = path.resolve()
-        if cache not in resolved.parents or not resolved.is_file() or is_example_copy(resolved, examples):
-            continue
-        resolved.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            resolved.parent.rmdir()  # the <sha>/ folder Gradio made for this upload, if now empty
+def gradio_cannot_store(filename: str) -> bool:
+    """True for an upload name Gradio's /upload route refuses only after storing the file (`..`).
+
+    The same steps as `gradio.route_utils.upload_fn`: base name, invalid characters stripped, `safe_join`.
+    """
+    from gradio.exceptions import InvalidPathError
+    from gradio.utils import safe_join
+    from gradio_client.utils import strip_invalid_filename_characters
+
+    name = strip_invalid_filename_characters(Path(filename).name) if Path(filename).name else ""
+    try:
+        safe_join("upload", name or "tmp")
+    except InvalidPathError:
+        return True
+    return False
 
 
-def build_demo(model: Any, processor: Any, model_name: str, lesion: LesionModel | None = None) -> gr.Blocks:
-    """The demo page for a loaded model (and optional lesion segmenter); launch with `launch_demo`."""
-    default_aggregation = model.config.clip_aggregation
+def default_storage() -> DemoStorage:
+    """Gradio's upload folder (GRADIO_TEMP_DIR) and a fresh folder for per-request copies next to it."""
+    from gradio.utils import get_upload_folder
 
-    with gr.Blocks(title="usvcl: breast ultrasound clip classification", delete_cache=DELETE_CACHE) as demo:
+    uploads = Path(get_upload_folder())
+    uploads.mkdir(parents=True, exist_ok=True)
+    requests = Path(tempfile.mkdtemp(prefix="usvcl-requests-", dir=uploads.parent))
+    return DemoStorage(uploads=uploads, requests=requests, max_age_s=UPLOAD_MAX_AGE_S, every_s=SWEEP_EVERY_S)
+
+
+def build_demo(
+    model: Any, processor: Any, model_name: str, lesion: LesionModel | None = None, storage: DemoStorage | None = None
+) -> gr.Blocks:
+    """The demo page for a loaded model (and optional lesion segmenter); serve it with `launch_demo` (which also
+    starts `storage`'s sweep).
+
+    `storage` (default: `default_storage()`) holds the uploads and the per-request copies; it is kept as
+    `demo.usvcl_storage` for `launch_demo` and `close_demo`.
+    """
+    storage = storage or default_storage()
+    examples = example_files()
+    with gr.Blocks(title="usvcl: breast ultrasound clip classification") as demo:
         gr.Markdown("# usvcl — benign or malignant? Breast ultrasound clip classifier")
         gr.Markdown(NOTICE, elem_id="notice")
         lesion_note = f"; lesion model: `{lesion.name}`" if lesion else "; no lesion model (every frame counts)"
         gr.Markdown(f"{EXPLANATION}\n\n{LIMITS}\n\nModel: `{model_name}`{lesion_note}")
-        with gr.Row():
-            with gr.Column(scale=1):
-                files = gr.File(
-                    label="Clip or still images (drag and drop)",
-                    file_count="multiple",
-                    file_types=FILE_TYPES,
-                    elem_id="upload",
-                )
-                with gr.Accordion("Settings", open=False):
-                    stride = gr.Slider(
-                        1, MAX_FRAME_STRIDE, value=DEFAULT_FRAME_STRIDE, step=1, label="Frame stride",
-                        info="analyse every n-th frame of a clip",
-                    )
-                    aggregation = gr.Dropdown(
-                        list(CLIP_AGGREGATIONS), value=default_aggregation, label="Clip aggregation",
-                        info="how frame probabilities become one clip probability",
-                    )
-                    crop = gr.Checkbox(value=True, label="Crop to the imaging region (drop scanner overlays)")
-                button = gr.Button("Analyse", variant="primary", elem_id="analyse")
-            with gr.Column(scale=1):
-                label = gr.Label(label="Clip-level prediction (calibrated probabilities)", elem_id="prediction")
-                plot = gr.LinePlot(
-                    x=TIME_COLUMN, y=PROBABILITY_COLUMN, y_lim=[0.0, 1.0], title="Malignancy probability per frame",
-                    y_title="calibrated P(malignant)", elem_id="timeline",
-                )
-        with gr.Row():
-            frame = gr.Image(label="Most suspicious frame", type="numpy", elem_id="frame")
-            cam = gr.Image(label=f"Grad-CAM ({SALIENCY_CLASS})", type="numpy", elem_id="gradcam")
-        summary = gr.Markdown(elem_id="summary")
-        examples = sorted(EXAMPLES_DIR.glob("clips/*.mp4")) + sorted(EXAMPLES_DIR.glob("images/*.png"))
-        if examples:
-            gr.Examples(
-                examples=[[[str(path)]] for path in examples],
-                inputs=[files],
-                label="Examples (BUS-BRA, see examples/README.md)",
-                example_labels=[path.stem for path in examples],
-            )
-
-        def analyse(uploaded: Any, frame_stride: float, method: str, use_crop: bool) -> tuple:
-            """Run one request; always delete the uploads (examples excepted)."""
-            paths = upload_paths(uploaded)
-            try:
-                if not paths:
-                    raise gr.Error("Upload a clip or one or more images first.", print_exception=False)
-                missing = [path for path in paths if not Path(path).is_file()]
-                if missing:
-                    raise gr.Error(
-                        f"Cannot analyse {Path(missing[0]).name}: the upload is no longer on the server "
-                        "(uploads are deleted after each analysis); please upload it again.",
-                        print_exception=False,
-                    )
-                return run_analysis(model, processor, model_name, paths, int(frame_stride), method, use_crop, lesion)
-            except gr.Error:
-                raise
-            except (ClipReadError, ValueError) as error:
-                message = describe_error(error)
-                LOGGER.warning("rejected request: %s", message)
-                raise gr.Error(message, print_exception=False) from error
-            finally:
-                delete_uploads(paths, demo.GRADIO_CACHE, examples)
-
-        button.click(
-            analyse,
-            inputs=[files, stride, aggregation, crop],
-            outputs=[label, plot, frame, cam, summary, files],
-            api_name="analyse",
-        )
+        inputs, outputs, button = page_layout(model.config.clip_aggregation, list(examples))
+        analyse = analysis_handler(model, processor, model_name, storage, examples, lesion)
+        button.click(analyse, inputs=inputs, outputs=outputs, api_name="analyse", concurrency_limit=None,
+                     trigger_mode="once")
+        files, example = inputs[0], inputs[1]
+        files.upload(lambda: None, outputs=example, queue=False, show_progress="hidden", api_visibility="private")
+        example.change(lambda name: None if name else gr.skip(), inputs=example, outputs=files, queue=False,
+                       show_progress="hidden", api_visibility="private")
+    demo.usvcl_storage = storage
     return demo
+
+
+def page_layout(default_aggregation: str, example_names: list[str]) -> tuple[list, list, gr.Button]:
+    """The page's components: ([files, example, stride, aggregation, crop], [outputs], Analyse button)."""
+    with gr.Row():
+        with gr.Column(scale=1):
+            files = gr.File(label="Clip or still images (drag and drop)", file_count="multiple", elem_id="upload")
+            example = gr.Dropdown(example_names, value=None, label="… or an example (BUS-BRA, see examples/README.md)",
+                                  elem_id="example")
+            with gr.Accordion("Settings", open=False):
+                stride = gr.Slider(1, MAX_FRAME_STRIDE, value=DEFAULT_FRAME_STRIDE, step=1, label="Frame stride",
+                                   info="analyse every n-th frame of a clip")
+                aggregation = gr.Dropdown(list(CLIP_AGGREGATIONS), value=default_aggregation,
+                                          label="Clip aggregation",
+                                          info="how frame probabilities become one clip probability")
+                crop = gr.Checkbox(value=True, label="Crop to the imaging region (drop scanner overlays)")
+            button = gr.Button("Analyse", variant="primary", elem_id="analyse")
+        with gr.Column(scale=1):
+            label = decision_label_component(label="Clip-level decision (calibrated probabilities)",
+                                             elem_id="prediction")
+            plot = gr.LinePlot(x=TIME_COLUMN, y=PROBABILITY_COLUMN, y_lim=[0.0, 1.0],
+                               title="Malignancy probability per frame", y_title="calibrated P(malignant)",
+                               elem_id="timeline")
+    with gr.Row():
+        frame = inline_image(label="Most suspicious frame (see the summary)", elem_id="frame")
+        cam = inline_image(label=f"Grad-CAM ({SALIENCY_CLASS}) of the most suspicious frame", elem_id="gradcam")
+    summary = gr.Markdown(elem_id="summary")
+    if example_names:
+        gr.Examples(examples=[[name] for name in example_names], inputs=[example], label="Examples")
+    return [files, example, stride, aggregation, crop], [label, plot, frame, cam, summary, files], button
+
+
+def analysis_handler(model: Any, processor: Any, model_name: str, storage: DemoStorage, examples: dict[str, Path],
+                     lesion: LesionModel | None = None):
+    """The Analyse event: copy the uploads at once, wait for the gate, analyse, always delete the copies."""
+    gate = AnalysisGate(MAX_QUEUE_SIZE)
+
+    def analyse(uploaded: Any, example: str | None, frame_stride: float, method: str, use_crop: bool,
+                progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008 (Gradio's injection idiom)
+        paths = upload_paths(uploaded)
+        if not paths and example not in examples:
+            raise gr.Error("Upload a clip or one or more images, or pick an example, first.", print_exception=False)
+        try:
+            with storage.request_copies(paths) as copies, gate.turn(lambda ahead: progress(
+                    0.0, desc=f"waiting: {ahead} analyses ahead")) as waited_s:
+                sources = copies or [str(examples[example])]
+                return run_analysis(model, processor, model_name, sources, int(frame_stride), method, use_crop,
+                                    lesion, waited_s=waited_s)
+        except UploadGoneError as error:
+            raise gr.Error(f"Cannot analyse {Path(str(error)).name}: the upload is no longer on the server (uploads "
+                           "are deleted within a minute); please upload it again.", print_exception=False) from error
+        except GateFullError as error:
+            raise gr.Error(f"The server is busy ({error}); please try again in a minute.",
+                           print_exception=False) from error
+        except (ClipReadError, ValueError) as error:
+            message = describe_error(error)
+            LOGGER.warning("rejected request: %s", message)
+            raise gr.Error(message, print_exception=False) from error
+
+    return analyse
 
 
 def run_analysis(
     model: Any, processor: Any, model_name: str, paths: list[str], frame_stride: int, method: str, crop: bool,
-    lesion: LesionModel | None = None,
+    lesion: LesionModel | None = None, *, waited_s: float = 0.0,
 ) -> tuple:
     """Predict, explain the most suspicious frame, and format the outputs of `build_demo`'s event."""
     started = time.perf_counter()
     prediction = predict_clip(
         model, processor, paths, frame_stride=frame_stride, clip_aggregation=method, crop=crop,
-        max_frames=MAX_FRAMES, max_seconds=MAX_SECONDS, max_pixels=MAX_PIXELS,
+        max_frames=MAX_FRAMES, max_seconds=MAX_SECONDS, max_pixels=MAX_PIXELS, max_decoded_pixels=MAX_DECODED_PIXELS,
         lesion_model=lesion.model if lesion else None, lesion_processor=lesion.processor if lesion else None,
     )
     suspicious = prediction.frames[prediction.most_suspicious_frame]
     table, x_column = frame_table(prediction)
-    caption = frame_caption(prediction)
     if prediction.label == NO_LESION_LABEL:
-        shown, overlay = suspicious, None
-        frame_label, cam_label = f"No lesion found; most lesion-like: {caption}", "Grad-CAM: not computed (no lesion)"
+        shown, overlay = suspicious, None  # the summary says: no lesion, Grad-CAM not computed
     else:
         shown = suspicious if lesion is None else draw_outline(
             suspicious, lesion_masks(lesion.model, lesion.processor, [suspicious])[0])
         overlay = overlay_heatmap(suspicious, gradcam_heatmap(model, processor, suspicious, SALIENCY_CLASS))
-        outlined = "" if lesion is None else " (lesion outlined)"
-        frame_label, cam_label = f"Most suspicious{outlined}: {caption}", f"Grad-CAM ({SALIENCY_CLASS}): {caption}"
     plot_axes = {} if lesion is None else {"y": VALUE_COLUMN, "color": CURVE_COLUMN, "y_title": VALUE_COLUMN}
     total_s = time.perf_counter() - started
-    # Property updates (gr.update), not new components: gr.Image(value=...) would encode its image to PNG here,
-    # and Gradio encodes the returned value again when it sends the update; the page gets the same update.
+    # Label and images as plain values, not gr.update(...): an update makes Gradio build a fresh component from its
+    # class, without the instance's inline postprocess (`inline_image`, `decision_label_component`).
     return (
-        prediction.probabilities or NO_LESION_LABEL,  # a plain "no lesion", without class probabilities
+        decision_label(prediction),  # a plain "no lesion", without class probabilities, when no frame shows one
         gr.update(value=table, x=x_column, x_title=x_column, **plot_axes),
-        gr.update(value=shown, label=frame_label),
-        gr.update(value=overlay, label=cam_label),
-        summary_markdown(prediction, model_name, total_s),
-        None,  # clear the upload box: the files were deleted
+        shown,
+        overlay,
+        summary_markdown(prediction, model_name, total_s, frame_stride, waited_s),
+        None,  # clear the upload box: the analysis is done with the files
     )
 
 
 def launch_demo(demo: gr.Blocks, host: str, port: int, share: bool = False, **kwargs: Any) -> Any:
-    """Queue (one request at a time, bounded queue) and launch with the upload-size cap.
+    """Queue, launch with the upload-size cap and the upload-name guard, and start sweeping the uploads.
 
     Gradio's own start-up lines are replaced by one that names this app's `--share` option (Gradio's hint says to
     edit `launch()`); pass `quiet=True` to print nothing.
     """
-    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=MAX_QUEUE_SIZE)
+    demo.queue(max_size=MAX_QUEUE_SIZE)
     quiet = kwargs.pop("quiet", False)
     block = not kwargs.pop("prevent_thread_lock", False)
+    # Gradio's /upload answers HTTP 400 for a file named ".." only after writing it to disk (route_utils.upload_fn);
+    # the guard stops it before (see README "Demo" and usvcl_hf/demo_storage.py).
+    guard = Middleware(UploadNameGuard, refuses=gradio_cannot_store, error_type=MultiPartException)
     launched = demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_FILE_SIZE, quiet=True,
-                           prevent_thread_lock=True, **kwargs)
+                           prevent_thread_lock=True, app_kwargs={"middleware": [guard]}, **kwargs)
+    demo.usvcl_storage.start()
     if not quiet:
         print(startup_message(demo.local_url, demo.share_url), flush=True)
     if block:
         demo.block_thread()
     return launched
+
+
+def close_demo(demo: gr.Blocks) -> None:
+    """Stop the server, then delete every upload and working copy it left."""
+    demo.close()
+    demo.usvcl_storage.close()
 
 
 def startup_message(local_url: str, share_url: str | None) -> str:
@@ -353,7 +474,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Load the model once, build the page and serve it."""
+    """Load the model once, build the page and serve it; on Ctrl-C or SIGTERM, delete every file it wrote."""
     args = parse_args(argv)
     location = str(APP_DIR / DEFAULT_MODEL) if args.model == DEFAULT_MODEL else args.model
     looks_local = location != args.model or args.model.startswith((".", "/", "~"))
@@ -363,8 +484,14 @@ def main(argv: list[str] | None = None) -> None:
         model, processor = load_model(location)
     except (OSError, ValueError) as error:
         raise SystemExit(f"{missing_model_message(args.model)}\nLoading failed with: {error}") from error
-    launch_demo(build_demo(model, processor, args.model, load_demo_lesion_model(args.lesion_model)), args.host,
-                args.port, args.share)
+    lesion = load_demo_lesion_model(args.lesion_model)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM ends the server like Ctrl-C does
+    with private_gradio_folder():
+        demo = build_demo(model, processor, args.model, lesion)
+        try:
+            launch_demo(demo, args.host, args.port, args.share)
+        finally:
+            close_demo(demo)
 
 
 def load_demo_lesion_model(name: str) -> LesionModel | None:
@@ -381,6 +508,24 @@ def load_demo_lesion_model(name: str) -> LesionModel | None:
         raise SystemExit(f"Lesion model {name!r} could not be loaded: {error}\n"
                          f"Pass another with --lesion-model, or --lesion-model {NO_MODEL}.") from error
     return LesionModel(model, processor, name)
+
+
+@contextlib.contextmanager
+def private_gradio_folder():
+    """Point GRADIO_TEMP_DIR at a fresh folder (inside the one it named, if any) for this server; delete it after."""
+    parent = os.environ.get("GRADIO_TEMP_DIR")
+    if parent:
+        Path(parent).mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="usvcl-demo-", dir=parent))
+    os.environ["GRADIO_TEMP_DIR"] = str(folder / "gradio")
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        if parent:
+            os.environ["GRADIO_TEMP_DIR"] = parent
+        else:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def free_port() -> int:
 def capture_demo(url: str, uploads: list[Path], out: Path, timeout_ms: int = TIMEOUT_MS) -> dict[str, str]:
     """Upload `uploads` on the demo page at `url`, run it, wait for label and plot, save a screenshot to `out`.
 
-    Returns the label text and summary text that the page shows.
+    Returns the label text, the summary text and the `src` of the most suspicious frame's image that the page shows.
     """
     from playwright.sync_api import sync_playwright
 
@@ -65,6 +65,7 @@ def capture_demo(url: str, uploads: list[Path], out: Path, timeout_ms: int = TIM
             return {
                 "label": page.locator("#prediction").inner_text(),
                 "summary": page.locator("#summary").inner_text(),
+                "frame_src": page.locator("#frame img").first.get_attribute("src") or "",
             }
         finally:
             browser.close()
@@ -84,12 +85,13 @@ def main() -> None:
     if not Path(args.model).exists() and args.model == app.DEFAULT_MODEL:
         raise SystemExit(app.missing_model_message(args.model))
     model, processor = load_model(args.model)
-    demo = app.build_demo(model, processor, args.model)
-    _, url, _ = app.launch_demo(demo, "127.0.0.1", free_port(), prevent_thread_lock=True, quiet=True)
-    try:
-        shown = capture_demo(url, [args.clip], args.out)
-    finally:
-        demo.close()
+    with app.private_gradio_folder():
+        demo = app.build_demo(model, processor, args.model)
+        _, url, _ = app.launch_demo(demo, "127.0.0.1", free_port(), prevent_thread_lock=True, quiet=True)
+        try:
+            shown = capture_demo(url, [args.clip], args.out)
+        finally:
+            app.close_demo(demo)
     print(f"saved {args.out}\n{shown['label']}\n{shown['summary']}")
 
 

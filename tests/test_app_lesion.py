@@ -35,7 +35,7 @@ def lesion_server(tmp_path_factory):
         client = Client(url, verbose=False, download_files=False)
         yield app, lesion, client
         client.close()
-        demo.close()
+        app.close_demo(demo)
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +44,15 @@ def clip_path(tmp_path_factory):
 
 
 def frame_pixels(image_output) -> np.ndarray:
-    """The image an output shows (gradio_client gives the served file's path or URL)."""
+    """The image an output shows (sent inline as a PNG data URI)."""
+    import base64
+    import io
+
     from PIL import Image
 
-    return np.asarray(Image.open(image_output["value"]["path"]))
+    header, data = image_output["url"].split(",", 1)
+    assert header == "data:image/png;base64"
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))
 
 
 def test_lesion_clip_is_answered_outlined_and_plotted(lesion_server, clip_path):
@@ -59,7 +64,7 @@ def test_lesion_clip_is_answered_outlined_and_plotted(lesion_server, clip_path):
     assert plot["value"]["columns"] == ["time (s)", "probability", "curve"]
     curves = [row[2] for row in plot["value"]["data"]]
     assert curves.count("P(malignant)") == curves.count("P(lesion)") == CLIP_FRAMES
-    assert "lesion outlined" in frame["label"] and cam["value"]
+    assert "lesion outlined" in summary and cam["url"]
     shown = frame_pixels(frame)
     assert shown.ndim == 3 and shown.shape[2] >= 3  # RGB: the outline is green on grey
     assert f"lesion frames: {CLIP_FRAMES} of {CLIP_FRAMES}" in summary
@@ -72,7 +77,7 @@ def test_clip_without_a_lesion_frame_says_no_lesion(lesion_server, clip_path):
     assert label["label"] == "no lesion" and not label.get("confidences")
     assert summary.startswith("**no lesion**") and "P(malignant) =" not in summary
     assert f"lesion frames: 0 of {CLIP_FRAMES}" in summary
-    assert cam["value"] is None and "No lesion found" in frame["label"]
+    assert cam is None and frame["url"] and "no lesion found" in summary
     assert len(plot["value"]["data"]) == 2 * CLIP_FRAMES
 
 

@@ -47,7 +47,7 @@ def url(tmp_path_factory):
         demo = app.build_demo(model, processor, "tiny-browser-model")
         _, address, _ = app.launch_demo(demo, "127.0.0.1", free_port(), prevent_thread_lock=True, quiet=True)
         yield address
-        demo.close()
+        app.close_demo(demo)
 
 
 def test_upload_clip_shows_label_and_plot(url, tmp_path):
@@ -59,10 +59,11 @@ def test_upload_clip_shows_label_and_plot(url, tmp_path):
     assert "calibrated" in shown["label"]
     assert "frames used: 7" in shown["summary"]  # 32 frames at stride 5
     assert screenshot.stat().st_size > 10_000
+    assert shown["frame_src"].startswith("data:image/png;base64,")  # the frame comes inline, not from a server file
 
 
 def test_example_can_be_run_twice(url, tmp_path):
-    """Example files are not deleted with the uploads: the same example works after another request."""
+    """Examples are read from examples/ (never from a cache): the same example works after another request."""
     from playwright.sync_api import sync_playwright
 
     script = load_screenshot_script()
@@ -77,7 +78,9 @@ def test_example_can_be_run_twice(url, tmp_path):
             for step in ("example", "clip", "example"):
                 if step == "example":
                     page.get_by_text(EXAMPLE_IMAGE, exact=True).first.click()
-                    page.locator("#upload").get_by_text(EXAMPLE_IMAGE).first.wait_for()
+                    page.wait_for_function(
+                        "name => document.querySelector('#example input').value === name", arg=EXAMPLE_IMAGE
+                    )
                     expected = f"image {EXAMPLE_IMAGE}.png"
                 else:
                     page.locator("#upload input[type=file]").set_input_files(str(clip))
