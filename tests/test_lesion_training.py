@@ -112,3 +112,63 @@ def test_tiny_cross_validated_run_writes_results_and_a_loadable_model(tmp_path) 
     assert model.config.lesion_threshold == pytest.approx(saved["final_model"]["lesion_threshold"])
     assert model.config.presence_score == saved["final_model"]["presence_score"] and processor.image_size == 48
     assert "| pooled |" in (tmp_path / "run" / "results.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def trained_lesion_model(tmp_path_factory):
+    from tests.lesion_fixtures import train_tiny_lesion_model
+
+    return train_tiny_lesion_model(tmp_path_factory.mktemp("lesion_model"))
+
+
+def write_lesion_clip(path, pattern: list[bool], seed: int):
+    """A clip whose frame i shows a drawn lesion when `pattern[i]`."""
+    from tests import synthetic
+    from tests.lesion_fixtures import lesion_frame
+
+    rng = np.random.default_rng(seed)
+    frames = np.stack([lesion_frame(rng, 48, 64, with_lesion)[0] for with_lesion in pattern])  # (T, H, W)
+    return synthetic.write_video(path, frames)
+
+
+def test_prepare_data_keeps_lesion_frames_only(tmp_path, trained_lesion_model) -> None:
+    from training.prepare_data import main
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_lesion_clip(clips / "patient_1_lesion.mp4", [True] * 6, seed=1)
+    write_lesion_clip(clips / "patient_2_clear.mp4", [False] * 6, seed=2)
+    write_lesion_clip(clips / "patient_3_mixed.mp4", [True] * 3 + [False] * 3, seed=3)
+    status = main(["videos", "--input", str(clips), "--output", str(tmp_path / "store"), "--frame-stride", "1",
+                   "--patient-regex", r"patient_(\d+)_", "--workers", "1", "--lesion-model", str(trained_lesion_model)])
+    assert status == 0
+    report = json.loads((tmp_path / "store" / "lesion_frames.json").read_text())
+    assert report["clips"] == {"patient_1_lesion": {"kept": 6, "dropped": 0},
+                               "patient_2_clear": {"kept": 0, "dropped": 6},
+                               "patient_3_mixed": {"kept": 3, "dropped": 3}}
+    store = datasets.load_from_disk(str(tmp_path / "store"))
+    assert sorted(zip(store["video_id"], store["frame_index"])) == [
+        *(("patient_1_lesion", index) for index in range(6)), *(("patient_3_mixed", index) for index in range(3))]
+    summary = json.loads((tmp_path / "store" / "summary.json").read_text())
+    assert summary["lesion_filter"]["frames_kept"] == 9 and summary["lesion_filter"]["frames_dropped"] == 9
+    assert main(["videos", "--input", str(clips), "--output", str(tmp_path / "none"), "--workers", "1",
+                 "--lesion-model", str(trained_lesion_model), "--lesion-threshold", "1.0"]) == 1
+    assert main(["videos", "--input", str(clips), "--output", str(tmp_path / "bad"), "--workers", "1",
+                 "--lesion-model", str(tmp_path / "missing_model")]) == 1
+
+
+def test_trained_lesion_model_says_no_lesion_on_a_clear_clip(tmp_path, trained_lesion_model) -> None:
+    from tests.demo_fixtures import save_tiny_classifier
+    from usvcl_hf.clip_prediction import load_model, predict_clip
+    from usvcl_hf.lesion import lesion_masks, load_lesion_model
+
+    model, processor = load_model(save_tiny_classifier(tmp_path / "classifier"))
+    lesion_model, lesion_processor = load_lesion_model(trained_lesion_model)
+    clear = predict_clip(model, processor, write_lesion_clip(tmp_path / "clear.mp4", [False] * 5, seed=4),
+                         frame_stride=1, crop=False, lesion_model=lesion_model, lesion_processor=lesion_processor)
+    assert clear.label == "no lesion" and clear.probabilities == {} and not clear.lesion_frames.any()
+    lesion = predict_clip(model, processor, write_lesion_clip(tmp_path / "lesion.mp4", [False, True, True], seed=5),
+                          frame_stride=1, crop=False, lesion_model=lesion_model, lesion_processor=lesion_processor)
+    assert lesion.label in ("benign", "malignant") and lesion.lesion_frames.tolist() == [False, True, True]
+    (mask,) = lesion_masks(lesion_model, lesion_processor, [lesion.frames[lesion.most_suspicious_frame]])
+    assert mask.shape == lesion.frames[0].shape and 0 < mask.mean() < 0.5  # the disc, outlined in the demo

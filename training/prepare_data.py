@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from training.lesion_filter import filter_lesion_frames
 from training.lesion_masks import mask_column
 from usvcl_hf.video import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, ClipReadError, read_clip
 
@@ -409,8 +410,8 @@ def write_store_atomically(store: datasets.Dataset, output: Path, reports: dict[
 
 
 def finish(store: datasets.Dataset, args: argparse.Namespace, read_count: int, skipped: list[dict],
-           id_source: str, started: float) -> dict:
-    """Write the store and reports, print the summary, return it."""
+           id_source: str, started: float, lesion_report: dict | None = None) -> dict:
+    """Write the store and reports (and the lesion filter's, `lesion_frames.json`), print the summary, return it."""
     if len(store) == 0:
         reasons = "; ".join(f"{item['source']}: {item['reason']}" for item in skipped)
         raise PrepareError(f"no readable file in {args.input} ({len(skipped)} skipped: {reasons})")
@@ -425,7 +426,11 @@ def finish(store: datasets.Dataset, args: argparse.Namespace, read_count: int, s
         "patient_id_source": id_source,
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
-    write_store_atomically(store, Path(args.output), {"summary.json": summary, "skipped.json": skipped})
+    reports = {"summary.json": summary, "skipped.json": skipped}
+    if lesion_report is not None:
+        summary["lesion_filter"] = {key: value for key, value in lesion_report.items() if key != "clips"}
+        reports["lesion_frames.json"] = lesion_report
+    write_store_atomically(store, Path(args.output), reports)
     print_summary(summary, skipped, Path(args.output))
     return summary
 
@@ -452,8 +457,18 @@ def run_videos(args: argparse.Namespace) -> dict:
     decode_skips_before = len(skipped)
     columns = video_rows(decode_all(jobs, options, args.workers), args.strict, skipped)
     read_count = len(jobs) - (len(skipped) - decode_skips_before)
+    lesion_report = None
+    if args.lesion_model:  # keep lesion frames only (the paper's pipeline), report kept / dropped per clip
+        try:
+            columns, lesion_report = filter_lesion_frames(columns, args.lesion_model, args.lesion_threshold)
+        except (OSError, ValueError) as error:
+            raise PrepareError(f"--lesion-model {args.lesion_model}: {error}") from error
+        print(f"lesion filter: kept {lesion_report['frames_kept']} frames, dropped {lesion_report['frames_dropped']} "
+              f"(P(lesion) >= {lesion_report['lesion_threshold']:.3f}; per clip in lesion_frames.json)")
+        if not lesion_report["frames_kept"]:
+            raise PrepareError(f"the lesion model {args.lesion_model} found no lesion frame in {args.input}")
     store = datasets.Dataset.from_dict(columns, features=VIDEO_FEATURES)
-    return finish(store, args, read_count, skipped, id_source, started)
+    return finish(store, args, read_count, skipped, id_source, started, lesion_report)
 
 
 def run_images(args: argparse.Namespace) -> dict:
@@ -521,6 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="drop frames at least this similar (1 - mean|diff|/255) to the last kept one")
     videos.add_argument("--max-frames", type=int, default=None, help="at most this many frames per clip")
     videos.add_argument("--crop", action="store_true", help="crop to the automatically detected imaging region")
+    videos.add_argument("--lesion-model", default=None,
+                        help="lesion segmenter folder or Hub id: keep only frames it finds a lesion in")
+    videos.add_argument("--lesion-threshold", type=float, default=None,
+                        help="lesion probability to keep a frame (default: the lesion model's lesion_threshold)")
     images.add_argument("--preset", choices=[BUS_BRA_PRESET], default=None,
                         help="dataset layout (BUS-BRA is also detected automatically)")
     images.add_argument("--label-column", default="label", help="metadata column with the class label")
