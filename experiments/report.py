@@ -41,6 +41,7 @@ from training import evaluation
 logger = logging.getLogger("experiments.report")
 RESULTS_DIR = Path("experiments/results")
 DEFAULT_SPEC = Path("experiments/report.yaml")
+FINISHED, STOPPED = "predictions.csv", "predictions_done.csv"  # a run's test predictions; those of a stopped run
 BLOCK = re.compile(r"(<!-- report:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /report -->)", re.DOTALL)
 METRICS = ("auc", "sensitivity", "specificity", "accuracy", "ece_before", "ece_after")
 COMPARISON_BOOTSTRAP, COMPARISON_SEED = 1000, 0
@@ -82,21 +83,39 @@ def read_predictions(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"patient_id": str, "image_id": str})
 
 
+def has_predictions(folder: Path) -> bool:
+    """A finished run (predictions.csv) or one stopped after some folds (predictions_done.csv)."""
+    return any((folder / name).is_file() for name in (FINISHED, STOPPED))
+
+
 def run_parts(folder: Path) -> list[Path]:
-    """The folder itself when it holds predictions.csv, else its part*/ folders (folds split over processes)."""
-    if (folder / "predictions.csv").is_file():
+    """The folder itself when it holds predictions, else its part*/ folders (folds split over processes)."""
+    if has_predictions(folder):
         return [folder]
-    parts = sorted(path for path in folder.glob("part*") if (path / "predictions.csv").is_file())
+    parts = sorted(path for path in folder.glob("part*") if has_predictions(path))
     if not parts:
         raise FileNotFoundError(f"{folder}: no predictions.csv, neither here nor in part*/ folders")
     return parts
 
 
+def read_part(part: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A part's predictions and results: results.json, or for a run stopped by a deadline its predictions_done.csv,
+    folds_done.json and config.yaml (`partial` set; only its finished folds are reported)."""
+    if (part / FINISHED).is_file():
+        return read_predictions(part / FINISHED), read_json(part / "results.json")
+    folds = json.loads((part / "folds_done.json").read_text())
+    config = yaml.safe_load((part / "config.yaml").read_text()) if (part / "config.yaml").is_file() else None
+    if config is None:
+        raise FileNotFoundError(f"{part}: a stopped run needs its config.yaml to be reported")
+    return read_predictions(part / STOPPED), {"folds": folds, "config": config, "partial": True}
+
+
 def load_runs(folder: Path) -> list[Run]:
     """The runs of one folder: one, or one per value of a `seed` column in its predictions."""
     parts = run_parts(folder)
-    predictions = pd.concat([read_predictions(part / "predictions.csv") for part in parts], ignore_index=True)
-    results = [read_json(part / "results.json") for part in parts]
+    read = [read_part(part) for part in parts]
+    predictions = pd.concat([rows for rows, _ in read], ignore_index=True)
+    results = [part_results for _, part_results in read]
     manifests = [json.loads((part / "manifest.json").read_text()) if (part / "manifest.json").is_file() else {}
                  for part in parts]
     if "seed" not in predictions.columns:
@@ -242,9 +261,10 @@ def fold_records(run: Run) -> list[dict[str, Any]]:
     return sorted((fold for results in run.results for fold in results["folds"]), key=lambda fold: fold["fold"])
 
 
-def mean_validation_auc(arm: Arm) -> float:
-    """Mean over seeds and folds of each fold's best inner-validation AUC (results.json `folds[*].val_auc`)."""
-    return float(np.mean([fold["val_auc"] for run in arm.runs for fold in fold_records(run)]))
+def mean_validation_auc(arm: Arm, folds: set[int] | None = None) -> float:
+    """Mean over seeds and folds (all, or `folds`) of each fold's best inner-validation AUC (`folds[*].val_auc`)."""
+    return float(np.mean([fold["val_auc"] for run in arm.runs for fold in fold_records(run)
+                          if folds is None or fold["fold"] in folds]))
 
 
 def recipe(arm: Arm) -> str:
@@ -274,7 +294,8 @@ def metric_columns(stats: Statistics, arm: Arm, index: int) -> dict[str, str]:
     run = arm.runs[index]
     commit, machine, wall = provenance(Arm(arm.name, arm.label, [run]))
     label = arm.label if len(arm.runs) == 1 else f"{arm.label} (seed {run.seed})"
-    columns = {"arm": label, "recipe": recipe(arm), "folds": ",".join(map(str, folds_of(arm)))}
+    stopped = " (stopped)" if any(results.get("partial") for results in run.results) else ""
+    columns = {"arm": label, "recipe": recipe(arm), "folds": ",".join(map(str, folds_of(arm))) + stopped}
     columns.update({name: metric_text(pooled[name]) for name in METRICS})
     columns.update(fold_auc=mean_sd(fold_aucs), val_auc=f"{mean_validation_auc(Arm(arm.name, arm.label, [run])):.3f}",
                    wall_time=wall, commit=commit, machine=machine)
@@ -353,8 +374,11 @@ def arms_table(spec: dict[str, Any], stats: Statistics) -> str:
 
 
 def choice_table(spec: dict[str, Any], stats: Statistics) -> str:
-    """Candidates of one choice by mean inner-validation AUC over folds (and seeds); the highest is chosen."""
-    scores = {name: mean_validation_auc(stats.arms[name]) for name in spec["arms"]}
+    """Candidates of one choice by mean inner-validation AUC over the folds every candidate finished (and over
+    seeds); the highest is chosen."""
+    common = set.intersection(*({fold["fold"] for run in stats.arms[name].runs for fold in fold_records(run)}
+                                for name in spec["arms"]))
+    scores = {name: mean_validation_auc(stats.arms[name], common) for name in spec["arms"]}
     chosen = max(scores, key=scores.get)
     rows = [[stats.arms[name].label, f"{score:.3f}", "**chosen**" if name == chosen else ""]
             for name, score in scores.items()]

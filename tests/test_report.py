@@ -74,16 +74,23 @@ def synthetic_root(tmp_path) -> Path:
     # the test folds but better on validation, so the choice table must pick it
     for part, folds in enumerate(((1, 2, 3), (4, 5))):  # arm C: folds split over two processes
         write_run(results / f"new/arm_c/part{part}", synthetic_predictions(7, 0.3, folds), 7)
+    stopped = results / "new/arm_d"  # stopped by a deadline after folds 1-2: no results.json, no predictions.csv
+    write_run(stopped, synthetic_predictions(9, 0.3, (1, 2)), 9)
+    (stopped / "predictions.csv").rename(stopped / "predictions_done.csv")
+    results_json = json.loads((stopped / "results.json").read_text())
+    (stopped / "folds_done.json").write_text(json.dumps(results_json["folds"]))
+    (stopped / "config.yaml").write_text(yaml.safe_dump(results_json["config"]))
+    (stopped / "results.json").unlink()
     write_label_efficiency(results / "new/le_imagenet", 0.6)
     write_label_efficiency(results / "new/le_random", 0.2)
     runs_a = [f"new/arm_a/seed{seed}" for seed in (1, 2, 3)]
     spec = {
         "arms": {"a": {"label": "arm A", "runs": runs_a}, "b": {"label": "arm B", "runs": ["new/arm_b"]},
-                 "c": {"label": "arm C", "runs": ["new/arm_c"]}},
+                 "c": {"label": "arm C", "runs": ["new/arm_c"]}, "d": {"label": "arm D", "runs": ["new/arm_d"]}},
         "tables": {
-            "metrics": {"document": "doc.md", "kind": "metrics", "arms": ["a", "c"]},
+            "metrics": {"document": "doc.md", "kind": "metrics", "arms": ["a", "c", "d"]},
             "folds": {"document": "doc.md", "kind": "fold_auc", "arms": ["a", "c"]},
-            "paired": {"document": "doc.md", "kind": "paired", "reference": "b", "arms": ["a", "c"]},
+            "paired": {"document": "doc.md", "kind": "paired", "reference": "b", "arms": ["a", "c", "d"]},
             "arms": {"document": "doc.md", "kind": "arms", "reference": "b", "arms": ["b", "a", "c"]},
             "choice": {"document": "doc.md", "kind": "choice", "arms": ["a", "b"]},
             "le": {"document": "doc.md", "kind": "label_efficiency", "reference": "random",
@@ -135,8 +142,10 @@ def test_report_numbers_come_from_the_predictions(synthetic_root) -> None:
     assert row_a[3] == f"{np.mean(aucs):.3f} ± {np.std(aucs, ddof=1):.3f}"
     assert table_rows(text, "arms")[0][6] == "reference"
     metrics = table_rows(text, "metrics")
-    assert [row[0] for row in metrics] == ["arm A (seed 1)", "arm A (seed 2)", "arm A (seed 3)", "arm C"]
-    assert metrics[3][1] == "1,2,3,4,5"  # the parts pooled
+    assert [row[0] for row in metrics] == ["arm A (seed 1)", "arm A (seed 2)", "arm A (seed 3)", "arm C", "arm D"]
+    assert metrics[3][1] == "1,2,3,4,5" and metrics[4][1] == "1,2 (stopped)"  # parts pooled; a stopped run
+    paired_d = table_rows(text, "paired")[2]
+    assert paired_d[:3] == ["arm D", "arm B", str(2 * IMAGES_PER_PATIENT * N_PATIENTS // FOLDS)]  # its folds only
     choice = table_rows(text, "choice")
     assert choice[1] == ["arm B", choice[1][1], "**chosen**"]  # the higher mean validation AUC, not the test AUC
     label_efficiency = table_rows(text, "le")

@@ -592,10 +592,15 @@ def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
         writer.writerows(rows)
 
 
-def write_manifest(output_dir: Path, config: FinetuneConfig, results: dict[str, Any]) -> None:
-    """manifest.json (command, commit, machine, wall time, library versions, the files written) and config.yaml
-    (the resolved configuration: YAML file plus options), so a reported run names how it was made."""
+def write_config(output_dir: Path, config: FinetuneConfig) -> None:
+    """config.yaml: the resolved configuration (YAML file plus options)."""
     (output_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def write_manifest(output_dir: Path, config: FinetuneConfig, results: dict[str, Any]) -> None:
+    """manifest.json (command, commit, machine, wall time, library versions, the files written) beside config.yaml,
+    so a reported run names how it was made."""
+    write_config(output_dir, config)
     versions = {module.__name__: module.__version__ for module in (torch, timm, transformers, datasets)}
     manifest = {key: results[key] for key in ("command", "commit", "machine", "wall_time_s")}
     manifest.update(python=platform.python_version(), versions=versions, config="config.yaml",
@@ -722,6 +727,7 @@ def training_function(config: FinetuneConfig) -> dict[str, Any]:
                               else config.mixed_precision)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
+        write_config(output_dir, config)  # first, so a run stopped early still names its configuration
     reference = for_fold(config, (config.folds or [1])[0])  # size and normalisation of the (first) init model
     image_size, resize_mode = resolve_image_size(reference)
     processor = build_processor(reference, image_size, resize_mode)
