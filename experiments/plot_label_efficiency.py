@@ -4,7 +4,8 @@
         --run "pretrained=runs/le_pretrained" --output docs/figures/label_efficiency.png
 
 Each RUN is a `training.finetune --num-labels ...` output: `label_efficiency.json` gives the subset sizes (mean ±
-std over draws, 95% patient-bootstrap CI), and `results.json` adds the "all labels" point of the same test folds.
+sd over draws, 95% CI of the mean resampling draws and patients), and `results.json` adds the "all labels" point
+of the same test folds.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, required=True, help="PNG to write (a .md table is written beside it)")
     args = parser.parse_args(argv)
     figure, axes = plt.subplots(figsize=(6.5, 4.2))
-    table = ["| run | labeled images | AUC mean ± std over draws | 95% CI |", "|---|---|---|---|"]
+    table = ["| run | labeled images | AUC mean ± sd over draws | 95% CI of the mean (draws and patients resampled) |",
+             "|---|---|---|---|"]
     for text in args.run:
         name, _, folder = text.partition("=")
         points = curve(Path(folder))
