@@ -1,6 +1,6 @@
 """Export a trained usvcl model as a Hub-ready folder (weights in half precision, code, processor, card, plots).
 
-Two kinds:
+Three kinds:
 
 - `classifier`: a fine-tuned `UsvclForImageClassification` folder plus its `results.json` -> a folder that
   `AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True)` and
@@ -10,6 +10,8 @@ Two kinds:
   encoder (`AutoModel` gives L2-normalised embeddings) plus `timm_backbone.safetensors`, a plain timm state dict
   that `timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=...), in_chans=1, num_classes=0)`
   loads.
+- `lesion`: the lesion segmenter of `training.train_lesion` (`RUN/final_model` plus `RUN/results.json`), card from
+  `lesion_card.md` (`training/export_lesion.py`).
 
 Weights are stored in float16 (or bfloat16) and load back as float32: `config.json` says `"dtype": "float32"`, which
 transformers 5 reads when `from_pretrained` is called with its default `dtype="auto"`. Every folder holds
@@ -20,6 +22,8 @@ never edited by hand.
     python -m training.export --kind classifier --model-dir RUN/final_model --results RUN/results.json \
         --pretrain-dir PRETRAIN_RUN --output models/usvcl-densenet121-busbra
     python -m training.export --kind backbone --pretrain-dir PRETRAIN_RUN --output models/usvcl-resnet10t-backbone
+    python -m training.export --kind lesion --model-dir runs/lesion/final_model --results runs/lesion/results.json \
+        --output models/usvcl-lesion-busbra
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from usvcl_hf import UsvclConfig, UsvclForContrastivePretraining, UsvclForImageC
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLASSIFIER_CARD_TEMPLATE = REPO_ROOT / "model_card.md"
 BACKBONE_CARD_TEMPLATE = REPO_ROOT / "backbone_card.md"
-KINDS = ("classifier", "backbone")
+KINDS = ("classifier", "backbone", "lesion")
 EXPORT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 DEFAULT_EXPORT_DTYPE = "float16"
 LOAD_DTYPE = "float32"  # written to config.json: what `from_pretrained` gives by default
@@ -791,6 +795,13 @@ def main(argv: list[str] | None = None) -> int:
             output = export_classifier(args.model_dir, args.results, args.output, args.pretrain_dir,
                                        args.pretrain_data, args.dtype, args.max_size_mb, args.license_id,
                                        args.code_url, args.repo_id, args.label_efficiency)
+        elif args.kind == "lesion":  # the lesion segmenter of training.train_lesion (training/export_lesion.py)
+            from training.export_lesion import export_lesion
+
+            if args.model_dir is None or args.results is None:
+                raise ExportError("--kind lesion needs --model-dir (RUN/final_model) and --results (RUN/results.json).")
+            output = export_lesion(args.model_dir, args.results, args.output, args.dtype, args.max_size_mb,
+                                   args.license_id, args.repo_id)
         else:
             model_dir = args.model_dir or (args.pretrain_dir / "model" if args.pretrain_dir else None)
             if model_dir is None:

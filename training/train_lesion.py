@@ -388,22 +388,25 @@ def training_function(config: LesionTrainConfig) -> dict[str, Any]:
         fold_results.append(fold_summary(fold, outcomes[-1], data, config))
         LOGGER.info(f"fold {fold.number}: Dice {evaluation.format_interval(fold_results[-1]['metrics']['dice'])}",
                     main_process_only=True)
-    pooled_scores = concatenate(outcomes)
-    per_item = [(np.full(len(o.test.items), o.presence_score), np.full(len(o.test.items), o.threshold))
-                for o in outcomes]
-    pooled = {"metrics": evaluate_items(data, pooled_scores, np.concatenate([p[0] for p in per_item]),
-                                        np.concatenate([p[1] for p in per_item]), config, config.seed)}
     final = train_final_model(accelerator, config, data, processor, outcomes, output_dir) if config.final_model \
         else {"path": None}
-    results = {"command": " ".join(sys.argv), "commit": git_commit(), "machine": machine_description(),
-               "wall_time_s": time.perf_counter() - started, "init": config.init, "config": config_to_dict(config),
-               "n_images": len(data.image_ids), "n_test": int(sum(len(fold.test) for fold in folds)),
-               "folds": fold_results, "pooled": pooled, "final_model": final}
+    results = {"command": " ".join(["python -m training.train_lesion", *sys.argv[1:]]), "commit": git_commit(),
+               "machine": machine_description(), "wall_time_s": time.perf_counter() - started, "init": config.init,
+               "config": config_to_dict(config), "n_images": len(data.image_ids),
+               "n_test": int(sum(len(fold.test) for fold in folds)), "folds": fold_results,
+               "pooled": pooled_summary(data, outcomes, config), "final_model": final}
     if accelerator.is_main_process:
         write_outputs(output_dir, results, prediction_rows(data, folds, outcomes))
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return results
+
+
+def pooled_summary(data: MaskedData, outcomes: list[FoldOutcome], config: LesionTrainConfig) -> dict[str, Any]:
+    """Metrics of all folds' test items together, each item scored with its own fold's presence choice."""
+    chosen = np.concatenate([np.full(len(outcome.test.items), outcome.presence_score) for outcome in outcomes])
+    thresholds = np.concatenate([np.full(len(outcome.test.items), outcome.threshold) for outcome in outcomes])
+    return {"metrics": evaluate_items(data, concatenate(outcomes), chosen, thresholds, config, config.seed)}
 
 
 def select_folds(folds: list[Fold], wanted: list[int] | None) -> list[Fold]:

@@ -1,0 +1,153 @@
+"""Export a trained lesion segmenter (`training.train_lesion`) as a Hub-ready folder: half-precision weights that
+load as float32, the Hub code, the image processor, `results.json`, `export_check.json` and a model card rendered
+from `lesion_card.md` with the run's numbers. Called by `python -m training.export --kind lesion`:
+
+    python -m training.export --kind lesion --model-dir runs/lesion/final_model --results runs/lesion/results.json \
+        --output models/usvcl-lesion-busbra
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import timm
+import torch
+import transformers
+from huggingface_hub import ModelCardData
+
+from training.export import (
+    CHECK_ATOL,
+    CHECK_FILE,
+    DEFAULT_EXPORT_DTYPE,
+    EXPORT_DTYPES,
+    MAX_WEIGHTS_MB,
+    PAPER_ARXIV,
+    REPO_ROOT,
+    RESULTS_COPY,
+    ExportError,
+    check_image,
+    check_input,
+    choose_license,
+    dataset_entries,
+    describe_inputs,
+    finish_folder,
+    read_json,
+    render_card,
+    replace_folder,
+    save_model,
+    staging_folder,
+)
+from usvcl_hf import LesionSegmentationModel, UsvclImageProcessor
+
+LESION_CARD_TEMPLATE = REPO_ROOT / "lesion_card.md"
+POOLED_SIDE = 8  # the check records the mask logits average-pooled to POOLED_SIDE x POOLED_SIDE (a small JSON)
+SEGMENTATION_METRICS = ("dice", "iou")
+PRESENCE_METRICS = ("auc", "sensitivity", "specificity")
+
+
+def check_lesion_results(results: dict[str, Any], path: Path) -> None:
+    """The parts of a `training.train_lesion` results.json the card uses; an `ExportError` naming what is missing."""
+    missing = [key for key in ("folds", "pooled", "final_model", "commit", "machine") if key not in results]
+    if missing or not results["folds"]:
+        raise ExportError(f"{path} lacks {missing or ['folds']}: is it a results.json of training/train_lesion.py?")
+    for name in SEGMENTATION_METRICS:
+        if not {"value", "ci_low", "ci_high"} <= set(results["pooled"]["metrics"].get(name, {})):
+            raise ExportError(f"{path}: pooled.metrics.{name} must hold value, ci_low and ci_high.")
+    if not isinstance(results["final_model"].get("lesion_threshold"), (int, float)):
+        raise ExportError(f"{path}: final_model.lesion_threshold must be a number (was the final model trained?).")
+
+
+def lesion_outputs(model: LesionSegmentationModel, pixel_values: torch.Tensor) -> dict[str, list]:
+    """Presence probability, presence logit and the mask logits average-pooled to `(1, 1, 8, 8)` (float32, eval)."""
+    with torch.no_grad():
+        output = model(pixel_values)
+    pooled = torch.nn.functional.adaptive_avg_pool2d(output.logits, POOLED_SIDE)  # (1, 1, S, S) -> (1, 1, 8, 8)
+    return {"lesion_probability": output.lesion_probability.tolist(),
+            "presence_logits": output.presence_logits.tolist(), "logits_pooled": pooled.tolist()}
+
+
+def write_lesion_check(folder: Path, processor: UsvclImageProcessor, dtype: str) -> LesionSegmentationModel:
+    """Load the exported folder back (it must load as float32) and record its outputs on the seeded inputs."""
+    reloaded = LesionSegmentationModel.from_pretrained(folder).eval()
+    if next(reloaded.parameters()).dtype != torch.float32:
+        raise ExportError("The exported lesion model does not load as float32: check config.json `dtype`.")
+    pixel_values = torch.from_numpy(check_input(reloaded.config))
+    image_pixels = processor(check_image(), return_tensors="pt")["pixel_values"]
+    record = {
+        "kind": "lesion", "model_class": type(reloaded).__name__, "weights_dtype": dtype, "loaded_dtype": "float32",
+        "atol": CHECK_ATOL, "inputs": describe_inputs(check_input(reloaded.config)),
+        "outputs": {"pixel_values": lesion_outputs(reloaded, pixel_values),
+                    "image": lesion_outputs(reloaded, image_pixels)},
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "timm": timm.__version__},
+    }
+    (folder / CHECK_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    return reloaded
+
+
+def metric_cell(metric: dict[str, float]) -> str:
+    """`0.812 [0.801, 0.823]`."""
+    return f"{metric['value']:.3f} [{metric['ci_low']:.3f}, {metric['ci_high']:.3f}]"
+
+
+def lesion_rows(results: dict[str, Any]) -> list[dict[str, str]]:
+    """Card table rows: each fold, then pooled."""
+    rows = []
+    for entry in [*results["folds"], {"fold": "pooled", **results["pooled"]}]:
+        metrics = entry["metrics"]
+        rows.append({"fold": str(entry["fold"]), "n": str(entry.get("n_test", results.get("n_test", ""))),
+                     **{name: metric_cell(metrics[name]) for name in SEGMENTATION_METRICS},
+                     **{f"presence_{name}": metric_cell(metrics["presence"][name]) for name in PRESENCE_METRICS},
+                     "score": entry.get("presence_score", "per fold"),
+                     "threshold": f"{entry['lesion_threshold']:.3f}" if "lesion_threshold" in entry else "per fold"})
+    return rows
+
+
+def lesion_card(results: dict[str, Any], model: LesionSegmentationModel, model_name: str, dtype: str,
+                size_mb: float, license_id: str, license_note: str) -> str:
+    """README.md of the lesion model from `lesion_card.md`."""
+    card_data = ModelCardData(model_name=model_name, license=license_id, library_name="transformers",
+                              pipeline_tag="image-segmentation", datasets=["BUS-BRA"],
+                              tags=["medical-imaging", "ultrasound", "breast", "segmentation", "timm", "usvcl",
+                                    "custom_code"])
+    pooled = results["pooled"]["metrics"]
+    return render_card(
+        LESION_CARD_TEMPLATE, card_data, model_name=model_name, paper_arxiv=PAPER_ARXIV, config=model.config,
+        license_id=license_id, license_note=license_note, datasets=dataset_entries(["bus_bra"], "training"),
+        rows=lesion_rows(results), pooled_dice=metric_cell(pooled["dice"]), pooled_iou=metric_cell(pooled["iou"]),
+        presence_auc=metric_cell(pooled["presence"]["auc"]),
+        auc_by_score={name: metric_cell(value) for name, value in pooled["presence_auc_by_score"].items()},
+        final=results["final_model"], run=results, train_config=results["config"], weights_dtype=dtype,
+        size_mb=f"{size_mb:.1f}", n_folds=len(results["folds"]),
+    )
+
+
+def export_lesion(model_dir: Path, results_path: Path, output: Path, dtype: str = DEFAULT_EXPORT_DTYPE,
+                  max_mb: float = MAX_WEIGHTS_MB, license_id: str | None = None, repo_id: str | None = None) -> Path:
+    """Write the Hub-ready lesion-model folder at `output` (atomically) and return it."""
+    results = read_json(results_path)
+    check_lesion_results(results, results_path)
+    model = LesionSegmentationModel.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model.config.lesion_threshold = float(np.clip(results["final_model"]["lesion_threshold"], 0.0, 1.0))
+    model.config.presence_score = results["final_model"]["presence_score"]
+    processor = UsvclImageProcessor.from_pretrained(model_dir)
+    license_default, license_note = choose_license(["bus_bra"])
+    staging = staging_folder(output)
+    try:
+        size_mb = save_model(model, staging, EXPORT_DTYPES[dtype], max_mb)
+        processor.save_pretrained(staging)
+        write_lesion_check(staging, processor, dtype)
+        shutil.copyfile(results_path, staging / RESULTS_COPY)
+        (staging / "README.md").write_text(lesion_card(results, model, repo_id or output.name, dtype, size_mb,
+                                                       license_id or license_default, license_note))
+        finish_folder(staging)
+        replace_folder(staging, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return output
+
+
+__all__ = ["export_lesion", "lesion_card", "write_lesion_check"]
