@@ -20,21 +20,13 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from experiments import report
 from training import evaluation
-
-
-def read_part(folder: Path) -> tuple[pd.DataFrame, dict]:
-    """One part's predictions and results.json."""
-    for name in ("predictions.csv", "results.json"):
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder}: {name} is missing (did the part finish?)")
-    return pd.read_csv(folder / "predictions.csv", dtype={"patient_id": str}), json.loads(
-        (folder / "results.json").read_text())
 
 
 def pool(folders: list[Path]) -> dict:
     """Pooled metrics over all parts' test predictions, and the per-fold AUCs."""
-    parts = [read_part(folder) for folder in folders]
+    parts = [report.read_part(folder) for folder in folders]
     predictions = pd.concat([frame for frame, _ in parts], ignore_index=True)
     folds = sorted((fold for _, results in parts for fold in results["folds"]), key=lambda fold: fold["fold"])
     numbers = [fold["fold"] for fold in folds]
