@@ -4,6 +4,9 @@ STORES=$PAYLOAD/stores
 LUNG=("$STORES/covid_blues" "$STORES/pocus")
 EXP=experiments/configs
 PY=${PY:-python3}
+if [ -d "$PAYLOAD/imagenet" ]; then  # compact offline ImageNet weights (training/imagenet_init.py) in the payload
+  export USVCL_IMAGENET_WEIGHTS=$(cd "$PAYLOAD/imagenet" && pwd)
+fi
 # SMOKE=1: the same steps on a CPU with a tiny backbone and shapes, fold 1 only
 SMOKE_PRETRAIN_ARGS=(--backbone resnet10t --image-size 48 --num-positives 2 --num-negatives 6 --batch-size 2
                      --monitor-max-images 40 --num-workers 1 --mixed-precision no)
