@@ -8,8 +8,9 @@ The tables are declared in `experiments/report.yaml`:
 - `arms`: name -> label and run folders (relative to `experiments/results/`), one folder per training seed; a folder
   without `predictions.csv` pools its `part*/` folders (folds split over processes); a `predictions.csv` with a
   `seed` column holds several seeds.
-- `tables`: name -> document, kind (`metrics`, `fold_auc`, `paired`, `arms`, `choice`, `label_efficiency`), the arms
-  (and a reference arm for comparisons) and optionally the columns.
+- `tables`: name -> document, kind (`metrics`, `fold_auc`, `paired`, `arms`, `choice`, `label_efficiency`,
+  `lesion`), the arms (or, for `label_efficiency` and `lesion`, the run folders), a reference arm for comparisons and
+  optionally the columns.
 - `cards`: bundled model folders whose README.md is rendered again from their results.json (`training.export`).
 
 In a document a table sits between `<!-- report:NAME -->` and `<!-- /report -->`; everything else is hand-written.
@@ -36,6 +37,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from experiments import lesion_report
 from training import evaluation
 
 logger = logging.getLogger("experiments.report")
@@ -429,6 +431,8 @@ def label_efficiency_table(spec: dict[str, Any], root: Path) -> str:
 
 TABLE_KINDS = {"metrics": metrics_table, "fold_auc": fold_auc_table, "paired": paired_table, "arms": arms_table,
                "choice": choice_table}
+# kinds built from run folders named in the table itself, not from arms: (table spec, repository root) -> Markdown
+RUN_TABLE_KINDS = {"label_efficiency": label_efficiency_table, "lesion": lesion_report.lesion_table}
 
 
 # ------------------------------------------------------------------------------------------------------------ steps
@@ -439,9 +443,9 @@ def load_spec(path: Path) -> dict[str, Any]:
         if key not in spec:
             raise ValueError(f"{path}: the spec needs a {key!r} section")
     for name, table in spec["tables"].items():
-        if table.get("kind") not in (*TABLE_KINDS, "label_efficiency"):
+        if table.get("kind") not in (*TABLE_KINDS, *RUN_TABLE_KINDS):
             raise ValueError(f"{path}: table {name!r} has kind {table.get('kind')!r}; allowed: "
-                             f"{[*TABLE_KINDS, 'label_efficiency']}")
+                             f"{[*TABLE_KINDS, *RUN_TABLE_KINDS]}")
     return spec
 
 
@@ -459,8 +463,8 @@ def build_tables(spec: dict[str, Any], root: Path) -> dict[str, dict[str, str]]:
     stats = Statistics(load_arms(spec, root))
     documents: dict[str, dict[str, str]] = {}
     for name, table in spec["tables"].items():
-        if table["kind"] == "label_efficiency":
-            text = label_efficiency_table(table, root)
+        if table["kind"] in RUN_TABLE_KINDS:
+            text = RUN_TABLE_KINDS[table["kind"]](table, root)
         else:
             text = TABLE_KINDS[table["kind"]](table, stats)
         documents.setdefault(table["document"], {})[name] = text

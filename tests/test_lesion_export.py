@@ -59,3 +59,15 @@ def test_export_lesion_needs_a_lesion_results_file(lesion_run, tmp_path, capsys)
                  "--output", str(tmp_path / "out")]) == 1
     assert "train_lesion" in capsys.readouterr().err
     assert main(["--kind", "lesion", "--output", str(tmp_path / "out")]) == 1
+
+
+def test_results_table_is_rebuilt_from_the_predictions(lesion_run) -> None:
+    from experiments import lesion_report
+
+    table = lesion_report.run_table(lesion_run)
+    results = json.loads((lesion_run / "results.json").read_text())
+    pooled = next(line for line in table.splitlines() if line.startswith("| pooled |"))
+    assert f"| {results['pooled']['metrics']['dice']['value']:.3f} [" in pooled
+    assert f"| {results['pooled']['metrics']['presence']['auc']['value']:.3f} [" in pooled
+    assert [line.split("|")[1].strip() for line in table.splitlines()[2:4]] == ["1", "2"]
+    assert results["commit"] in table
