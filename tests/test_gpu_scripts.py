@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -176,35 +177,32 @@ def test_folds_split_over_processes_pool_to_the_single_run(tiny_payload, tmp_pat
 
 
 def test_lesion_smoke(tiny_payload, tmp_path) -> None:
-    """The lesion segmenter's GPU script (fold 1 + final model, tiny backbone) on a CPU: weights and results back."""
+    """The lesion segmenter's GPU script (fold 1 beside a final model, tiny backbone) on a CPU: weights and results."""
     from safetensors.torch import load_file
 
     out, runs = tmp_path / "out", tmp_path / "runs"
     progress = run_gpu_script("lesion.sh", tiny_payload, out, runs)
-    assert "all done" in progress and "lesion training finished (rc 0)" in progress
+    assert "all done" in progress and "lesion_choices (rc 0)" in progress
+    assert "lesion finished (rc 0)" in progress and "lesion_final finished (rc 0)" in progress
     weights = load_file(out / "lesion_model.safetensors")
     assert weights and all(v.dtype in (torch.float16, torch.int64) for v in weights.values())
     with tarfile.open(out / "lesion_runs.tar.gz") as packed:
         names = packed.getnames()
-    for name in ("lesion/results.json", "lesion/predictions.csv", "lesion/final_model/config.json", "lesion.log"):
+    for name in ("lesion/results.json", "lesion/predictions.csv", "lesion_final/final_model/config.json",
+                 "lesion_final/combined_results.json", "lesion.log"):
         assert any(entry.endswith(name) for entry in names), name
     assert not any(entry.endswith(".safetensors") for entry in names)
-    results = json.loads((runs / "lesion" / "results.json").read_text())
-    assert [fold["fold"] for fold in results["folds"]] == [1] and results["folds"][0]["n_test_crops"] > 0
+    combined = json.loads((runs / "lesion_final" / "combined_results.json").read_text())
+    assert [fold["fold"] for fold in combined["folds"]] == [1] and combined["folds"][0]["n_test_crops"] > 0
+    config = json.loads((runs / "lesion_final" / "final_model" / "config.json").read_text())
+    assert config["lesion_threshold"] == combined["folds"][0]["lesion_threshold"] == \
+        combined["final_model"]["lesion_threshold"]
+    assert combined["final_model"]["epochs"] == 2
+    final_model = runs / "lesion_final" / "final_model"  # the bundling steps of docs/training.md 4c
+    shutil.copyfile(out / "lesion_model.safetensors", final_model / "model.safetensors")
+    from training import export
 
-
-def test_label_efficiency_smoke(tiny_payload, tmp_path) -> None:
-    """Both arms (ImageNet-init and random EfficientNet-Lite0), 2 sizes x 2 draws on fold 1, packed on its own."""
-    out, runs = tmp_path / "out", tmp_path / "runs"
-    progress = run_gpu_script("label_efficiency.sh", tiny_payload, out, runs, "label_efficiency_progress.txt")
-    assert "both arms done" in progress and "le_imagenet finished (rc 0)" in progress
-    assert "le_random finished (rc 0)" in progress and not (out / "gpu_runs.tar.gz").exists()
-    names = packed_names(out, "label_efficiency.tar.gz")
-    for arm in ("le_imagenet", "le_random"):
-        for name in ("label_efficiency.json", "label_efficiency_predictions.csv", "manifest.json", "results.json"):
-            assert any(path.endswith(f"{arm}/{name}") for path in names), (arm, name)
-        summary = json.loads((runs / arm / "label_efficiency.json").read_text())
-        assert [size["num_labels"] for size in summary] == [4, 8]
-        assert all(len(size["draws"]) == 2 for size in summary)
-        config = json.loads((runs / arm / "results.json").read_text())["config"]
-        assert config["max_steps"] == 2 and config["backbone"] == "tf_efficientnet_lite0" and config["num_workers"] == 1
+    exported = tmp_path / "usvcl-lesion-busbra"
+    assert export.main(["--kind", "lesion", "--model-dir", str(final_model), "--results",
+                        str(runs / "lesion_final" / "combined_results.json"), "--output", str(exported)]) == 0
+    assert "fixed in\nadvance" in (exported / "README.md").read_text()

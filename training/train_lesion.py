@@ -96,6 +96,9 @@ class LesionTrainConfig:
     num_workers: int = 0
     bootstrap_samples: int = 1000
     final_model: bool = True
+    final_epochs: int = 0  # > 0: the final model's epochs; 0: the median epoch the folds chose
+    final_only: bool = False  # skip cross-validation: only the final model (needs final_epochs; choices applied later
+    # from a cross-validation run by `python -m training.lesion_choices`)
 
 
 @dataclasses.dataclass
@@ -329,22 +332,34 @@ def fold_summary(fold: Fold, outcome: FoldOutcome, data: MaskedData, config: Les
             "lesion_threshold": outcome.threshold, "metrics": metrics}
 
 
+def final_choices(fold_results: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the final model takes from the folds: the median chosen epoch, the presence score most folds chose and
+    the median lesion threshold; the model's defaults without folds."""
+    if not fold_results:
+        return {"epochs": 0, "presence_score": MODEL.presence_score, "lesion_threshold": MODEL.lesion_threshold}
+    return {"epochs": max(1, int(np.median([fold["best_epoch"] for fold in fold_results]))),
+            "presence_score": Counter(fold["presence_score"] for fold in fold_results).most_common(1)[0][0],
+            "lesion_threshold": float(np.median([fold["lesion_threshold"] for fold in fold_results]))}
+
+
 def train_final_model(accelerator: Accelerator, config: LesionTrainConfig, data: MaskedData,
-                      processor: usvcl_hf.UsvclImageProcessor, outcomes: list[FoldOutcome],
+                      processor: usvcl_hf.UsvclImageProcessor, fold_results: list[dict[str, Any]],
                       output_dir: Path) -> dict[str, Any]:
-    """Train on every image for the median chosen epoch; save with the median threshold and the majority score."""
-    epochs = max(1, int(np.median([outcome.best_epoch for outcome in outcomes])))
-    presence_score = Counter(outcome.presence_score for outcome in outcomes).most_common(1)[0][0]
-    threshold = float(np.median([outcome.threshold for outcome in outcomes]))
+    """Train on every image (`final_choices`, or `final_epochs` when set) and save with the folds' choices."""
+    choices = final_choices(fold_results)
+    epochs = config.final_epochs if config.final_epochs > 0 else choices["epochs"]
+    if epochs < 1:
+        raise ValueError("The final model needs --final-epochs when no fold is cross-validated (--final-only).")
     model, _ = train_model(accelerator, config, data, processor, np.arange(len(data.image_ids)), None, epochs,
                            config.seed + SEED_STREAM_FINAL, "final model")
     final_dir = output_dir / "final_model"
     if accelerator.is_main_process:
-        model.config.presence_score, model.config.lesion_threshold = presence_score, float(np.clip(threshold, 0, 1))
+        model.config.presence_score = choices["presence_score"]
+        model.config.lesion_threshold = float(np.clip(choices["lesion_threshold"], 0.0, 1.0))
         model.to("cpu").save_pretrained(str(final_dir))
         processor.save_pretrained(str(final_dir))
     accelerator.wait_for_everyone()
-    return {"path": str(final_dir), "epochs": epochs, "presence_score": presence_score, "lesion_threshold": threshold}
+    return {"path": str(final_dir), **choices, "epochs": epochs}
 
 
 def results_markdown(results: dict[str, Any]) -> str:
@@ -352,7 +367,8 @@ def results_markdown(results: dict[str, Any]) -> str:
     headers = ["fold", "n test", "Dice", "IoU", "presence AUROC", "sensitivity", "specificity", "score",
                "threshold", "epoch"]
     rows = []
-    for entry in [*results["folds"], {"fold": "pooled", **results["pooled"]}]:
+    pooled = [{"fold": "pooled", **results["pooled"]}] if results["pooled"] else []
+    for entry in [*results["folds"], *pooled]:
         metrics, presence = entry["metrics"], entry["metrics"]["presence"]
         rows.append([entry["fold"], entry.get("n_test", results["n_test"]),
                      *(evaluation.format_interval(metrics[name]) for name in SEGMENTATION_METRICS),
@@ -378,8 +394,9 @@ def training_function(config: LesionTrainConfig) -> dict[str, Any]:
         output_dir.mkdir(parents=True, exist_ok=True)
     processor = build_processor(config)
     data = load_masked_data(config.store_path)
-    folds = select_folds(make_folds(data.labels, data.patient_ids, data.split_columns, config.num_folds,
-                                    config.val_fraction, config.seed), config.folds)
+    folds = [] if config.final_only else select_folds(make_folds(
+        data.labels, data.patient_ids, data.split_columns, config.num_folds, config.val_fraction, config.seed),
+        config.folds)
     LOGGER.info(f"{len(data.image_ids)} images with masks; folds {[fold.number for fold in folds]}",
                 main_process_only=True)
     outcomes, fold_results = [], []
@@ -388,8 +405,10 @@ def training_function(config: LesionTrainConfig) -> dict[str, Any]:
         fold_results.append(fold_summary(fold, outcomes[-1], data, config))
         LOGGER.info(f"fold {fold.number}: Dice {evaluation.format_interval(fold_results[-1]['metrics']['dice'])}",
                     main_process_only=True)
-    final = train_final_model(accelerator, config, data, processor, outcomes, output_dir) if config.final_model \
-        else {"path": None}
+        if accelerator.is_main_process:  # kept if a later fold is stopped by a deadline
+            write_json_atomic(output_dir / "folds_done.json", fold_results)
+    final = train_final_model(accelerator, config, data, processor, fold_results, output_dir) \
+        if config.final_model or config.final_only else {"path": None}
     results = {"command": " ".join(["python -m training.train_lesion", *sys.argv[1:]]), "commit": git_commit(),
                "machine": machine_description(), "wall_time_s": time.perf_counter() - started, "init": config.init,
                "config": config_to_dict(config), "n_images": len(data.image_ids),
@@ -402,8 +421,11 @@ def training_function(config: LesionTrainConfig) -> dict[str, Any]:
     return results
 
 
-def pooled_summary(data: MaskedData, outcomes: list[FoldOutcome], config: LesionTrainConfig) -> dict[str, Any]:
-    """Metrics of all folds' test items together, each item scored with its own fold's presence choice."""
+def pooled_summary(data: MaskedData, outcomes: list[FoldOutcome], config: LesionTrainConfig) -> dict | None:
+    """Metrics of all folds' test items together, each item scored with its own fold's presence choice (None
+    without folds)."""
+    if not outcomes:
+        return None
     chosen = np.concatenate([np.full(len(outcome.test.items), outcome.presence_score) for outcome in outcomes])
     thresholds = np.concatenate([np.full(len(outcome.test.items), outcome.threshold) for outcome in outcomes])
     return {"metrics": evaluate_items(data, concatenate(outcomes), chosen, thresholds, config, config.seed)}
