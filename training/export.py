@@ -313,6 +313,15 @@ def save_model(model: torch.nn.Module, folder: Path, dtype: torch.dtype, max_mb:
     return check_file_size(folder / WEIGHTS_FILE, max_mb)
 
 
+def set_decision_rule(config: UsvclConfig, temperature: float, threshold: float) -> None:
+    """Temperature scaling and the decision threshold, folded into the logits (`threshold_in_logits`) so that
+    `argmax(logits)` is the calibrated decision at every door (pipeline, `predict_clip`, demo)."""
+    config.calibration_temperature = float(temperature)
+    config.decision_threshold = float(threshold)
+    config.threshold_in_logits = True
+    config.validate_usvcl()
+
+
 def check_input(config: UsvclConfig) -> np.ndarray:
     """The seeded `(1, C, S, S)` float32 input recorded in `export_check.json`."""
     rng = np.random.default_rng(CHECK_SEED)
@@ -658,8 +667,7 @@ def export_classifier(
     """
     results, pretrain_dir, pretrain_keys = read_finetune_run(results_path, pretrain_dir, pretrain_data)
     model = UsvclForImageClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
-    model.config.calibration_temperature = float(results["final_model"]["temperature"])
-    model.config.decision_threshold = float(results["final_model"]["threshold"])
+    set_decision_rule(model.config, results["final_model"]["temperature"], results["final_model"]["threshold"])
     processor = load_processor(model_dir, model.config)
     license_default, license_note = choose_license(["bus_bra", *(pretrain_keys or [])])
     staging = staging_folder(output)

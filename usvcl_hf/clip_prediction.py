@@ -31,7 +31,7 @@ import PIL.Image
 import torch
 
 from .aggregation import aggregate_probabilities
-from .configuration_usvcl import CLIP_AGGREGATIONS
+from .configuration_usvcl import CLIP_AGGREGATIONS, POSITIVE_LABEL, positive_label_id
 from .image_processing_usvcl import to_grey_float
 from .lesion import NO_LESION_LABEL, frame_lesion_probabilities
 from .video import (
@@ -47,7 +47,6 @@ from .video import (
 DEFAULT_FRAME_STRIDE = 5
 DEFAULT_MAX_FRAMES = 600
 DEFAULT_BATCH_SIZE = 16
-POSITIVE_LABEL = "malignant"
 UINT8_MAX = 255.0
 # Frames are shrunk as they are decoded towards this many times the model's input side (DecodeBudget.working_side):
 # the longer side of a kept frame stays below 2 x 2 x image_size, enough for the imaging-region crop and the resize.
@@ -145,8 +144,7 @@ def positive_class_index(config: Any) -> int:
     """Index of the malignant class (binary models only)."""
     if config.num_labels != 2:
         raise ValueError(f"Clip prediction needs a binary (benign/malignant) model, got {config.num_labels} labels.")
-    label2id = {str(name): int(index) for name, index in (config.label2id or {}).items()}
-    return label2id.get(POSITIVE_LABEL, 1)
+    return positive_label_id(config.label2id)
 
 
 def grey_uint8(image: np.ndarray | PIL.Image.Image) -> np.ndarray:
@@ -272,9 +270,16 @@ def frame_malignancy(
     with torch.inference_mode():
         for start in range(0, len(frames), batch_size):
             batch = processor(list(frames[start : start + batch_size]), return_tensors="pt")["pixel_values"]
-            logits = model(pixel_values=batch.to(parameter.device, parameter.dtype)).logits  # (b, 2)
+            output = model(pixel_values=batch.to(parameter.device, parameter.dtype))
+            logits = calibrated_logits(output)  # (b, 2)
             probabilities.append(torch.softmax(logits.float(), dim=-1)[:, positive].cpu())  # (b,)
     return torch.cat(probabilities).numpy().astype(np.float64)  # (T,)
+
+
+def calibrated_logits(output: Any) -> torch.Tensor:
+    """The calibrated class scores of a model output: `calibrated_logits` (usvcl), else `logits` (any classifier)."""
+    calibrated = getattr(output, "calibrated_logits", None)
+    return output.logits if calibrated is None else calibrated
 
 
 def clip_decision(config: Any, malignancy: float) -> tuple[str, dict[str, float]]:

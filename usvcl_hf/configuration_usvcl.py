@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import timm
 from transformers import PretrainedConfig
 
@@ -10,6 +12,7 @@ POSITIVE_REDUCTIONS = ("mean_embedding", "mean_distance")
 CLIP_AGGREGATIONS = ("mean_probability", "max_probability", "median_probability", "mean_logit", "top_k_mean")
 RESIZE_MODES = ("pad", "crop")
 DEFAULT_ID2LABEL = {0: "benign", 1: "malignant"}
+POSITIVE_LABEL = "malignant"  # the class `decision_threshold` is about
 AUTO_MAP = {
     "AutoConfig": "configuration_usvcl.UsvclConfig",
     "AutoModel": "modeling_usvcl.UsvclModel",
@@ -28,6 +31,12 @@ def _require(condition: bool, message: str) -> None:
 def _require_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     """Raise a `ValueError` naming the allowed values unless `value` is one of them."""
     _require(value in allowed, f"`{name}` must be one of {list(allowed)}, got {value!r}.")
+
+
+def positive_label_id(label2id: dict | None) -> int:
+    """Index of the positive class (`POSITIVE_LABEL`, else 1) that `decision_threshold` is about."""
+    indices = {str(name): int(index) for name, index in (label2id or {}).items()}
+    return indices.get(POSITIVE_LABEL, 1)
 
 
 class UsvclConfig(PretrainedConfig):
@@ -64,6 +73,12 @@ class UsvclConfig(PretrainedConfig):
         calibration_temperature (`float`, defaults to 1.0): logits are divided by it (temperature scaling).
         decision_threshold (`float`, defaults to 0.5): malignancy probability at and above which a case is called
             positive (chosen by cross-validation, never on a test fold).
+        threshold_in_logits (`bool`, defaults to `False`): add the decision offset
+            `b = log((1 - decision_threshold) / decision_threshold)` to the positive (malignant) class's logit, so
+            that `argmax(logits)` is the calibrated decision `P(malignant) >= decision_threshold` at every door that
+            ranks labels by the logits (`pipeline("image-classification")` included); `calibrated_logits` keep the
+            calibrated scores. `training.export` sets it; models exported before it existed load with `False`
+            (their logits are unchanged).
         init_from_imagenet (`bool`, defaults to `False`): ask timm for ImageNet weights (needs the network).
     """
 
@@ -91,6 +106,7 @@ class UsvclConfig(PretrainedConfig):
     clip_top_k: int = 3
     calibration_temperature: float = 1.0
     decision_threshold: float = 0.5
+    threshold_in_logits: bool = False
     init_from_imagenet: bool = False
     initializer_range: float = 0.02
 
@@ -125,6 +141,13 @@ class UsvclConfig(PretrainedConfig):
         _require(self.temperature > 0.0, f"`temperature` must be > 0, got {self.temperature}.")
         _require(self.calibration_temperature > 0.0, "`calibration_temperature` must be > 0.")
         _require(0.0 <= self.decision_threshold <= 1.0, "`decision_threshold` must be in [0, 1].")
+        if self.threshold_in_logits:
+            _require(self.num_labels == 2, "`threshold_in_logits` needs a binary model (num_labels=2).")
+            _require(
+                0.0 < self.decision_threshold < 1.0,
+                "`threshold_in_logits` needs 0 < `decision_threshold` < 1 (its log-odds must be finite), "
+                f"got {self.decision_threshold}.",
+            )
         for name in ("num_hard_positives", "num_hard_negatives", "num_positives", "num_negatives", "clip_top_k"):
             _require(getattr(self, name) >= 1, f"`{name}` must be >= 1, got {getattr(self, name)}.")
         _require(self.trainable_layers >= -1, "`trainable_layers` must be -1 (all), 0 (frozen) or a stage count.")
@@ -135,5 +158,16 @@ class UsvclConfig(PretrainedConfig):
                 f"`class_weights` must hold {self.num_labels} positive numbers, got {self.class_weights}.",
             )
 
+    def decision_offset(self) -> list[float]:
+        """Per-class logit offset `(num_labels,)`: `log((1 - t) / t)` on the positive class when
+        `threshold_in_logits`, zeros otherwise. With it, `logits[pos] - logits[neg] >= 0` exactly when
+        `sigmoid(calibrated[pos] - calibrated[neg]) >= t`.
+        """
+        offset = [0.0] * self.num_labels
+        if self.threshold_in_logits:
+            threshold = self.decision_threshold
+            offset[positive_label_id(self.label2id)] = math.log((1.0 - threshold) / threshold)
+        return offset
 
-__all__ = ["UsvclConfig"]
+
+__all__ = ["POSITIVE_LABEL", "UsvclConfig", "positive_label_id"]

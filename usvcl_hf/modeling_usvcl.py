@@ -56,15 +56,20 @@ class UsvclImageClassifierOutput(ModelOutput):
     Output of [`UsvclForImageClassification`].
 
     Args:
-        loss (`torch.FloatTensor` of shape `()`, *optional*): cross-entropy, when `labels` are given.
-        logits (`torch.FloatTensor` of shape `(B, num_labels)`): class scores divided by
-            `config.calibration_temperature` (softmax of them gives calibrated probabilities).
+        loss (`torch.FloatTensor` of shape `()`, *optional*): cross-entropy on `calibrated_logits`, when `labels` are
+            given.
+        logits (`torch.FloatTensor` of shape `(B, num_labels)`): `calibrated_logits + config.decision_offset()`;
+            their argmax is the calibrated decision (`P(malignant) >= config.decision_threshold`) when
+            `config.threshold_in_logits`, and they equal `calibrated_logits` otherwise.
+        calibrated_logits (`torch.FloatTensor` of shape `(B, num_labels)`): class scores divided by
+            `config.calibration_temperature`; their softmax gives the calibrated probabilities.
         embeddings (`torch.FloatTensor` of shape `(B, embedding_dim)`): L2-normalised projection.
         pooler_output (`torch.FloatTensor` of shape `(B, num_features)`): pooled backbone features.
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
+    calibrated_logits: torch.FloatTensor | None = None
     embeddings: torch.FloatTensor | None = None
     pooler_output: torch.FloatTensor | None = None
 
@@ -256,17 +261,26 @@ class UsvclForImageClassification(UsvclPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> UsvclImageClassifierOutput:
-        """`pixel_values (B, C, H, W)`, optional `labels (B,)` -> calibrated logits `(B, num_labels)` and loss."""
+        """`pixel_values (B, C, H, W)`, optional `labels (B,)` -> logits `(B, num_labels)` and loss.
+
+        `calibrated = classifier(pooled) / T` (T = `calibration_temperature`), `logits = calibrated + b` with
+        `b = config.decision_offset()` (zeros unless `threshold_in_logits`).
+        """
         encoded = self.usvcl(pixel_values)
-        logits = self.classifier(encoded.pooler_output) / self.config.calibration_temperature  # (B, num_labels)
+        calibrated = self.classifier(encoded.pooler_output) / self.config.calibration_temperature  # (B, num_labels)
+        offset = torch.tensor(self.config.decision_offset(), dtype=calibrated.dtype, device=calibrated.device)
         loss = None
         if labels is not None:
             weight = None
             if self.config.class_weights is not None:
-                weight = torch.tensor(self.config.class_weights, dtype=logits.dtype, device=logits.device)
-            loss = nn.functional.cross_entropy(logits, labels, weight=weight)
+                weight = torch.tensor(self.config.class_weights, dtype=calibrated.dtype, device=calibrated.device)
+            loss = nn.functional.cross_entropy(calibrated, labels, weight=weight)
         return UsvclImageClassifierOutput(
-            loss=loss, logits=logits, embeddings=encoded.embeddings, pooler_output=encoded.pooler_output
+            loss=loss,
+            logits=calibrated + offset,  # (B, num_labels) + (num_labels,)
+            calibrated_logits=calibrated,
+            embeddings=encoded.embeddings,
+            pooler_output=encoded.pooler_output,
         )
 
 
