@@ -206,8 +206,10 @@ def summary_markdown(
     if prediction.crop and prediction.crop_box is not None:
         top, left, bottom, right = prediction.crop_box
         crop += f" (rows {top}–{bottom}, columns {left}–{right} of the decoded frame)"
+    warning = [f"⚠️ **{prediction.ood_warning}**", ""] if prediction.ood_warning else []  # usvcl_hf.ood
     return "\n".join(
         [
+            *warning,
             answer_line(prediction),
             "",
             frames_line(prediction, requested_stride),

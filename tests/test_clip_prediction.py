@@ -15,6 +15,7 @@ from tests.demo_fixtures import save_tiny_classifier, write_clip, write_png
 from usvcl_hf.aggregation import aggregate_probabilities
 from usvcl_hf.clip_prediction import ClipTooLongError, load_model, predict_clip
 from usvcl_hf.configuration_usvcl import CLIP_AGGREGATIONS
+from usvcl_hf.input_checks import CHECKED_SIZES
 from usvcl_hf.video import ClipReadError
 
 STRIDE = 4
@@ -69,7 +70,8 @@ def test_frame_probabilities_match_a_plain_forward_pass(loaded, clip_path):
     model, processor = loaded
     result = predict_clip(model, processor, clip_path, frame_stride=STRIDE, batch_size=3)
     with torch.no_grad():
-        logits = model(pixel_values=processor(result.frames, return_tensors="pt")["pixel_values"]).logits
+        pixel_values = processor(result.frames, return_tensors="pt", **CHECKED_SIZES)["pixel_values"]  # cropped frames
+        logits = model(pixel_values=pixel_values).logits
     np.testing.assert_allclose(result.frame_probabilities, torch.softmax(logits, -1)[:, 1].numpy(), atol=1e-5)
 
 
@@ -114,13 +116,13 @@ def test_one_image_path(loaded, tmp_path):
 
 def test_list_of_stills_of_mixed_types_and_sizes(loaded, tmp_path):
     model, processor = loaded
-    array = np.random.default_rng(1).integers(0, 255, (30, 50, 3), dtype=np.uint8)
-    pil = PIL.Image.fromarray(np.full((64, 20), 128, dtype=np.uint8))
+    array = np.random.default_rng(1).integers(0, 255, (36, 50, 3), dtype=np.uint8)
+    pil = PIL.Image.fromarray(np.full((64, 34), 128, dtype=np.uint8))
     path = write_png(tmp_path / "a.png")
     result = predict_clip(model, processor, [path, array, pil], crop=False)
     assert_consistent(result, 3)
     np.testing.assert_array_equal(result.frame_indices, [0, 1, 2])
-    assert [frame.shape for frame in result.frames] == [(40, 72), (30, 50), (64, 20)]
+    assert [frame.shape for frame in result.frames] == [(40, 72), (36, 50), (64, 34)]
     assert result.sources[0] == str(path) and result.sources[1] == "<image 1>"
 
 

@@ -81,7 +81,7 @@ def test_crop_keeps_aspect_ratio() -> None:
 
 def test_batches_three_channels_and_normalisation() -> None:
     processor = UsvclImageProcessor(image_size=SIZE, in_chans=3)
-    pictures = [np.zeros((20, 30), np.uint8), np.full((31, 17), 255, np.uint8)]
+    pictures = [np.zeros((40, 60), np.uint8), np.full((62, 34), 255, np.uint8)]
     pixel_values = processor(pictures, return_tensors="np")["pixel_values"]
     assert pixel_values.shape == (2, 3, SIZE, SIZE)
     assert np.allclose(pixel_values[0], (0 - 0.5) / 0.25)

@@ -55,6 +55,7 @@ BACKBONE_CARD_TEMPLATE = REPO_ROOT / "backbone_card.md"
 KINDS = ("classifier", "backbone", "lesion")
 EXPORT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 DEFAULT_EXPORT_DTYPE = "float16"
+KEEP_FLOAT32 = "feature_density."  # UsvclFeatureDensity buffers (training.ood) stay float32 in the weights file
 LOAD_DTYPE = "float32"  # written to config.json: what `from_pretrained` gives by default
 MAX_WEIGHTS_MB = 20.0
 BYTES_PER_MB = 1024 * 1024
@@ -283,9 +284,11 @@ def choose_license(dataset_keys: Iterable[str]) -> tuple[str, str]:
 
 
 def half_state_dict(model: torch.nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """The model's state dict with floating-point tensors cast to `dtype` (integer buffers kept)."""
+    """The model's state dict with floating-point tensors cast to `dtype` (integer buffers and the
+    out-of-distribution statistics, `KEEP_FLOAT32`, kept: a mean in half precision would shift small variances)."""
     return {
-        name: tensor.detach().to(dtype).contiguous() if tensor.is_floating_point() else tensor.detach().contiguous()
+        name: tensor.detach().to(dtype).contiguous()
+        if tensor.is_floating_point() and KEEP_FLOAT32 not in name else tensor.detach().contiguous()
         for name, tensor in model.state_dict().items()
     }
 

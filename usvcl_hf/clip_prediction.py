@@ -33,7 +33,9 @@ import torch
 from .aggregation import aggregate_probabilities
 from .configuration_usvcl import CLIP_AGGREGATIONS, POSITIVE_LABEL, positive_label_id
 from .image_processing_usvcl import to_grey_float
+from .input_checks import CHECKED_SIZES, check_frame_sizes
 from .lesion import NO_LESION_LABEL, frame_lesion_probabilities
+from .ood import clip_ood_score, ood_warning
 from .video import (
     VIDEO_SUFFIXES,
     ClipReadError,
@@ -80,6 +82,9 @@ class ClipPrediction:
     source_size: tuple[int, int] | None = None  # (H, W) of the source frames before shrinking (first source)
     lesion_probabilities: np.ndarray | None = None  # (T,) lesion presence per frame; None without a lesion model
     lesion_threshold: float = math.nan  # lesion probability at and above which a frame counts as a lesion frame
+    ood_score: float = math.nan  # out-of-distribution score of the clip (median over frames); nan without statistics
+    ood_warning: str | None = None  # set when `ood_score` is above `config.ood_threshold` (usvcl_hf.ood)
+    frame_ood_scores: np.ndarray | None = None  # (T,) out-of-distribution score of each kept frame
 
     @property
     def lesion_frames(self) -> np.ndarray:
@@ -198,6 +203,7 @@ def _read_still(
     frame = grey_uint8(item)
     if max_pixels is not None and frame.size > max_pixels:
         raise ClipReadError(name, f"resolution {frame.shape[1]}x{frame.shape[0]} exceeds max_pixels={max_pixels}")
+    check_frame_sizes([frame], [name])
     frame = shrink(frame, budget.shrink_factor(*frame.shape))  # (H, W) -> (H // f, W // f)
     box = None
     if crop:
@@ -258,22 +264,34 @@ def read_source(
     return _read_one_path(Path(source), frame_stride, crop, max_pixels, budget)
 
 
-def frame_malignancy(
+def frame_scores(
     model: Any, processor: Any, frames: Sequence[np.ndarray], batch_size: int = DEFAULT_BATCH_SIZE
-) -> np.ndarray:
-    """Calibrated malignancy probability `(T,)` of each frame: batched forward passes under `inference_mode`."""
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Calibrated malignancy probability `(T,)` and out-of-distribution score `(T,)` (None when the model has no
+    statistics) of each frame: batched forward passes under `inference_mode`."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     positive = positive_class_index(model.config)
     parameter = next(model.parameters())
-    probabilities = []
+    probabilities, ood_scores = [], []
     with torch.inference_mode():
         for start in range(0, len(frames), batch_size):
-            batch = processor(list(frames[start : start + batch_size]), return_tensors="pt")["pixel_values"]
+            chunk = list(frames[start : start + batch_size])
+            batch = processor(chunk, return_tensors="pt", **CHECKED_SIZES)["pixel_values"]
             output = model(pixel_values=batch.to(parameter.device, parameter.dtype))
             logits = calibrated_logits(output)  # (b, 2)
             probabilities.append(torch.softmax(logits.float(), dim=-1)[:, positive].cpu())  # (b,)
-    return torch.cat(probabilities).numpy().astype(np.float64)  # (T,)
+            if getattr(output, "ood_score", None) is not None:
+                ood_scores.append(output.ood_score.float().cpu())  # (b,)
+    ood = torch.cat(ood_scores).numpy().astype(np.float64) if ood_scores else None  # (T,)
+    return torch.cat(probabilities).numpy().astype(np.float64), ood  # (T,), (T,)
+
+
+def frame_malignancy(
+    model: Any, processor: Any, frames: Sequence[np.ndarray], batch_size: int = DEFAULT_BATCH_SIZE
+) -> np.ndarray:
+    """Calibrated malignancy probability `(T,)` of each frame (`frame_scores` without the OOD scores)."""
+    return frame_scores(model, processor, frames, batch_size)[0]
 
 
 def calibrated_logits(output: Any) -> torch.Tensor:
@@ -354,7 +372,8 @@ def predict_clip(
         source, frame_stride=stride, max_frames=max_frames, max_seconds=max_seconds, crop=crop, max_pixels=max_pixels,
         side=working_side(processor), max_decoded_pixels=max_decoded_pixels,
     )
-    frame_probabilities = frame_malignancy(model, processor, decoded.frames, batch_size)
+    frame_probabilities, frame_ood = frame_scores(model, processor, decoded.frames, batch_size)
+    ood_score = clip_ood_score(frame_ood)
     lesion_probabilities, lesion_threshold = None, math.nan
     if lesion_model is not None:
         lesion_probabilities = frame_lesion_probabilities(lesion_model, lesion_processor, decoded.frames, batch_size)
@@ -385,6 +404,9 @@ def predict_clip(
         source_size=decoded.source_size,
         lesion_probabilities=lesion_probabilities,
         lesion_threshold=lesion_threshold,
+        ood_score=ood_score,
+        ood_warning=ood_warning(model.config, ood_score),
+        frame_ood_scores=frame_ood,
     )
 
 
@@ -398,6 +420,7 @@ __all__ = [
     "clip_decision",
     "decide_over_lesion_frames",
     "frame_malignancy",
+    "frame_scores",
     "grey_uint8",
     "load_model",
     "positive_class_index",

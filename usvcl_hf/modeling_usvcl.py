@@ -65,6 +65,9 @@ class UsvclImageClassifierOutput(ModelOutput):
             `config.calibration_temperature`; their softmax gives the calibrated probabilities.
         embeddings (`torch.FloatTensor` of shape `(B, embedding_dim)`): L2-normalised projection.
         pooler_output (`torch.FloatTensor` of shape `(B, num_features)`): pooled backbone features.
+        ood_score (`torch.FloatTensor` of shape `(B,)`, *optional*): out-of-distribution score of each image
+            ([`UsvclFeatureDensity`]; above `config.ood_threshold` = unlike the training images); `None` for a model
+            without the statistics.
     """
 
     loss: torch.FloatTensor | None = None
@@ -72,6 +75,7 @@ class UsvclImageClassifierOutput(ModelOutput):
     calibrated_logits: torch.FloatTensor | None = None
     embeddings: torch.FloatTensor | None = None
     pooler_output: torch.FloatTensor | None = None
+    ood_score: torch.FloatTensor | None = None
 
 
 class UsvclHeadLinear(nn.Linear):
@@ -91,6 +95,35 @@ def build_mlp(in_features: int, hidden_features: int, out_features: int, dropout
     )
 
 
+class UsvclFeatureDensity(nn.Module):
+    r"""Gaussian model (probabilistic PCA) of the training images' pooled features: an out-of-distribution score.
+
+    With `c = x - mean` for features `x (B, F)`, `p = c U^T` on the `k` principal directions `U (k, F)` with
+    variances `lambda (k,)`, and the residual `r^2 = ||c||^2 - ||p||^2` spread over the other `F - k` directions
+    with variance `sigma^2`:
+
+    $$\text{score}(x) = \frac{1}{F}\Big(\sum_{i=1}^{k} \frac{p_i^2}{\lambda_i} + \frac{r^2}{\sigma^2}\Big),$$
+
+    the squared Mahalanobis distance per feature under that Gaussian (about 1 for images like the training ones).
+    The buffers are filled by `training.ood` and saved with the weights.
+    """
+
+    def __init__(self, num_features: int, num_components: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(num_features))
+        self.register_buffer("components", torch.zeros(num_components, num_features))
+        self.register_buffer("variances", torch.ones(num_components))
+        self.register_buffer("residual_variance", torch.ones(()))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """`features (B, F)` -> score `(B,)`."""
+        centred = features.float() - self.mean  # (B, F)
+        projected = centred @ self.components.T  # (B, k)
+        residual = (centred.pow(2).sum(-1) - projected.pow(2).sum(-1)).clamp_min(0.0)  # (B,)
+        distance = (projected.pow(2) / self.variances).sum(-1) + residual / self.residual_variance  # (B,)
+        return distance / features.shape[-1]
+
+
 class UsvclPreTrainedModel(PreTrainedModel):
     """Weight initialisation and loading shared by the usvcl models."""
 
@@ -106,6 +139,11 @@ class UsvclPreTrainedModel(PreTrainedModel):
         if isinstance(module, UsvclHeadLinear):
             init.trunc_normal_(module.weight, std=self.config.initializer_range)
             init.zeros_(module.bias)
+        elif isinstance(module, UsvclFeatureDensity):  # statistics not yet fitted: a neutral Gaussian
+            for buffer in (module.mean, module.components):
+                init.zeros_(buffer)
+            for buffer in (module.variances, module.residual_variance):
+                init.ones_(buffer)
 
 
 class UsvclModel(UsvclPreTrainedModel):
@@ -252,6 +290,9 @@ class UsvclForImageClassification(UsvclPreTrainedModel):
         self.classifier = build_mlp(
             self.usvcl.num_features, config.classifier_hidden_dim, config.num_labels, config.classifier_dropout
         )
+        self.feature_density = (
+            UsvclFeatureDensity(self.usvcl.num_features, config.ood_components) if config.ood_components else None
+        )
         self.post_init()
 
     def forward(
@@ -281,11 +322,13 @@ class UsvclForImageClassification(UsvclPreTrainedModel):
             calibrated_logits=calibrated,
             embeddings=encoded.embeddings,
             pooler_output=encoded.pooler_output,
+            ood_score=None if self.feature_density is None else self.feature_density(encoded.pooler_output),
         )
 
 
 __all__ = [
     "UsvclContrastiveOutput",
+    "UsvclFeatureDensity",
     "UsvclForContrastivePretraining",
     "UsvclForImageClassification",
     "UsvclImageClassifierOutput",

@@ -22,6 +22,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from .image_processing_usvcl import square_to_frame, to_grey_float
+from .input_checks import CHECKED_SIZES
 
 DEFAULT_ALPHA = 0.4
 COLORMAP = "jet"
@@ -65,7 +66,8 @@ def gradcam_heatmap(model: Any, processor: Any, frame: Any, target_class: int | 
     """
     height, width = to_grey_float(frame).shape
     parameter = next(model.parameters())
-    pixel_values = processor(frame, return_tensors="pt")["pixel_values"].to(parameter.device, parameter.dtype)
+    pixel_values = processor(frame, return_tensors="pt", **CHECKED_SIZES)["pixel_values"]  # (1, C, S, S)
+    pixel_values = pixel_values.to(parameter.device, parameter.dtype)
     trainable = [p for p in model.parameters() if p.requires_grad]
     was_training = model.training
     try:

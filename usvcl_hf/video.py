@@ -21,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .file_signatures import still_image_format
+from .image_processing_usvcl import image_size_problem
+
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpeg", ".mpg", ".m4v"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
@@ -180,12 +183,16 @@ def read_clip(
         raise ClipReadError(path, "no such file")
     kind = source_kind(path)
     if kind == "video":
+        _reject_still_image(path, path.suffix.lower())
         decoded = _read_container(path, plan)
     else:
         decoded = _read_dicom(path, plan) if kind == "dicom" else _read_image(path, plan)
         decoded.frames, decoded.indices = _keep_distinct(decoded.frames, decoded.indices, dedup_threshold, max_frames)
     if len(decoded.frames) == 0:
         raise ClipReadError(path, "no frames decoded (zero-frame clip)")
+    too_small = image_size_problem(*decoded.source_size)  # as decoded, before any shrinking or crop
+    if too_small:
+        raise ClipReadError(path, too_small)
     frames, crop_box = decoded.frames, None
     if crop:
         crop_box = detect_imaging_region(frames)
@@ -195,6 +202,17 @@ def read_clip(
         frames=frames, frame_indices=decoded.indices, fps=decoded.fps, source=str(path), crop_box=crop_box,
         frame_stride=decoded.frame_stride, downscale=decoded.downscale, source_size=decoded.source_size,
     )
+
+
+def _reject_still_image(path: Path, suffix: str) -> None:
+    """Raise `ClipReadError` when a file named like a video holds a still image (e.g. a PNG renamed `.mp4`)."""
+    still = still_image_format(path)
+    if still is not None:
+        name, image_suffix = still
+        raise ClipReadError(
+            path, f"this is a still {name} image, not a video (its name ends in {suffix}); rename it to "
+            f"{image_suffix} to analyse it as an image",
+        )
 
 
 def is_dicom_file(path: str | Path) -> bool:

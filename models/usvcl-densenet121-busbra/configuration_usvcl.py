@@ -79,6 +79,11 @@ class UsvclConfig(PretrainedConfig):
             ranks labels by the logits (`pipeline("image-classification")` included); `calibrated_logits` keep the
             calibrated scores. `training.export` sets it; models exported before it existed load with `False`
             (their logits are unchanged).
+        ood_components (`int`, defaults to 0): principal directions of the Gaussian model of the training images'
+            pooled features that gives the out-of-distribution score (`UsvclFeatureDensity`); 0 = no score. Set,
+            with the statistics, by `python -m training.ood`.
+        ood_threshold (`float`, *optional*): out-of-distribution score above which an input is flagged as unlike
+            the training images (chosen on held-out BUS-BRA patients by `training.ood`).
         init_from_imagenet (`bool`, defaults to `False`): ask timm for ImageNet weights (needs the network).
     """
 
@@ -107,6 +112,8 @@ class UsvclConfig(PretrainedConfig):
     calibration_temperature: float = 1.0
     decision_threshold: float = 0.5
     threshold_in_logits: bool = False
+    ood_components: int = 0
+    ood_threshold: float | None = None
     init_from_imagenet: bool = False
     initializer_range: float = 0.02
 
@@ -148,6 +155,10 @@ class UsvclConfig(PretrainedConfig):
                 "`threshold_in_logits` needs 0 < `decision_threshold` < 1 (its log-odds must be finite), "
                 f"got {self.decision_threshold}.",
             )
+        _require(self.ood_components >= 0, f"`ood_components` must be >= 0 (0 = no score), got {self.ood_components}.")
+        if self.ood_threshold is not None:
+            _require(self.ood_components > 0, "`ood_threshold` needs `ood_components` > 0 (the statistics).")
+            _require(self.ood_threshold > 0.0, f"`ood_threshold` must be > 0, got {self.ood_threshold}.")
         for name in ("num_hard_positives", "num_hard_negatives", "num_positives", "num_negatives", "clip_top_k"):
             _require(getattr(self, name) >= 1, f"`{name}` must be >= 1, got {getattr(self, name)}.")
         _require(self.trainable_layers >= -1, "`trainable_layers` must be -1 (all), 0 (frozen) or a stage count.")

@@ -17,6 +17,11 @@ CHANNEL_COUNTS = (1, 3, 4)
 RESIZE_MODES = ("pad", "crop")
 DEFAULT_MEAN = 0.5
 DEFAULT_STD = 0.25
+# Smallest image side accepted. The timm CNN backbones used here (DenseNet, ResNet, EfficientNet) reduce the image
+# 32-fold before pooling, so a side under 32 pixels holds less than one cell of their last feature map: scaled up to
+# `image_size` it only repeats pixels, and the model would judge detail that is not there. Real ultrasound frames
+# are hundreds of pixels (BUS-BRA: 224 px shorter side here).
+MIN_IMAGE_SIDE = 32
 
 
 def _array_from_pil(image: PIL.Image.Image) -> np.ndarray:
@@ -99,6 +104,17 @@ def resize_to_square(grey: np.ndarray, size: int, mode: str = "pad") -> np.ndarr
     return resized[top : top + size, left : left + size]
 
 
+def image_size_problem(height: int, width: int, min_side: int = MIN_IMAGE_SIDE) -> str | None:
+    """Why an `(height, width)` image is too small for the model (see `MIN_IMAGE_SIDE`), or None when it is not."""
+    if min(height, width) >= min_side:
+        return None
+    return (
+        f"the image is {width}x{height} pixels; the model needs at least {min_side} pixels on each side (its "
+        f"backbone reduces the image {MIN_IMAGE_SIDE}-fold, so a smaller one has less than one cell of its last "
+        "feature map and scaling it up would invent the detail the model judges)"
+    )
+
+
 class UsvclImageProcessor(BaseImageProcessor):
     r"""
     Turns images of any common type into the `pixel_values` a usvcl model takes.
@@ -113,6 +129,7 @@ class UsvclImageProcessor(BaseImageProcessor):
         image_mean (`list[float]`, defaults to `[0.5] * in_chans`), image_std (`list[float]`, defaults to
             `[0.25] * in_chans`): normalisation applied per channel.
         do_normalize (`bool`, defaults to `True`).
+        min_image_side (`int`, defaults to `MIN_IMAGE_SIDE` = 32): smaller images raise a `ValueError` that says why.
     """
 
     model_input_names = ["pixel_values"]
@@ -125,6 +142,7 @@ class UsvclImageProcessor(BaseImageProcessor):
         image_mean: list[float] | None = None,
         image_std: list[float] | None = None,
         do_normalize: bool = True,
+        min_image_side: int = MIN_IMAGE_SIDE,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -138,12 +156,17 @@ class UsvclImageProcessor(BaseImageProcessor):
         self.image_mean = list(image_mean) if image_mean is not None else [DEFAULT_MEAN] * in_chans
         self.image_std = list(image_std) if image_std is not None else [DEFAULT_STD] * in_chans
         self.do_normalize = do_normalize
+        self.min_image_side = int(min_image_side)
         if len(self.image_mean) != in_chans or len(self.image_std) != in_chans or min(self.image_std) <= 0:
             raise ValueError(f"`image_mean` and `image_std` need {in_chans} values each, with std > 0.")
 
-    def process_one(self, image: Any) -> np.ndarray:
-        """One image -> `(in_chans, image_size, image_size)` float32."""
-        square = resize_to_square(to_grey_float(image), self.image_size, self.resize_mode)  # (S, S)
+    def process_one(self, image: Any, min_image_side: int | None = None) -> np.ndarray:
+        """One image -> `(in_chans, image_size, image_size)` float32 (`min_image_side` overrides the processor's)."""
+        grey = to_grey_float(image)  # (H, W)
+        problem = image_size_problem(*grey.shape, self.min_image_side if min_image_side is None else min_image_side)
+        if problem:
+            raise ValueError(f"Cannot classify this image: {problem}.")
+        square = resize_to_square(grey, self.image_size, self.resize_mode)  # (S, S)
         channels = np.repeat(square[None], self.in_chans, axis=0)  # (S, S) -> (C, S, S)
         if self.do_normalize:
             mean = np.asarray(self.image_mean, dtype=np.float32)[:, None, None]
@@ -151,15 +174,21 @@ class UsvclImageProcessor(BaseImageProcessor):
             channels = (channels - mean) / std
         return channels.astype(np.float32)
 
-    def preprocess(self, images: Any, return_tensors: str | None = None, **kwargs) -> BatchFeature:
-        """One image or a list of them (or a `(B, ...)` array/tensor batch) -> `pixel_values (B, C, S, S)`."""
+    def preprocess(
+        self, images: Any, return_tensors: str | None = None, min_image_side: int | None = None, **kwargs
+    ) -> BatchFeature:
+        """One image or a list of them (or a `(B, ...)` array/tensor batch) -> `pixel_values (B, C, S, S)`.
+
+        `min_image_side` overrides the processor's for this call (`predict_clip` checks the frames as decoded,
+        before its imaging-region crop, and passes 1).
+        """
         if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:
             images = list(images)
         elif not isinstance(images, (list, tuple)):
             images = [images]
         if not images:
             raise ValueError("No image was given to the image processor.")
-        pixel_values = np.stack([self.process_one(image) for image in images])  # (B, C, S, S)
+        pixel_values = np.stack([self.process_one(image, min_image_side) for image in images])  # (B, C, S, S)
         return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
 
     def __call__(self, images: Any, **kwargs) -> BatchFeature:
@@ -167,4 +196,4 @@ class UsvclImageProcessor(BaseImageProcessor):
         return self.preprocess(images, **kwargs)
 
 
-__all__ = ["UsvclImageProcessor", "resize_to_square", "to_grey_float"]
+__all__ = ["MIN_IMAGE_SIDE", "UsvclImageProcessor", "image_size_problem", "resize_to_square", "to_grey_float"]
