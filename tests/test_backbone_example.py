@@ -50,6 +50,17 @@ def write_images(folder: Path) -> Path:
 
 
 SNIPPET = find_snippet()
+BUNDLED_BACKBONE = REPO_ROOT / "models" / "usvcl-backbone"  # the block's default USVCL_BACKBONE
+EXAMPLE_IMAGES = REPO_ROOT / "examples" / "by_class"  # the block's default USVCL_IMAGES
+
+
+def run_snippet(cwd: Path, home: Path, **variables: str) -> subprocess.CompletedProcess:
+    """The block in a clean, isolated, offline Python (no usvcl_hf, no training) with these environment variables."""
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "USVCL_BACKBONE",
+                                                                             "USVCL_IMAGES")}
+    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(home), **variables})
+    return subprocess.run([sys.executable, "-I", "-c", BLOCK_PACKAGE + SNIPPET], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
 
 
 @pytest.mark.slow
@@ -57,12 +68,19 @@ SNIPPET = find_snippet()
 def test_backbone_example_runs(tmp_path: Path) -> None:
     backbone = test_export.export_tiny_backbone(tmp_path / "models")
     images = write_images(tmp_path / "my_images")
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"),
-                "USVCL_BACKBONE": str(backbone), "USVCL_IMAGES": str(images)})
     work = tmp_path / "work"
     work.mkdir()
-    completed = subprocess.run([sys.executable, "-I", "-c", BLOCK_PACKAGE + SNIPPET], cwd=work, env=env,
-                               capture_output=True, text=True, timeout=TIMEOUT_S)
+    completed = run_snippet(work, tmp_path / "hf_home", USVCL_BACKBONE=str(backbone), USVCL_IMAGES=str(images))
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert f"{IMAGES_PER_CLASS * len(CLASSES)} images, {len(CLASSES)} classes, training accuracy" in completed.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(SNIPPET is None, reason=f"no python block after {MARKER}")
+@pytest.mark.skipif(not BUNDLED_BACKBONE.is_dir(), reason=f"{BUNDLED_BACKBONE} is not exported yet (README command)")
+def test_backbone_example_runs_as_written(tmp_path: Path) -> None:
+    """From the repository root, without the variables: the bundled encoder and the example images."""
+    completed = run_snippet(REPO_ROOT, tmp_path / "hf_home")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    images = sorted(EXAMPLE_IMAGES.glob("*/*.png"))
+    assert f"{len(images)} images, 2 classes, training accuracy" in completed.stdout

@@ -575,9 +575,9 @@ def classifier_card(
 
 def backbone_card(
     config: UsvclConfig, pretrain_data: list[str], pretrain_summary: dict[str, Any], license_id: str,
-    license_note: str, model_name: str, dtype: str, size_mb: float,
+    license_note: str, model_name: str, dtype: str, size_mb: float, classifier_name: str | None = None,
 ) -> str:
-    """The backbone's README.md from `backbone_card.md`."""
+    """The backbone's README.md from `backbone_card.md`; `classifier_name`: the classifier it was taken from."""
     card_data = ModelCardData(
         model_name=model_name,
         license=license_id,
@@ -602,6 +602,8 @@ def backbone_card(
         timm_file=TIMM_WEIGHTS_FILE,
         weights_dtype=dtype,
         size_mb=f"{size_mb:.1f}",
+        from_classifier=classifier_name is not None,
+        classifier_name=classifier_name,
     )
 
 
@@ -736,6 +738,7 @@ def export_backbone(
     """Write the Hub-ready encoder folder (AutoModel + plain timm weights) at `output` (atomically)."""
     pretrain_keys = resolve_pretrain_data(pretrain_data, pretrain_dir, init="contrastive pretraining")
     encoder = UsvclForContrastivePretraining.from_pretrained(model_dir, dtype=torch.float32).usvcl.eval()
+    from_classifier = UsvclForImageClassification.__name__ in (encoder.config.architectures or [])
     processor = load_processor(model_dir, encoder.config)
     license_default, license_note = choose_license(pretrain_keys or [])
     staging = staging_folder(output)
@@ -746,7 +749,7 @@ def export_backbone(
         save_timm_backbone(exported, staging, EXPORT_DTYPES[dtype])
         card = backbone_card(
             encoder.config, pretrain_keys or [], find_pretrain_summary(pretrain_dir), license_id or license_default,
-            license_note, repo_id or output.name, dtype, size_mb,
+            license_note, repo_id or output.name, dtype, size_mb, model_dir.name if from_classifier else None,
         )
         (staging / "README.md").write_text(card)
         finish_folder(staging)
