@@ -104,6 +104,26 @@ def resize_to_square(grey: np.ndarray, size: int, mode: str = "pad") -> np.ndarr
     return resized[top : top + size, left : left + size]
 
 
+def square_to_frame(square_map: np.ndarray, height: int, width: int, resize_mode: str) -> np.ndarray:
+    """Map an `(S, S)` map on the processor's square input back onto an `(height, width)` frame.
+
+    Inverse of `resize_to_square`: `"pad"` removes the letterbox bars and rescales; `"crop"` rescales and leaves
+    zeros where the centre crop cut the frame.
+    """
+    size = square_map.shape[0]
+    scale = size / (max(height, width) if resize_mode == "pad" else min(height, width))
+    new_height, new_width = max(1, round(height * scale)), max(1, round(width * scale))
+    if resize_mode == "pad":
+        top, left = (size - new_height) // 2, (size - new_width) // 2
+        resized = square_map[top : top + new_height, left : left + new_width]  # (new_h, new_w)
+    else:
+        top, left = (new_height - size) // 2, (new_width - size) // 2
+        resized = np.zeros((new_height, new_width), dtype=np.float32)
+        resized[top : top + size, left : left + size] = square_map
+    image = PIL.Image.fromarray(resized.astype(np.float32), mode="F").resize((width, height), PIL.Image.BILINEAR)
+    return np.asarray(image, dtype=np.float32)  # (H, W)
+
+
 def image_size_problem(height: int, width: int, min_side: int = MIN_IMAGE_SIDE) -> str | None:
     """Why an `(height, width)` image is too small for the model (see `MIN_IMAGE_SIDE`), or None when it is not."""
     if min(height, width) >= min_side:
@@ -129,6 +149,8 @@ class UsvclImageProcessor(BaseImageProcessor):
         image_mean (`list[float]`, defaults to `[0.5] * in_chans`), image_std (`list[float]`, defaults to
             `[0.25] * in_chans`): normalisation applied per channel.
         do_normalize (`bool`, defaults to `True`).
+        mask_threshold (`float`, defaults to 0.5): lesion probability at and above which
+            `post_process_semantic_segmentation` calls a pixel lesion (lesion models only).
         min_image_side (`int`, defaults to `MIN_IMAGE_SIDE` = 32): smaller images raise a `ValueError` that says why.
     """
 
@@ -142,6 +164,7 @@ class UsvclImageProcessor(BaseImageProcessor):
         image_mean: list[float] | None = None,
         image_std: list[float] | None = None,
         do_normalize: bool = True,
+        mask_threshold: float = 0.5,
         min_image_side: int = MIN_IMAGE_SIDE,
         **kwargs,
     ) -> None:
@@ -156,6 +179,7 @@ class UsvclImageProcessor(BaseImageProcessor):
         self.image_mean = list(image_mean) if image_mean is not None else [DEFAULT_MEAN] * in_chans
         self.image_std = list(image_std) if image_std is not None else [DEFAULT_STD] * in_chans
         self.do_normalize = do_normalize
+        self.mask_threshold = mask_threshold
         self.min_image_side = int(min_image_side)
         if len(self.image_mean) != in_chans or len(self.image_std) != in_chans or min(self.image_std) <= 0:
             raise ValueError(f"`image_mean` and `image_std` need {in_chans} values each, with std > 0.")
@@ -191,9 +215,36 @@ class UsvclImageProcessor(BaseImageProcessor):
         pixel_values = np.stack([self.process_one(image, min_image_side) for image in images])  # (B, C, S, S)
         return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
 
+    def post_process_semantic_segmentation(
+        self, outputs: Any, target_sizes: list[tuple[int, int]] | None = None, threshold: float | None = None
+    ) -> list[torch.Tensor]:
+        """Lesion masks from a lesion model's output `logits (B, 1, S, S)`: one `(H, W)` long tensor per image
+        (1 = lesion, 0 = background) at `target_sizes[b] = (H, W)` (the input's size; the letterbox or crop is
+        undone, `square_to_frame`), or `(S, S)` without `target_sizes`. A pixel is lesion when its probability
+        `sigmoid(logit)` is at least `threshold` (default `mask_threshold`, 0.5)."""
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
+        probabilities = torch.sigmoid(logits.detach().float()[:, 0]).cpu().numpy()  # (B, 1, S, S) -> (B, S, S)
+        if target_sizes is not None and len(target_sizes) != len(probabilities):
+            raise ValueError(f"`target_sizes` has {len(target_sizes)} sizes for {len(probabilities)} images.")
+        cut = self.mask_threshold if threshold is None else threshold
+        masks = []
+        for index, square in enumerate(probabilities):
+            if target_sizes is not None:
+                height, width = (int(side) for side in target_sizes[index])
+                square = square_to_frame(square, height, width, self.resize_mode)  # (S, S) -> (H, W)
+            masks.append(torch.from_numpy((square >= cut).astype(np.int64)))
+        return masks
+
     def __call__(self, images: Any, **kwargs) -> BatchFeature:
         """Same as `preprocess`."""
         return self.preprocess(images, **kwargs)
 
 
-__all__ = ["MIN_IMAGE_SIDE", "UsvclImageProcessor", "image_size_problem", "resize_to_square", "to_grey_float"]
+__all__ = [
+    "MIN_IMAGE_SIDE",
+    "UsvclImageProcessor",
+    "image_size_problem",
+    "resize_to_square",
+    "square_to_frame",
+    "to_grey_float",
+]
