@@ -18,7 +18,7 @@ from usvcl_hf import UsvclConfig, UsvclForImageClassification
 from usvcl_hf.clip_prediction import load_model, predict_clip
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BUNDLED_MODEL = REPO_ROOT / "models" / "usvcl-densenet121-busbra"
+BUNDLED_MODEL = REPO_ROOT / app.DEFAULT_MODEL  # the default model, whichever ships
 NEAR_THRESHOLD = sorted((REPO_ROOT / "tests" / "fixtures" / "bus_bra").glob("*.png"))
 TINY = dict(backbone="resnet18", image_size=32, embedding_dim=8, projection_hidden_dim=0, classifier_hidden_dim=0)
 

@@ -48,6 +48,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 import usvcl_hf
 from usvcl_hf import UsvclConfig, UsvclForContrastivePretraining, UsvclForImageClassification, UsvclImageProcessor
+from usvcl_hf.image_processing_usvcl import MIN_IMAGE_SIDE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLASSIFIER_CARD_TEMPLATE = REPO_ROOT / "model_card.md"
@@ -544,6 +545,7 @@ def classifier_card(
         license_id=license_id,
         license_note=license_note,
         config=config,
+        min_image_side=MIN_IMAGE_SIDE,
         backbone=config.backbone,
         pretrained=pretrain_data is not None,
         pretrain_datasets=dataset_entries(pretrain_data or [], "contrastive pretraining"),
