@@ -34,7 +34,7 @@ from .aggregation import aggregate_probabilities
 from .configuration_usvcl import CLIP_AGGREGATIONS, POSITIVE_LABEL, positive_label_id
 from .image_processing_usvcl import to_grey_float
 from .input_checks import CHECKED_SIZES, check_frame_sizes
-from .lesion import NO_LESION_LABEL, frame_lesion_probabilities
+from .lesion import NO_LESION_LABEL, check_model_location, frame_lesion_probabilities
 from .ood import clip_ood_score, ood_warning
 from .video import (
     VIDEO_SUFFIXES,
@@ -136,8 +136,7 @@ def load_model(model_id_or_dir: str | Path, device: str | torch.device | None = 
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     name = str(model_id_or_dir)
-    if name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
-        raise FileNotFoundError(f"Model folder {name} does not exist.")
+    check_model_location(name)
     model = AutoModelForImageClassification.from_pretrained(name, trust_remote_code=True)
     processor = AutoImageProcessor.from_pretrained(name, trust_remote_code=True)
     if device is not None:

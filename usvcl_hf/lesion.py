@@ -28,6 +28,12 @@ OUTLINE_WIDTH = 3  # pixels of the outline drawn around a mask (odd: a centred m
 UINT8_MAX = 255.0
 
 
+def check_model_location(name: str, what: str = "Model") -> None:
+    """Raise `FileNotFoundError` for a local-looking path (./, /, ~) that does not exist (Hub ids pass)."""
+    if name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
+        raise FileNotFoundError(f"{what} folder {name} does not exist.")
+
+
 def load_lesion_model(model_id_or_dir: str | Path, device: str | torch.device | None = None) -> tuple[Any, Any]:
     """A lesion segmenter and its image processor (Auto classes, `trust_remote_code=True`), in eval mode.
 
@@ -37,8 +43,7 @@ def load_lesion_model(model_id_or_dir: str | Path, device: str | torch.device | 
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForSemanticSegmentation
 
     name = str(model_id_or_dir)
-    if name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
-        raise FileNotFoundError(f"Lesion model folder {name} does not exist.")
+    check_model_location(name, "Lesion model")
     config = AutoConfig.from_pretrained(name, trust_remote_code=True)
     if not hasattr(config, "lesion_threshold"):
         raise ValueError(f"{name} is a {config.model_type!r} model, not a lesion segmenter (no `lesion_threshold`).")
@@ -109,6 +114,7 @@ def draw_outline(frame: Any, mask: np.ndarray, colour: tuple[int, int, int] = OU
 
 __all__ = [
     "NO_LESION_LABEL",
+    "check_model_location",
     "draw_outline",
     "frame_lesion_probabilities",
     "lesion_masks",
