@@ -20,6 +20,7 @@ import PIL.ImageFilter
 import torch
 
 from .image_processing_usvcl import to_grey_float
+from .input_checks import CHECKED_SIZES
 
 NO_LESION_LABEL = "no lesion"
 DEFAULT_LESION_BATCH_SIZE = 16
@@ -67,13 +68,14 @@ def frame_lesion_probabilities(
     progress: Any = None,
 ) -> np.ndarray:
     """Probability `(T,)` that each frame shows a lesion (`output.lesion_probability`), batched, `inference_mode`.
+    Frames are taken as checked when decoded (`CHECKED_SIZES`: an imaging-region crop may be small).
 
     `progress`, when given, is called with each batch's size (e.g. `tqdm.update`)."""
     parameter = next(model.parameters())
     probabilities = [np.zeros(0)]
     with torch.inference_mode():
         for batch in _batches(frames, batch_size):
-            pixels = processor(batch, return_tensors="pt")["pixel_values"]  # (b, C, S, S)
+            pixels = processor(batch, return_tensors="pt", **CHECKED_SIZES)["pixel_values"]  # (b, C, S, S)
             output = model(pixel_values=pixels.to(parameter.device, parameter.dtype))
             probabilities.append(output.lesion_probability.float().cpu().numpy())  # (b,)
             if progress is not None:
@@ -86,7 +88,7 @@ def lesion_masks(model: Any, processor: Any, frames: Sequence[Any]) -> list[np.n
     greys = [to_grey_float(frame) for frame in frames]
     parameter = next(model.parameters())
     with torch.inference_mode():
-        pixels = processor(greys, return_tensors="pt")["pixel_values"]  # (T, C, S, S)
+        pixels = processor(greys, return_tensors="pt", **CHECKED_SIZES)["pixel_values"]  # (T, C, S, S)
         output = model(pixel_values=pixels.to(parameter.device, parameter.dtype))
     masks = processor.post_process_semantic_segmentation(
         output, target_sizes=[grey.shape for grey in greys], threshold=model.config.mask_threshold
