@@ -1,11 +1,11 @@
 """Choose among fine-tuning runs by their mean inner-validation AUC (never the test folds).
 
 Each run's `results.json` holds, per fold, the validation AUC of its best epoch (`folds[*].val_auc`), measured on
-patients held out of that fold's training side. The run with the highest mean is chosen; ties go to the first run
-given. Prints the chosen run's folder on the last line (for shell scripts) and writes the comparison as JSON. With
-`--choice NAME` the choice is also recorded in the chosen run's results.json (`choices`: what was chosen, among
-which runs, on which data, by which criterion), from where the model card's "How each choice was made" table
-is rendered.
+patients held out of that fold's training side. The run with the highest mean over the folds that every run
+finished (a run stopped early gives its `folds_done.json`) is chosen; ties go to the first run given. Prints the
+chosen run's folder on the last line (for shell scripts) and writes the comparison as JSON. With `--choice NAME`
+the choice is also recorded in the chosen run's results.json (`choices`: what was chosen, among which runs, on
+which data, by which criterion), from where the model card's "How each choice was made" table is rendered.
 
     python experiments/choose_by_validation.py RUN_A/results.json RUN_B/results.json --output choice.json \
         [--choice "learning rate"]
@@ -20,23 +20,34 @@ from pathlib import Path
 import numpy as np
 
 
-def mean_validation_auc(results_path: Path) -> float:
-    """Mean of the folds' best-epoch validation AUCs in one `results.json`."""
-    folds = json.loads(results_path.read_text())["folds"]
+def validation_aucs(results_path: Path) -> dict[int, float]:
+    """Fold -> best-epoch validation AUC from one `results.json`, or from the `folds_done.json` (a list of folds)
+    of a run stopped before its end."""
+    payload = json.loads(results_path.read_text())
+    folds = payload if isinstance(payload, list) else payload["folds"]
     if not folds:
         raise ValueError(f"{results_path}: no folds were finished, nothing to choose by.")
-    return float(np.mean([fold["val_auc"] for fold in folds]))
+    return {int(fold["fold"]): float(fold["val_auc"]) for fold in folds}
 
 
-CRITERION = "mean inner-validation AUC over folds"
+def mean_validation_auc(results_path: Path) -> float:
+    """Mean of the folds' best-epoch validation AUCs in one `results.json` (or `folds_done.json`)."""
+    return float(np.mean(list(validation_aucs(results_path).values())))
+
+
+CRITERION = "mean inner-validation AUC over the folds every candidate finished"
 VALIDATION_DATA = "the inner validation split of each fold (patients held out of its training side; no test fold)"
 
 
 def choose(results_paths: list[Path]) -> dict:
-    """The comparison (run folder -> mean validation AUC) and the chosen run folder."""
-    scores = {str(path.parent): mean_validation_auc(path) for path in results_paths}
+    """The comparison (run folder -> mean validation AUC over the folds every run finished) and the chosen run."""
+    per_run = {str(path.parent): validation_aucs(path) for path in results_paths}
+    common = sorted(set.intersection(*(set(aucs) for aucs in per_run.values())))
+    if not common:
+        raise ValueError(f"the runs {sorted(per_run)} share no finished fold: nothing to compare them on.")
+    scores = {run: float(np.mean([aucs[fold] for fold in common])) for run, aucs in per_run.items()}
     chosen = max(scores, key=scores.get)
-    return {"criterion": CRITERION, "mean_val_auc": scores, "chosen": chosen}
+    return {"criterion": CRITERION, "folds": common, "mean_val_auc": scores, "chosen": chosen}
 
 
 def record_choice(choice: dict, name: str) -> Path:

@@ -85,6 +85,18 @@ def test_choose_by_validation_ignores_the_test_folds(tmp_path) -> None:
     assert recorded["validation_only"] and recorded["candidates"] == {"lr3e-4": 0.83, "lr1e-3": 0.805}
 
 
+def test_choose_by_validation_compares_on_the_folds_every_run_finished(tmp_path) -> None:
+    from experiments import choose_by_validation
+
+    complete = write_results(tmp_path / "complete", [0.70, 0.90, 0.90], test_auc=0.5)
+    stopped = tmp_path / "stopped" / "folds_done.json"  # a run stopped after its first fold
+    stopped.parent.mkdir()
+    stopped.write_text(json.dumps([{"fold": 0, "val_auc": 0.75}]))
+    choice = choose_by_validation.choose([complete, stopped])
+    assert choice["folds"] == [0] and choice["chosen"] == str(stopped.parent)
+    assert choice["mean_val_auc"] == pytest.approx({str(complete.parent): 0.70, str(stopped.parent): 0.75})
+
+
 def test_choose_by_validation_needs_finished_folds(tmp_path) -> None:
     from experiments import choose_by_validation
 
@@ -102,7 +114,9 @@ def tiny_payload(tmp_path_factory) -> Path:
     for name, patients in (("covid_blues", 4), ("pocus", 3)):
         synthetic.make_frame_store({f"{name}{i}": 2 for i in range(patients)}, frames_per_video=3).save_to_disk(
             str(payload / "stores" / name))
-    add_square_masks(make_labeled_store(n_patients=20, folds=5)).save_to_disk(str(payload / "stores" / "bus_bra"))
+    labeled = add_square_masks(make_labeled_store(n_patients=20, folds=5))
+    labeled = labeled.add_column("video_id", list(labeled["patient_id"]))  # BUS-BRA's pseudo-clips: one per patient
+    labeled.save_to_disk(str(payload / "stores" / "bus_bra"))
     return payload
 
 
@@ -206,3 +220,35 @@ def test_lesion_smoke(tiny_payload, tmp_path) -> None:
     assert export.main(["--kind", "lesion", "--model-dir", str(final_model), "--results",
                         str(runs / "lesion_final" / "combined_results.json"), "--output", str(exported)]) == 0
     assert "fixed in\nadvance" in (exported / "README.md").read_text()
+
+
+def test_run_imagenet_arms_smoke(tiny_payload, tmp_path) -> None:
+    """Recipe search, all pretrainings, every arm and seed, the default candidate's weights, on tiny stores."""
+    import torch
+    from safetensors.torch import load_file
+
+    import usvcl_hf
+
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    progress = run_gpu_script("run_imagenet_arms.sh", tiny_payload, out, runs)
+    assert "all runs done" in progress
+    recipe = json.loads((runs / "recipe_choice.json").read_text())
+    assert recipe["chosen"] == max(recipe["mean_val_auc"], key=recipe["mean_val_auc"].get)
+    assert f"recipe chosen on validation: {Path(recipe['chosen']).name.removeprefix('search_')}" in progress
+    names = packed_names(out)
+    for arm in ("ft_random_s42", "ft_lung_info_nce_s42", "ft_lung_hard_triplet_s42", "ft_busbra_s42",
+                "ft_imagenet_s43", "ft_busbra_s43", "ft_lung_info_nce_s43", "ft_lung_hard_triplet_s43"):
+        assert any(name.endswith(f"{arm}/predictions.csv") for name in names), arm
+    busbra = json.loads((runs / "ft_busbra_s42/results.json").read_text())["config"]
+    assert busbra["pretrained_path"].endswith("pretrain_busbra_{fold}/model")
+    assert json.loads((runs / "pretrain_busbra_1/pretrain_config.json").read_text())["exclude_test_of"] == "split_1"
+    assert json.loads((runs / "pretrain_busbra_all/pretrain_config.json").read_text())["exclude_test_of"] is None
+    default = json.loads((runs / "default_choice.json").read_text())
+    assert default["chosen"] == max(default["mean_val_auc"], key=default["mean_val_auc"].get)
+    shards = runs / "default_model"  # config and shard index here (packed), the float32 shards in $OUT
+    for shard in (out / "final_model").glob("*.safetensors"):
+        (shards / shard.name).write_bytes(shard.read_bytes())
+    model = usvcl_hf.UsvclForImageClassification.from_pretrained(shards)
+    half = load_file(str(out / "model_fp16.safetensors"))
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(half[name].to(tensor.dtype), tensor, rtol=1e-2, atol=1e-3)

