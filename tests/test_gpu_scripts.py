@@ -120,10 +120,11 @@ def tiny_payload(tmp_path_factory) -> Path:
     return payload
 
 
-def run_gpu_script(script: str, payload: Path, out: Path, runs: Path, progress_name: str = "progress.txt") -> str:
+def run_gpu_script(script: str, payload: Path, out: Path, runs: Path, progress_name: str = "progress.txt",
+                   timeout_s: int = 900) -> str:
     """Run an experiments/gpu script with SMOKE=1 on the tiny payload; return its progress log."""
     result = subprocess.run(["bash", f"experiments/gpu/{script}"], cwd=REPO, capture_output=True, text=True,
-                            timeout=900, env={**os.environ, "SMOKE": "1", "OUT": str(out), "RUNS": str(runs),
+                            timeout=timeout_s, env={**os.environ, "SMOKE": "1", "OUT": str(out), "RUNS": str(runs),
                                               "PY": sys.executable, "PAYLOAD": str(payload), "OMP_NUM_THREADS": "1"})
     progress = (out / progress_name).read_text() if (out / progress_name).exists() else ""
     assert result.returncode == 0, progress + result.stderr[-3000:]
@@ -230,14 +231,14 @@ def test_run_imagenet_arms_smoke(tiny_payload, tmp_path) -> None:
     import usvcl_hf
 
     out, runs = tmp_path / "out", tmp_path / "runs"
-    progress = run_gpu_script("run_imagenet_arms.sh", tiny_payload, out, runs)
+    progress = run_gpu_script("run_imagenet_arms.sh", tiny_payload, out, runs, timeout_s=1500)
     assert "all runs done" in progress
     recipe = json.loads((runs / "recipe_choice.json").read_text())
     assert recipe["chosen"] == max(recipe["mean_val_auc"], key=recipe["mean_val_auc"].get)
     assert f"recipe chosen on validation: {Path(recipe['chosen']).name.removeprefix('search_')}" in progress
     names = packed_names(out)
     for arm in ("ft_random_s42", "ft_lung_info_nce_s42", "ft_lung_hard_triplet_s42", "ft_busbra_s42",
-                "ft_imagenet_s43", "ft_busbra_s43", "ft_lung_info_nce_s43", "ft_lung_hard_triplet_s43"):
+                "ft_imagenet_s43", "ft_busbra_s43"):
         assert any(name.endswith(f"{arm}/predictions.csv") for name in names), arm
     busbra = json.loads((runs / "ft_busbra_s42/results.json").read_text())["config"]
     assert busbra["pretrained_path"].endswith("pretrain_busbra_{fold}/model")

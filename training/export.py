@@ -47,6 +47,7 @@ import transformers
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 import usvcl_hf
+from training import imagenet_init
 from usvcl_hf import UsvclConfig, UsvclForContrastivePretraining, UsvclForImageClassification, UsvclImageProcessor
 from usvcl_hf.image_processing_usvcl import MIN_IMAGE_SIDE
 
@@ -519,6 +520,17 @@ def render_card(template: Path, card_data: ModelCardData, **values: Any) -> str:
     return text
 
 
+def imagenet_init_text(backbone: str, init: Any, pretrain_summary: dict[str, Any]) -> str | None:
+    """The card's sentence on an offline ImageNet initialisation (fine-tuning `init` "imagenet", or a pretraining
+    that started from ImageNet), or None."""
+    started = str(init).lower() == "imagenet" or bool(pretrain_summary.get("init_from_imagenet"))
+    if not started:
+        return None
+    if imagenet_init.has_offline_weights(backbone):
+        return imagenet_init.imagenet_description(backbone)
+    return f"timm's ImageNet weights of `{backbone}` (see the timm model card for their licence)"
+
+
 def classifier_card(
     results: dict[str, Any], config: UsvclConfig, pretrain_data: list[str] | None, pretrain_summary: dict[str, Any],
     figures: dict[str, str], license_id: str, license_note: str, model_name: str, dtype: str, size_mb: float,
@@ -561,6 +573,7 @@ def classifier_card(
         threshold=f"{results['final_model']['threshold']:.3f}",
         temperature=f"{results['final_model']['temperature']:.3f}",
         init=results.get("init", "unknown"),
+        imagenet_init=imagenet_init_text(config.backbone, results.get("init"), pretrain_summary),
         command=results.get("command", ""),
         commit=results.get("commit", ""),
         machine=results.get("machine", ""),
@@ -602,6 +615,7 @@ def backbone_card(
         pretrain_hyperparameters=scalar_items(pretrain_summary),
         contrastive_hyperparameters=contrastive_hyperparameters(config),
         timm_file=TIMM_WEIGHTS_FILE,
+        imagenet_init=imagenet_init_text(config.backbone, None, pretrain_summary),
         weights_dtype=dtype,
         size_mb=f"{size_mb:.1f}",
         from_classifier=classifier_name is not None,

