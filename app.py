@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import ctypes
 import io
 import logging
 import math
@@ -364,8 +365,11 @@ def analysis_handler(model: Any, processor: Any, model_name: str, storage: DemoS
             with storage.request_copies(paths) as copies, gate.turn(lambda ahead: progress(
                     0.0, desc=f"waiting: {ahead} analyses ahead")) as waited_s:
                 sources = copies or [str(examples[example])]
-                return run_analysis(model, processor, model_name, sources, int(frame_stride), method, use_crop,
-                                    lesion, waited_s=waited_s)
+                try:
+                    return run_analysis(model, processor, model_name, sources, int(frame_stride), method, use_crop,
+                                        lesion, waited_s=waited_s)
+                finally:
+                    return_freed_memory()
         except UploadGoneError as error:
             raise gr.Error(f"Cannot analyse {Path(str(error)).name}: the upload is no longer on the server (uploads "
                            "are deleted within a minute); please upload it again.", print_exception=False) from error
@@ -378,6 +382,16 @@ def analysis_handler(model: Any, processor: Any, model_name: str, storage: DemoS
             raise gr.Error(message, print_exception=False) from error
 
     return analyse
+
+
+def return_freed_memory() -> None:
+    """Hand memory freed by the analysis back to the operating system (glibc's `malloc_trim`; no-op elsewhere).
+
+    Decoded frames and activations are freed after each request, but glibc keeps much of it in its heap for reuse,
+    so the server's resident size would stay at its peak (docs/benchmarks.md, "Demo under load").
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def run_analysis(
