@@ -91,7 +91,7 @@ def test_three_doors_agree_near_the_threshold(bundled) -> None:
                 labels = door_labels(model, processor, path)
                 expected = "malignant" if malignancy[path.name] >= threshold else "benign"
                 assert set(labels.values()) == {expected}, (path.name, threshold, malignancy[path.name], labels)
-            decisions = {malignancy[name] >= threshold for name in malignancy}
-            assert decisions == {True, False}, f"threshold {threshold}: every fixture falls on one side"
+        decisions = {value >= median - 1e-4 for value in malignancy.values()}
+        assert decisions == {True, False}, "the moved threshold must have fixtures on both sides"
     finally:
         model.config.decision_threshold = original
