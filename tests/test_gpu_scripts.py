@@ -246,6 +246,7 @@ def test_run_imagenet_arms_smoke(tiny_payload, tmp_path) -> None:
     assert json.loads((runs / "pretrain_busbra_all/pretrain_config.json").read_text())["exclude_test_of"] is None
     default = json.loads((runs / "default_choice.json").read_text())
     assert default["chosen"] == max(default["mean_val_auc"], key=default["mean_val_auc"].get)
+    assert not any("lung" in run for run in default["mean_val_auc"])  # COVID-BLUES-derived: never shipped
     shards = runs / "default_model"  # config and shard index here (packed), the float32 shards in $OUT
     for shard in (out / "final_model").glob("*.safetensors"):
         (shards / shard.name).write_bytes(shard.read_bytes())

@@ -10,7 +10,8 @@
 #   2. Arms at the chosen recipe, most important first: random init; lung InfoNCE; lung hard triplet; BUS-BRA
 #      per fold ("{fold}" in the pretrained path); ImageNet seeds 43 and 44; then seeds 43 and 44 of the BUS-BRA,
 #      InfoNCE and triplet arms (the chosen ImageNet candidate is ImageNet seed 42). Seed-42 arms train a final model.
-#   3. The default candidate: among the runs with a final model, the one with the best mean validation AUC; its
+#   3. The default candidate: among the shippable runs with a final model (ImageNet, BUS-BRA; the lung arms used
+#      COVID-BLUES, whose licence forbids shipping derived models), the one with the best mean validation AUC; its
 #      final model goes to $OUT as fp16 (model_fp16.safetensors) and float32 in two shards (final_model/).
 # At most MAX_JOBS processes share the GPU (default: half the cores, at most 8); fine-tuning augments on the GPU and
 # needs no data workers; each pretraining has 2 (at most 4 pretrainings at once: <= 8 data workers). A process still
@@ -33,6 +34,7 @@ RUNS=${RUNS:-/tmp/usvcl_imagenet_runs}
 DEADLINE_S=${DEADLINE_S:-420}      # every process still running this long after the start is stopped
 SEARCH_S=${SEARCH_S:-210}          # recipe-search runs still running then are stopped (their finished folds count)
 PRETRAIN_MIN=${PRETRAIN_MIN:-1.5}  # wall-clock guard of each lung pretraining; BUS-BRA ones get half
+FP32_SHARDS=${FP32_SHARDS:-1}      # 0: only the fp16 weights come back (2 files fewer in $OUT)
 MAX_JOBS=${MAX_JOBS:-$(( $(nproc) / 2 < 8 ? ($(nproc) / 2 > 2 ? $(nproc) / 2 : 2) : 8 ))}
 SEEDS=(${SEEDS:-43 44})
 SEED_ARMS=(busbra lung_info_nce lung_hard_triplet)  # pretrained arms that get the extra SEEDS, in this order
@@ -167,9 +169,9 @@ phase_arms() {  # the arms at the chosen recipe, most important first
   done
 }
 
-export_default() {  # the default candidate: best mean validation AUC among the runs with a final model
-  local candidates=() run chosen
-  for run in "$RUNS/search_$RECIPE_NAME" "$RUNS"/ft_*_s42; do
+export_default() {  # the default candidate: best mean validation AUC among the shippable runs with a final model
+  local candidates=() run chosen  # not the lung arms: COVID-BLUES's licence forbids shipping anything derived
+  for run in "$RUNS/search_$RECIPE_NAME" "$RUNS/ft_busbra_s42"; do
     [ -f "$run/results.json" ] && [ -f "$run/final_model/model.safetensors" ] && candidates+=("$run/results.json")
   done
   chosen=$(choose "$RUNS/default_choice.json" "initialisation (arm)" "${candidates[@]}")
@@ -178,28 +180,31 @@ export_default() {  # the default candidate: best mean validation AUC among the 
   $PY -c "import json, sys; from experiments.choose_by_validation import record_choice
 record_choice({**json.load(open(sys.argv[1])), 'chosen': sys.argv[2]}, 'fine-tuning recipe')" \
     "$RUNS/recipe_choice.json" "$chosen" >> "$RUNS/choices.log" 2>&1  # the recipe choice beside it, for the card
-  $PY - "$chosen/final_model" "$OUT" "$RUNS/default_model" <<'EOF' >> "$RUNS/export.log" 2>&1
+  $PY - "$chosen/final_model" "$OUT" "$RUNS/default_model" "$FP32_SHARDS" <<'EOF' >> "$RUNS/export.log" 2>&1
 import shutil, sys
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 import usvcl_hf
 
-source, out, small = (Path(argument) for argument in sys.argv[1:])
+source, out, small = (Path(argument) for argument in sys.argv[1:4])
 model = usvcl_hf.UsvclForImageClassification.from_pretrained(source)
 model.save_pretrained(small, max_shard_size="10MB")  # float32 in shards of <= 10 MB
 for name in ("preprocessor_config.json",):
     shutil.copy(source / name, small / name)
-(out / "final_model").mkdir(parents=True, exist_ok=True)
-for shard in small.glob("*.safetensors"):
-    shutil.move(str(shard), out / "final_model" / shard.name)
+for shard in small.glob("*.safetensors"):  # float32 shards to $OUT/final_model, or dropped (FP32_SHARDS=0)
+    if sys.argv[4] == "1":
+        (out / "final_model").mkdir(parents=True, exist_ok=True)
+        shutil.move(str(shard), out / "final_model" / shard.name)
+    else:
+        shard.unlink()
 weights = load_file(str(source / "model.safetensors"))
 save_file({key: value.half() if value.is_floating_point() else value for key, value in weights.items()},
           str(out / "model_fp16.safetensors"))
 print(f"default candidate {source}: float32 shards in {out / 'final_model'}, fp16 in {out / 'model_fp16.safetensors'}")
 EOF
-  log "default candidate weights: $(du -ch "$OUT"/final_model/*.safetensors "$OUT/model_fp16.safetensors" | tail -1)"
+  log "default candidate weights: $(du -ch "$OUT"/final_model/*.safetensors "$OUT/model_fp16.safetensors" 2>/dev/null \
+    | tail -1)"
 }
 
 install_wheels || { log "installing the wheels failed"; exit 1; }
