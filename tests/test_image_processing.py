@@ -15,9 +15,10 @@ ODD_SHAPE = (37, 53)  # (H, W)
 
 
 def _grey_picture() -> np.ndarray:
-    """A smooth 8-bit picture with an odd size (so modes can be compared without rounding noise)."""
+    """A smooth 8-bit picture with an odd size spanning 0..255 (deeper modes are rescaled by their own range)."""
     rows, cols = np.mgrid[0 : ODD_SHAPE[0], 0 : ODD_SHAPE[1]]
-    return ((np.sin(rows / 5.0) * np.cos(cols / 7.0) + 1) * 127).astype(np.uint8)
+    wave = np.sin(rows / 5.0) * np.cos(cols / 7.0)
+    return np.rint((wave - wave.min()) / (wave.max() - wave.min()) * 255).astype(np.uint8)
 
 
 def _same_picture_in_every_mode() -> dict:
@@ -48,11 +49,26 @@ def test_every_mode_gives_the_same_pixel_values(mode: str) -> None:
     torch.testing.assert_close(pixel_values, reference, rtol=0, atol=0.02)
 
 
-def test_i16_keeps_16_bit_depth() -> None:
-    ramp = (np.arange(0, 65536, 16, dtype=np.uint16).reshape(64, 64))
+def test_i16_is_rescaled_by_its_own_range() -> None:
+    ramp = np.arange(1000, 1000 + 64 * 64, dtype=np.uint16).reshape(64, 64)  # 12-bit-like values in 16 bits
     grey = to_grey_float(PIL.Image.fromarray(ramp))
-    assert len(np.unique(grey)) > 256  # not squashed to 8 bits
-    assert grey.min() == 0.0 and grey.max() == pytest.approx(ramp.max() / 65535.0)
+    assert grey.min() == 0.0 and grey.max() == 1.0  # not 1000/65535 .. 5095/65535 (nearly black)
+    assert np.all(np.diff(grey.ravel()) >= 0) and len(np.unique(grey)) == 256
+
+
+def test_per_call_overrides_are_honoured_and_unknown_ones_rejected() -> None:
+    processor = UsvclImageProcessor(image_size=SIZE)
+    picture = _grey_picture()
+    pixel_values = processor(picture, image_size=16, in_chans=3, image_mean=[0, 0, 0], image_std=[1, 1, 1],
+                             return_tensors="np")["pixel_values"]
+    assert pixel_values.shape == (1, 3, 16, 16) and pixel_values.min() >= 0.0
+    unnormalised = processor(picture, do_normalize=False, return_tensors="np")["pixel_values"]
+    assert unnormalised.min() >= 0.0 and unnormalised.max() <= 1.0
+    assert processor.image_size == SIZE and processor.in_chans == 1  # the processor itself is unchanged
+    with pytest.raises(ValueError, match="does not take"):
+        processor(picture, size={"height": 8, "width": 8})
+    with pytest.raises(ValueError, match="resize_mode"):
+        processor(picture, resize_mode="stretch")
 
 
 def test_rgba_alpha_is_composited_over_black() -> None:

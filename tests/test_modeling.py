@@ -199,3 +199,27 @@ def test_offline_hub_round_trip_in_clean_process(tmp_path: Path, tiny_config_kwa
     labels = {prediction["label"] for prediction in result["predictions"]}
     assert labels == {"benign", "malignant"}
     assert sum(prediction["score"] for prediction in result["predictions"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_return_dict_false_gives_tuples(tiny_config_kwargs: dict) -> None:
+    torch.manual_seed(0)
+    config = UsvclConfig(**tiny_config_kwargs)
+    classifier = UsvclForImageClassification(config).eval()
+    pixels = torch.randn(2, 1, config.image_size, config.image_size)
+    labels = torch.tensor([0, 1])
+    with torch.no_grad():
+        as_dict = classifier(pixels, labels=labels)
+        as_tuple = classifier(pixels, labels=labels, return_dict=False)
+        encoder_tuple = classifier.usvcl(pixels, return_dict=False)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == len(as_dict.to_tuple())
+    torch.testing.assert_close(as_tuple[0], as_dict.loss)
+    torch.testing.assert_close(as_tuple[1], as_dict.logits)
+    assert isinstance(encoder_tuple, tuple) and encoder_tuple[0].shape == (2, config.embedding_dim)
+    config.return_dict = False  # the config's default is honoured too
+    with torch.no_grad():
+        assert isinstance(classifier(pixels), tuple)
+    pretraining = UsvclForContrastivePretraining(UsvclConfig(**tiny_config_kwargs, return_dict=False)).eval()
+    frames = torch.randn(2, 1 + config.num_positives + config.num_negatives, 1, config.image_size, config.image_size)
+    with torch.no_grad():
+        loss, anchors, *_ = pretraining(frames)
+    assert loss.ndim == 0 and anchors.shape == (2, config.embedding_dim)

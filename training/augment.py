@@ -17,7 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-UINT8_MAX = 255.0
+from usvcl_hf.image_processing_usvcl import UINT8_MAX
+
 SEED_BOUND = 2**62
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shutil
 import sys
@@ -48,6 +47,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 import usvcl_hf
 from training import imagenet_init
+from training.atomic import atomic_folder
 from usvcl_hf import UsvclConfig, UsvclForContrastivePretraining, UsvclForImageClassification, UsvclImageProcessor
 from usvcl_hf.image_processing_usvcl import MIN_IMAGE_SIDE
 
@@ -626,29 +626,6 @@ def backbone_card(
 # ------------------------------------------------------------------------------------------------ folder handling
 
 
-def staging_folder(output: Path) -> Path:
-    """A fresh hidden folder next to `output` (same file system, so the final rename is atomic)."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = output.parent / f".{output.name}.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    return staging
-
-
-def replace_folder(staging: Path, output: Path) -> None:
-    """Move `staging` to `output`, replacing an existing folder; the old one comes back if the move fails."""
-    backup = output.parent / f".{output.name}.old-{os.getpid()}"
-    if output.exists():
-        os.replace(output, backup)
-    try:
-        os.replace(staging, output)
-    except OSError:
-        if backup.exists():
-            os.replace(backup, output)
-        raise
-    shutil.rmtree(backup, ignore_errors=True)
-
-
 def finish_folder(folder: Path) -> None:
     """Drop `__pycache__` folders loading may have left; make files 0644 and folders 0755 (they are published)."""
     for cache in folder.rglob("__pycache__"):
@@ -691,8 +668,7 @@ def export_classifier(
     set_decision_rule(model.config, results["final_model"]["temperature"], results["final_model"]["threshold"])
     processor = load_processor(model_dir, model.config)
     license_default, license_note = choose_license(["bus_bra", *(pretrain_keys or [])])
-    staging = staging_folder(output)
-    try:
+    with atomic_folder(output) as staging:
         size_mb = save_model(model, staging, EXPORT_DTYPES[dtype], max_mb)
         processor.save_pretrained(staging)
         write_check(staging, model, processor, "classifier", dtype)
@@ -710,9 +686,6 @@ def export_classifier(
         )
         (staging / "README.md").write_text(card)
         finish_folder(staging)
-        replace_folder(staging, output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return output
 
 
@@ -757,8 +730,7 @@ def export_backbone(
     from_classifier = UsvclForImageClassification.__name__ in (encoder.config.architectures or [])
     processor = load_processor(model_dir, encoder.config)
     license_default, license_note = choose_license(pretrain_keys or [])
-    staging = staging_folder(output)
-    try:
+    with atomic_folder(output) as staging:
         size_mb = save_model(encoder, staging, EXPORT_DTYPES[dtype], max_mb)
         processor.save_pretrained(staging)
         exported = write_check(staging, encoder, processor, "backbone", dtype)
@@ -769,9 +741,6 @@ def export_backbone(
         )
         (staging / "README.md").write_text(card)
         finish_folder(staging)
-        replace_folder(staging, output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return output
 
 

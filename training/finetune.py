@@ -35,9 +35,11 @@ from tqdm.auto import tqdm
 
 import usvcl_hf
 from training import evaluation, imagenet_init
+from training.atomic import write_json_atomic
 from training.augment import AUGMENT_POLICIES, SEED_BOUND, AugmentConfig, augment_batch, params_tensor, sample_view
 from training.config import FinetuneConfig, config_to_dict, load_config
-from training.pretrain import EpochSeededSampler, build_scheduler, cpu_state_dict, write_json_atomic
+from training.pretrain import EpochSeededSampler, build_scheduler, cpu_state_dict
+from usvcl_hf.image_processing_usvcl import normalize, resize_to_square, to_grey_float
 
 INITS = ("pretrained", "random", "imagenet")
 SPLIT_PREFIX = "split_"
@@ -116,8 +118,7 @@ class SquareDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.epoch = 0
         self.in_chans = processor.in_chans
-        self.mean = torch.tensor(processor.image_mean, dtype=torch.float32).view(-1, 1, 1)  # (C,) -> (C, 1, 1)
-        self.std = torch.tensor(processor.image_std, dtype=torch.float32).view(-1, 1, 1)  # (C,) -> (C, 1, 1)
+        self.mean, self.std = processor.image_mean, processor.image_std
 
     def set_epoch(self, epoch: int) -> None:
         """Redraw the augmentations for `epoch`."""
@@ -144,7 +145,7 @@ class SquareDataset(torch.utils.data.Dataset):
         if self.augment:
             squares = augment_batch(squares, batch["views"], int(batch["noise_seed"][0]))
         channels = squares[:, None].expand(-1, self.in_chans, -1, -1)  # (B, S, S) -> (B, C, S, S)
-        return (channels - self.mean.to(squares.device)) / self.std.to(squares.device)
+        return normalize(channels, self.mean, self.std)
 
 
 def load_labeled_data(store_path: str, image_size: int, resize_mode: str) -> LabeledData:
@@ -154,10 +155,7 @@ def load_labeled_data(store_path: str, image_size: int, resize_mode: str) -> Lab
         if column not in store.column_names:
             raise ValueError(f"{store_path}: a labelled store needs column {column!r}; has {store.column_names}.")
     squares = np.stack([
-        usvcl_hf.image_processing_usvcl.resize_to_square(
-            usvcl_hf.image_processing_usvcl.to_grey_float(image), image_size, resize_mode
-        )
-        for image in store["image"]
+        resize_to_square(to_grey_float(image), image_size, resize_mode) for image in store["image"]
     ])  # (n, S, S)
     split_columns = {
         int(name.removeprefix(SPLIT_PREFIX)): np.asarray(store[name]).astype(str)

@@ -22,7 +22,6 @@ import json
 import math
 import os
 import re
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +35,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from training.atomic import atomic_folder
 from training.lesion_filter import filter_lesion_frames
 from training.lesion_masks import mask_column
 from usvcl_hf.video import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, ClipReadError, read_clip
@@ -396,17 +396,10 @@ def write_store_atomically(store: datasets.Dataset, output: Path, reports: dict[
     output = output.resolve()
     if output.exists() and any(output.iterdir()) and not (output / STORE_MARKER).is_file():
         raise PrepareError(f"{output} exists and is not a store made by this tool; refusing to replace it")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.parent / f".{output.name}.tmp-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    store.save_to_disk(str(temporary))
-    for name, content in reports.items():
-        (temporary / name).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    previous = output.parent / f".{output.name}.old-{os.getpid()}"
-    if output.exists():
-        output.rename(previous)
-    temporary.rename(output)
-    shutil.rmtree(previous, ignore_errors=True)
+    with atomic_folder(output) as staging:
+        store.save_to_disk(str(staging))
+        for name, content in reports.items():
+            (staging / name).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def finish(store: datasets.Dataset, args: argparse.Namespace, read_count: int, skipped: list[dict],

@@ -41,8 +41,10 @@ from tqdm.auto import tqdm
 
 import usvcl_hf
 from training import evaluation, imagenet_init
+from training.atomic import write_json_atomic
 from training.config import PretrainConfig, config_to_dict, load_config
 from training.sampler import SharedNegativesCollator, TripletDataset, collate_triplets
+from usvcl_hf.configuration_usvcl import LOSSES
 
 CHECKPOINT_PREFIX = "step_"
 TEMP_PREFIX = ".tmp_"
@@ -52,7 +54,6 @@ MONITOR_BATCH_SIZE = 64
 MONITOR_SPLIT_VALUES = ("train", "val")  # never "test"
 MONITOR_HALVES = 2
 PROBE_MAX_ITER = 2000
-LOSSES = ("hard_triplet", "info_nce")
 SELECTIONS = ("loss", "monitor")
 MONITOR_SELECTION_KEY = "probe_auc"
 
@@ -295,13 +296,6 @@ def run_monitor(encoder: usvcl_hf.UsvclModel, monitor: MonitorData, k: int, devi
         "knn_auc": float(np.mean(knn_aucs)) if knn_aucs else nan,
         "probe_auc": float(np.mean(probe_aucs)) if probe_aucs else nan,
     }
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to `path` via a temporary file and a rename."""
-    temporary = path.with_name(TEMP_PREFIX + path.name)
-    temporary.write_text(json.dumps(payload, indent=2))
-    os.replace(temporary, path)
 
 
 def checkpoint_steps(checkpoint_dir: Path) -> list[int]:

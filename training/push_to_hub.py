@@ -27,6 +27,8 @@ from typing import Any
 
 from huggingface_hub import HfApi, ModelCard, SpaceCard, SpaceCardData, get_token
 
+from training.atomic import atomic_folder
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_FILE_PATTERNS = ("README.md", "config.json", "preprocessor_config.json", "export_check.json", "results.json",
                        "*.safetensors", "*.py", "*.png")
@@ -336,16 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
 def dry_run(args: argparse.Namespace) -> Path:
     """Build and validate into `args.dry_run` (written next to it, then renamed); return it."""
     output: Path = args.dry_run
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
-    try:
+    with atomic_folder(output) as staging:
         build_and_validate(args.model_dir, staging, args.repo_id, args.space_id)
         staging.chmod(PUBLISHED_DIR_MODE)
-        if output.exists():
-            shutil.rmtree(output)
-        os.replace(staging, output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return output
 
 

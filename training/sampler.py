@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from training.augment import AugmentConfig, augment_frame
+from usvcl_hf.image_processing_usvcl import UINT8_MAX, normalize, to_grey_uint8
 
 DEFAULT_NUM_POSITIVES = 16
 DEFAULT_NUM_NEGATIVES = 111
@@ -62,7 +63,7 @@ def _decode_image_bytes(raw: dict) -> np.ndarray:
 
     source = io.BytesIO(raw["bytes"]) if raw.get("bytes") else raw["path"]
     with Image.open(source) as image:
-        return np.asarray(image.convert("L"), dtype=np.uint8)
+        return to_grey_uint8(image)  # (H, W) uint8, the one grey conversion of every door
 
 
 def _as_store(stores: datasets.Dataset | Sequence[datasets.Dataset]) -> tuple[datasets.Dataset, np.ndarray]:
@@ -180,9 +181,9 @@ class TripletDataset(torch.utils.data.Dataset):
             augment_frame(self.cache.frame(int(row)), self.image_size, rng, self.augment_config, augment=self.augment)
             for row in rows
         ]
-        stacked = torch.stack(views)[:, None] / 255.0  # (V, S, S) -> (V, 1, S, S)
+        stacked = torch.stack(views)[:, None] / UINT8_MAX  # (V, S, S) -> (V, 1, S, S)
         stacked = stacked.expand(-1, self.in_chans, -1, -1)  # (V, 1, S, S) -> (V, C, S, S)
-        return (stacked - self.mean) / self.std
+        return normalize(stacked, self.mean, self.std)
 
     def item_rows(self, index: int) -> np.ndarray:
         """Rows of item ``index``: anchor, positives and (unless negatives are shared) negatives."""
@@ -200,14 +201,14 @@ class TripletDataset(torch.utils.data.Dataset):
         return views
 
 
-def _per_channel(values: Sequence[float], in_chans: int, name: str) -> torch.Tensor:
-    """(C, 1, 1) tensor from a per-channel sequence (one value is broadcast)."""
-    values = list(values)
+def _per_channel(values: Sequence[float], in_chans: int, name: str) -> list[float]:
+    """`in_chans` per-channel values from a sequence (one value is broadcast)."""
+    values = [float(value) for value in values]
     if len(values) == 1:
         values = values * in_chans
     if len(values) != in_chans:
         raise ValueError(f"{name} has {len(values)} values for in_chans={in_chans}")
-    return torch.tensor(values, dtype=torch.float32).view(in_chans, 1, 1)  # (C,) -> (C, 1, 1)
+    return values
 
 
 def collate_triplets(items: list[torch.Tensor]) -> torch.Tensor:

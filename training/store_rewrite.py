@@ -9,6 +9,8 @@ from pathlib import Path
 import datasets
 from PIL import Image
 
+from training.atomic import atomic_folder
+
 COPIED_REPORTS = ("summary.json", "skipped.json")
 
 
@@ -26,12 +28,9 @@ def rewrite_store_images(
     encoded = [{"bytes": encode(image), "path": None} for image in progress(store["image"])]
     rewritten = store.remove_columns("image").add_column("image", encoded, feature=datasets.Image())
     rewritten = rewritten.select_columns(store.column_names)  # same column order as the source
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    rewritten.save_to_disk(str(partial))
-    for report in COPIED_REPORTS:
-        if (source / report).exists():
-            shutil.copy2(source / report, partial / report)
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
+    with atomic_folder(target) as staging:
+        rewritten.save_to_disk(str(staging))
+        for report in COPIED_REPORTS:
+            if (source / report).exists():
+                shutil.copy2(source / report, staging / report)
     return sum(path.stat().st_size for path in target.rglob("*") if path.is_file())

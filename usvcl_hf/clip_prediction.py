@@ -32,7 +32,7 @@ import torch
 
 from .aggregation import aggregate_probabilities
 from .configuration_usvcl import CLIP_AGGREGATIONS, POSITIVE_LABEL, positive_label_id
-from .image_processing_usvcl import to_grey_float
+from .image_processing_usvcl import to_grey_uint8
 from .input_checks import CHECKED_SIZES, check_frame_sizes
 from .lesion import NO_LESION_LABEL, check_model_location, frame_lesion_probabilities
 from .ood import clip_ood_score, ood_warning
@@ -49,7 +49,6 @@ from .video import (
 DEFAULT_FRAME_STRIDE = 5
 DEFAULT_MAX_FRAMES = 600
 DEFAULT_BATCH_SIZE = 16
-UINT8_MAX = 255.0
 # Frames are shrunk as they are decoded towards this many times the model's input side (DecodeBudget.working_side):
 # the longer side of a kept frame stays below 2 x 2 x image_size, enough for the imaging-region crop and the resize.
 WORKING_SIDE_FACTOR = 2
@@ -151,11 +150,6 @@ def positive_class_index(config: Any) -> int:
     return positive_label_id(config.label2id)
 
 
-def grey_uint8(image: np.ndarray | PIL.Image.Image) -> np.ndarray:
-    """Any image array or PIL image -> `(H, W)` uint8 greyscale (same rules as the image processor)."""
-    return np.rint(to_grey_float(image) * UINT8_MAX).astype(np.uint8)
-
-
 def _check_image_count(count: int, max_frames: int | None) -> None:
     """Raise `ClipTooLongError` when more than `max_frames` still images are given."""
     if max_frames is not None and count > max_frames:
@@ -199,7 +193,7 @@ def _read_still(
             raise ClipReadError(path, "a multi-frame file cannot be mixed with other files; upload it on its own")
         return clip.frames[0], str(path), clip.crop_box
     name = f"<image {position}>"
-    frame = grey_uint8(item)
+    frame = to_grey_uint8(item)
     if max_pixels is not None and frame.size > max_pixels:
         raise ClipReadError(name, f"resolution {frame.shape[1]}x{frame.shape[0]} exceeds max_pixels={max_pixels}")
     check_frame_sizes([frame], [name])
@@ -323,6 +317,14 @@ def decide_over_lesion_frames(
     return label, probabilities, int(kept[np.argmax(frame_probabilities[kept])])
 
 
+def frame_times(decoded: DecodedFrames) -> np.ndarray:
+    """`(T,)` time in seconds of each kept frame; nan when the source has no frame rate."""
+    fps = decoded.fps
+    if not math.isfinite(fps) or fps <= 0:
+        return np.full(len(decoded.frames), np.nan)
+    return np.asarray(decoded.frame_indices / fps, dtype=np.float64)
+
+
 def predict_clip(
     model: Any,
     processor: Any,
@@ -381,15 +383,13 @@ def predict_clip(
     label, probabilities, most_suspicious = decide_over_lesion_frames(
         model, frame_probabilities, lesion_frames, aggregation, lesion_probabilities
     )
-    fps = decoded.fps
-    times = decoded.frame_indices / fps if math.isfinite(fps) and fps > 0 else np.full(len(decoded.frames), np.nan)
     return ClipPrediction(
         label=label,
         probabilities=probabilities,
         frame_probabilities=frame_probabilities,
         frame_indices=decoded.frame_indices,
-        times_s=np.asarray(times, dtype=np.float64),
-        fps=fps,
+        times_s=frame_times(decoded),
+        fps=decoded.fps,
         most_suspicious_frame=most_suspicious,
         frames=decoded.frames,
         sources=decoded.sources,
@@ -420,7 +420,6 @@ __all__ = [
     "decide_over_lesion_frames",
     "frame_malignancy",
     "frame_scores",
-    "grey_uint8",
     "load_model",
     "positive_class_index",
     "predict_clip",

@@ -1,4 +1,10 @@
-"""Image processor for usvcl: any common image type -> greyscale, aspect-preserving resize, normalisation."""
+"""Image processor for usvcl: any common image type -> 8-bit greyscale, aspect-preserving resize, normalisation.
+
+`to_grey_uint8` is the ONE greyscale conversion of the project: `usvcl_hf.video.read_clip` (stores, `predict_clip`,
+the demo) and this processor (`pipeline`, `from_pretrained` users) both call it, so one image gives the same pixels
+at every door. 8-bit images are used as they are; any other depth (16-bit, 32-bit integer, float, bool) is mapped
+linearly from its own [min, max] onto [0, 255]; colour becomes ITU-R 601 luma and alpha is composited over black.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,11 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 
-UINT8_MAX = 255.0
-UINT16_MAX = 65535.0
+UINT8_MAX = 255
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as PIL's convert("L")
-CHANNEL_COUNTS = (1, 3, 4)
+RGB_CHANNELS = 3
+RGBA_CHANNELS = 4
+CHANNEL_COUNTS = (1, RGB_CHANNELS, RGBA_CHANNELS)
 RESIZE_MODES = ("pad", "crop")
 DEFAULT_MEAN = 0.5
 DEFAULT_STD = 0.25
@@ -22,12 +29,33 @@ DEFAULT_STD = 0.25
 # `image_size` it only repeats pixels, and the model would judge detail that is not there. Real ultrasound frames
 # are hundreds of pixels (BUS-BRA: 224 px shorter side here).
 MIN_IMAGE_SIDE = 32
+PALETTE_MODES = ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1", "LA", "La", "RGBa")
+OVERRIDABLE = ("image_size", "in_chans", "resize_mode", "image_mean", "image_std", "do_normalize", "min_image_side")
+
+
+def rescale_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Map an array linearly from its own [min, max] onto [0, 255] uint8 (a constant array becomes 0)."""
+    values = np.nan_to_num(np.asarray(values, dtype=np.float64))
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.uint8)
+    scaled = (values - low) * (UINT8_MAX / (high - low))
+    return np.clip(np.rint(scaled), 0, UINT8_MAX).astype(np.uint8)
+
+
+def colour_to_grey(pixels: np.ndarray) -> np.ndarray:
+    """`(..., 3)` RGB or `(..., 4)` RGBA uint8 pixels -> `(...)` uint8 luma, alpha composited over black."""
+    luma = pixels[..., :RGB_CHANNELS].astype(np.float32) @ LUMA_WEIGHTS  # (..., 3) -> (...)
+    if pixels.shape[-1] == RGBA_CHANNELS:
+        luma = luma * (pixels[..., RGB_CHANNELS].astype(np.float32) / UINT8_MAX)
+    return np.clip(np.rint(luma), 0, UINT8_MAX).astype(np.uint8)
 
 
 def _array_from_pil(image: PIL.Image.Image) -> np.ndarray:
     """A PIL image as an `(H, W)` or `(H, W, C)` array, keeping 16-bit and float depth."""
-    if image.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
-        image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
+    if image.mode in PALETTE_MODES or (image.mode in ("L", "RGB") and "transparency" in image.info):
+        has_alpha = "A" in image.mode or "a" in image.mode or "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha else "RGB")
     if image.mode.startswith("I;16"):
         return np.asarray(image, dtype=np.uint16)
     return np.asarray(image)
@@ -46,37 +74,60 @@ def _channels_last(array: np.ndarray) -> np.ndarray:
     raise ValueError(f"Cannot find the channel axis (1, 3 or 4 channels) in an image of shape {array.shape}.")
 
 
-def _unit_range(array: np.ndarray) -> np.ndarray:
-    """Scale integer or float pixels to float32 in [0, 1] by the type's range (never by the image's own maximum)."""
-    if array.dtype == np.bool_:
-        return array.astype(np.float32)
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / UINT8_MAX
-    if np.issubdtype(array.dtype, np.integer):
-        return np.clip(array.astype(np.float32) / UINT16_MAX, 0.0, 1.0)
-    array = np.nan_to_num(array.astype(np.float32))
-    if array.size and array.max() > 1.0:
-        array = array / UINT8_MAX
-    return np.clip(array, 0.0, 1.0)
+def _alpha_to_uint8(alpha: np.ndarray) -> np.ndarray:
+    """An alpha channel of any type -> uint8 opacity (integer types by their full range, floats in [0, 1])."""
+    if alpha.dtype == np.uint8:
+        return alpha
+    if np.issubdtype(alpha.dtype, np.integer):
+        scale = np.iinfo(alpha.dtype).max
+        return np.clip(np.rint(alpha.astype(np.float64) * UINT8_MAX / scale), 0, UINT8_MAX).astype(np.uint8)
+    opacity = np.clip(np.nan_to_num(alpha.astype(np.float64)), 0.0, 1.0)
+    return np.rint(opacity * UINT8_MAX).astype(np.uint8)
+
+
+def array_to_grey(array: np.ndarray) -> np.ndarray:
+    """An `(H, W)`, `(H, W, C)` or `(C, H, W)` array of any dtype -> `(H, W)` uint8 grey (rules in the module doc)."""
+    pixels = _channels_last(np.asarray(array))  # (H, W, C)
+    if pixels.dtype != np.uint8:
+        colour = rescale_to_uint8(pixels[..., :RGB_CHANNELS])  # (H, W, C') by the image's own range
+        if pixels.shape[-1] == RGBA_CHANNELS:
+            colour = np.concatenate([colour, _alpha_to_uint8(pixels[..., RGB_CHANNELS:])], axis=-1)
+        pixels = colour
+    if pixels.shape[-1] == 1:
+        return pixels[..., 0]  # (H, W, 1) -> (H, W)
+    return colour_to_grey(pixels)  # (H, W, 3 or 4) -> (H, W)
+
+
+def to_grey_uint8(image: Any) -> np.ndarray:
+    """PIL image, numpy array or tensor in any common mode (L, RGB, RGBA, P, 16-bit, float) -> `(H, W)` uint8."""
+    if isinstance(image, PIL.Image.Image):
+        if image.mode == "L" and "transparency" not in image.info:
+            return np.asarray(image, dtype=np.uint8)
+        return array_to_grey(_array_from_pil(image))
+    if isinstance(image, torch.Tensor):
+        return array_to_grey(image.detach().cpu().numpy())
+    return array_to_grey(np.asarray(image))
 
 
 def to_grey_float(image: Any) -> np.ndarray:
-    """PIL image, numpy array or tensor in any common mode (L, RGB, RGBA, 16-bit, float) -> `(H, W)` float32 in [0, 1].
+    """`to_grey_uint8(image) / 255`: `(H, W)` float32 in [0, 1]."""
+    return to_grey_uint8(image).astype(np.float32) / UINT8_MAX
 
-    Colour is turned into luma; an alpha channel is composited over black (the ultrasound background).
-    """
-    if isinstance(image, PIL.Image.Image):
-        array = _array_from_pil(image)
-    elif isinstance(image, torch.Tensor):
-        array = image.detach().cpu().numpy()
+
+def normalize(pixels: Any, mean: Any, std: Any) -> Any:
+    r"""`(x - mean) / std` per channel on `(..., C, H, W)` numpy arrays or tensors; `mean`, `std` hold C values."""
+    if isinstance(pixels, torch.Tensor):
+        mean = torch.as_tensor(mean, dtype=pixels.dtype, device=pixels.device)
+        std = torch.as_tensor(std, dtype=pixels.dtype, device=pixels.device)
     else:
-        array = np.asarray(image)
-    pixels = _unit_range(_channels_last(array))  # (H, W, C)
-    if pixels.shape[-1] == 4:
-        pixels = pixels[..., :3] * pixels[..., 3:]  # (H, W, 4) -> (H, W, 3) over black
-    if pixels.shape[-1] == 3:
-        return pixels @ LUMA_WEIGHTS  # (H, W, 3) -> (H, W)
-    return pixels[..., 0]  # (H, W, 1) -> (H, W)
+        mean, std = np.asarray(mean, dtype=np.float32), np.asarray(std, dtype=np.float32)
+    return (pixels - mean[:, None, None]) / std[:, None, None]  # (C,) -> (C, 1, 1), broadcast over (..., C, H, W)
+
+
+def check_resize_mode(mode: str) -> None:
+    """Raise a `ValueError` unless `mode` is one of `RESIZE_MODES`."""
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"`resize_mode` must be one of {list(RESIZE_MODES)}, got {mode!r}.")
 
 
 def resize_to_square(grey: np.ndarray, size: int, mode: str = "pad") -> np.ndarray:
@@ -85,8 +136,7 @@ def resize_to_square(grey: np.ndarray, size: int, mode: str = "pad") -> np.ndarr
     `"pad"` scales the longer side to `size` and centres the image on black; `"crop"` scales the shorter side to
     `size` and takes the centre square. Neither stretches.
     """
-    if mode not in RESIZE_MODES:
-        raise ValueError(f"`resize_mode` must be one of {list(RESIZE_MODES)}, got {mode!r}.")
+    check_resize_mode(mode)
     height, width = grey.shape
     if height < 1 or width < 1:
         raise ValueError(f"An image must have at least one pixel, got shape {grey.shape}.")
@@ -135,12 +185,28 @@ def image_size_problem(height: int, width: int, min_side: int = MIN_IMAGE_SIDE) 
     )
 
 
+def _as_image_list(images: Any) -> list:
+    """One image, a list of them, or a `(B, ...)` array/tensor batch -> a non-empty list of images."""
+    if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:
+        images = list(images)
+    elif not isinstance(images, (list, tuple)):
+        images = [images]
+    if not images:
+        raise ValueError("No image was given to the image processor.")
+    return list(images)
+
+
 class UsvclImageProcessor(BaseImageProcessor):
     r"""
     Turns images of any common type into the `pixel_values` a usvcl model takes.
 
-    Steps: greyscale float in [0, 1] (`to_grey_float`), aspect-preserving resize to `image_size` x `image_size`
-    (`resize_mode` `"pad"` or `"crop"`), replication to `in_chans` channels, `(x - image_mean) / image_std`.
+    Steps: 8-bit greyscale (`to_grey_uint8`) scaled to [0, 1], aspect-preserving resize to `image_size` x
+    `image_size` (`resize_mode` `"pad"` or `"crop"`), replication to `in_chans` channels,
+    `(x - image_mean) / image_std`. Every argument can also be given per call to `preprocess` / `__call__`.
+
+    Note: `pipeline("image-classification")` converts PIL images and paths to 8-bit RGB (transformers'
+    `load_image`) before they reach this processor, which clips 16-bit and float images; give the pipeline a numpy
+    array (`np.asarray(PIL.Image.open(path))`) to keep them.
 
     Args:
         image_size (`int`, defaults to 224): output side.
@@ -151,7 +217,8 @@ class UsvclImageProcessor(BaseImageProcessor):
         do_normalize (`bool`, defaults to `True`).
         mask_threshold (`float`, defaults to 0.5): lesion probability at and above which
             `post_process_semantic_segmentation` calls a pixel lesion (lesion models only).
-        min_image_side (`int`, defaults to `MIN_IMAGE_SIDE` = 32): smaller images raise a `ValueError` that says why.
+        min_image_side (`int`, defaults to `MIN_IMAGE_SIDE` = 32): smaller images raise a `ValueError` that says why
+            (`predict_clip` checks frames as decoded, before its crop, and passes 1 per call).
     """
 
     model_input_names = ["pixel_values"]
@@ -169,10 +236,6 @@ class UsvclImageProcessor(BaseImageProcessor):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if resize_mode not in RESIZE_MODES:
-            raise ValueError(f"`resize_mode` must be one of {list(RESIZE_MODES)}, got {resize_mode!r}.")
-        if in_chans not in (1, 3):
-            raise ValueError(f"`in_chans` must be 1 or 3, got {in_chans}.")
         self.image_size = image_size
         self.in_chans = in_chans
         self.resize_mode = resize_mode
@@ -181,39 +244,53 @@ class UsvclImageProcessor(BaseImageProcessor):
         self.do_normalize = do_normalize
         self.mask_threshold = mask_threshold
         self.min_image_side = int(min_image_side)
-        if len(self.image_mean) != in_chans or len(self.image_std) != in_chans or min(self.image_std) <= 0:
+        self._check(self.settings())
+
+    def settings(self, **overrides: Any) -> dict[str, Any]:
+        """The processing arguments, with per-call `overrides` (None = keep); unknown names raise a `ValueError`."""
+        unknown = sorted(set(overrides) - set(OVERRIDABLE))
+        if unknown:
+            raise ValueError(f"UsvclImageProcessor does not take {unknown}; per-call options are {list(OVERRIDABLE)}.")
+        settings = {name: getattr(self, name) for name in OVERRIDABLE}
+        settings.update({name: value for name, value in overrides.items() if value is not None})
+        self._check(settings)
+        return settings
+
+    @staticmethod
+    def _check(settings: dict[str, Any]) -> None:
+        """Raise a `ValueError` for unusable processing arguments."""
+        check_resize_mode(settings["resize_mode"])
+        in_chans = settings["in_chans"]
+        if in_chans not in (1, 3):
+            raise ValueError(f"`in_chans` must be 1 or 3, got {in_chans}.")
+        if int(settings["image_size"]) < 1:
+            raise ValueError(f"`image_size` must be positive, got {settings['image_size']}.")
+        mean, std = settings["image_mean"], settings["image_std"]
+        if len(mean) != in_chans or len(std) != in_chans or min(std) <= 0:
             raise ValueError(f"`image_mean` and `image_std` need {in_chans} values each, with std > 0.")
 
-    def process_one(self, image: Any, min_image_side: int | None = None) -> np.ndarray:
-        """One image -> `(in_chans, image_size, image_size)` float32 (`min_image_side` overrides the processor's)."""
+    def process_one(self, image: Any, **overrides: Any) -> np.ndarray:
+        """One image -> `(in_chans, image_size, image_size)` float32."""
+        settings = self.settings(**overrides)
         grey = to_grey_float(image)  # (H, W)
-        problem = image_size_problem(*grey.shape, self.min_image_side if min_image_side is None else min_image_side)
+        problem = image_size_problem(*grey.shape, int(settings["min_image_side"]))
         if problem:
             raise ValueError(f"Cannot classify this image: {problem}.")
-        square = resize_to_square(grey, self.image_size, self.resize_mode)  # (S, S)
-        channels = np.repeat(square[None], self.in_chans, axis=0)  # (S, S) -> (C, S, S)
-        if self.do_normalize:
-            mean = np.asarray(self.image_mean, dtype=np.float32)[:, None, None]
-            std = np.asarray(self.image_std, dtype=np.float32)[:, None, None]
-            channels = (channels - mean) / std
+        square = resize_to_square(grey, int(settings["image_size"]), settings["resize_mode"])  # (S, S)
+        channels = np.repeat(square[None], settings["in_chans"], axis=0)  # (S, S) -> (C, S, S)
+        if settings["do_normalize"]:
+            channels = normalize(channels, settings["image_mean"], settings["image_std"])
         return channels.astype(np.float32)
 
-    def preprocess(
-        self, images: Any, return_tensors: str | None = None, min_image_side: int | None = None, **kwargs
-    ) -> BatchFeature:
+    def preprocess(self, images: Any, return_tensors: str | None = None, **kwargs) -> BatchFeature:
         """One image or a list of them (or a `(B, ...)` array/tensor batch) -> `pixel_values (B, C, S, S)`.
 
-        `min_image_side` overrides the processor's for this call (`predict_clip` checks the frames as decoded,
-        before its imaging-region crop, and passes 1).
+        Keyword arguments named in `OVERRIDABLE` replace the processor's own values for this call; any other
+        keyword raises a `ValueError` (nothing is silently ignored).
         """
-        if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:
-            images = list(images)
-        elif not isinstance(images, (list, tuple)):
-            images = [images]
-        if not images:
-            raise ValueError("No image was given to the image processor.")
-        pixel_values = np.stack([self.process_one(image, min_image_side) for image in images])  # (B, C, S, S)
-        return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
+        settings = self.settings(**kwargs)
+        pixel_values = np.stack([self.process_one(image, **settings) for image in _as_image_list(images)])
+        return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)  # (B, C, S, S)
 
     def post_process_semantic_segmentation(
         self, outputs: Any, target_sizes: list[tuple[int, int]] | None = None, threshold: float | None = None
@@ -242,9 +319,12 @@ class UsvclImageProcessor(BaseImageProcessor):
 
 __all__ = [
     "MIN_IMAGE_SIDE",
+    "UINT8_MAX",
     "UsvclImageProcessor",
     "image_size_problem",
+    "normalize",
     "resize_to_square",
     "square_to_frame",
     "to_grey_float",
+    "to_grey_uint8",
 ]

@@ -21,12 +21,11 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from .image_processing_usvcl import square_to_frame, to_grey_float
+from .image_processing_usvcl import UINT8_MAX, square_to_frame, to_grey_float
 from .input_checks import CHECKED_SIZES
 
 DEFAULT_ALPHA = 0.4
 COLORMAP = "jet"
-UINT8_MAX = 255.0
 
 
 class _LogitsOnly(nn.Module):

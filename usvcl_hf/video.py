@@ -3,6 +3,8 @@
 Containers (mp4, avi, mov, mkv, webm, mpeg) are decoded with PyAV, DICOM files with pydicom (multi-frame cine
 loops and single frames, with or without a suffix), still images with Pillow. Every source becomes a :class:`Clip`
 of ``(T, H, W)`` uint8 greyscale frames, at native resolution unless a :class:`DecodeBudget` shrinks them.
+Still images and DICOM pixels go through the grey conversion of :mod:`usvcl_hf.image_processing_usvcl`
+(``to_grey_uint8``), the one the image processor uses, so every door sees the same pixels for one image.
 
 DICOM privacy: only pixel data, the frame count and the timing tags (FrameTime, CineRate,
 RecommendedDisplayFrameRate) are read; no other tag is loaded into memory, stored or returned.
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .file_signatures import still_image_format
-from .image_processing_usvcl import image_size_problem
+from .image_processing_usvcl import UINT8_MAX, colour_to_grey, image_size_problem, rescale_to_uint8, to_grey_uint8
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpeg", ".mpg", ".m4v"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
@@ -31,19 +33,14 @@ SUPPORTED_SUFFIXES = VIDEO_SUFFIXES | IMAGE_SUFFIXES | DICOM_SUFFIXES
 DICOM_PREAMBLE_SIZE = 128  # a DICOM Part 10 file: 128-byte preamble, then b"DICM"
 DICOM_MAGIC = b"DICM"
 
-UINT8_MAX = 255
 MILLISECONDS_PER_SECOND = 1000.0
 MICROSECONDS_PER_SECOND = 1_000_000.0  # PyAV's container.duration unit
-# ITU-R BT.601 luma weights, the same that Pillow's convert("L") uses.
-LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-RGB_CHANNELS = 3
 MAX_RATE_DENOMINATOR = 1001  # frame rates like 30000/1001
 FULL_COLOR_RANGE = 2  # AVColorRange JPEG: luma already spans 0-255
 LIMITED_LUMA_BLACK, LIMITED_LUMA_SPAN = 16, 219  # limited ("TV") range luma: 16-235
 LIMITED_TO_FULL_RANGE = np.clip(
-    np.round((np.arange(256) - LIMITED_LUMA_BLACK) * 255.0 / LIMITED_LUMA_SPAN), 0, 255
+    np.round((np.arange(UINT8_MAX + 1) - LIMITED_LUMA_BLACK) * UINT8_MAX / LIMITED_LUMA_SPAN), 0, UINT8_MAX
 ).astype(np.uint8)  # lookup table, the same expansion swscale applies for format="gray"
-RGBA_CHANNELS = 4
 
 # Imaging-region detection: a pixel "changes" when its temporal range (max - min over the clip) and the mean
 # range of its CHANGE_BLOCK x CHANGE_BLOCK neighbourhood both exceed CHANGE_LEVEL grey levels (single noisy
@@ -476,7 +473,7 @@ def _read_image(path: Path, plan: _Plan) -> _Decoded:
         with Image.open(path) as image:
             height, width = image.height, image.width
             _check_size(path, height, width, plan.max_pixels)
-            grey = image_to_grey(image)
+            grey = to_grey_uint8(image)  # (H, W) uint8, the one grey conversion of every door
     except ClipReadError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
@@ -484,40 +481,6 @@ def _read_image(path: Path, plan: _Plan) -> _Decoded:
     factor = plan.budget.shrink_factor(height, width) if plan.budget else 1
     frames = shrink(grey, factor)[np.newaxis]  # (1, H // f, W // f)
     return _Decoded(frames, np.zeros(1, dtype=np.int64), math.nan, 1, factor, (height, width))
-
-
-def image_to_grey(image) -> np.ndarray:
-    """Convert a PIL image of any mode to an (H, W) uint8 greyscale array.
-
-    16-bit and float modes are rescaled by their value range (not clipped); RGBA is composited on black;
-    other colour modes go through RGB and BT.601 luma.
-    """
-    if image.mode == "L":
-        return np.asarray(image, dtype=np.uint8)
-    if image.mode.startswith(("I", "F")):
-        return rescale_to_uint8(np.asarray(image))
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-    pixels = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
-    return colour_to_grey(pixels)
-
-
-def colour_to_grey(pixels: np.ndarray) -> np.ndarray:
-    """(..., 3) RGB or (..., 4) RGBA (alpha composited on black) uint8 pixels -> (...) uint8 luma."""
-    rgb = pixels[..., :RGB_CHANNELS].astype(np.float32)
-    luma = rgb @ LUMA_WEIGHTS  # (..., 3) -> (...)
-    if pixels.shape[-1] == RGBA_CHANNELS:
-        luma = luma * (pixels[..., RGB_CHANNELS].astype(np.float32) / UINT8_MAX)
-    return np.clip(np.rint(luma), 0, UINT8_MAX).astype(np.uint8)
-
-
-def rescale_to_uint8(values: np.ndarray) -> np.ndarray:
-    """Map an array linearly from its own [min, max] onto [0, 255] uint8 (a constant array becomes 0)."""
-    values = values.astype(np.float64)
-    low, high = float(values.min()), float(values.max())
-    if high <= low:
-        return np.zeros(values.shape, dtype=np.uint8)
-    scaled = (values - low) * (UINT8_MAX / (high - low))
-    return np.clip(np.rint(scaled), 0, UINT8_MAX).astype(np.uint8)
 
 
 def _read_dicom_header(path: Path):

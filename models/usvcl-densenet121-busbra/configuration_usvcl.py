@@ -7,10 +7,11 @@ import math
 import timm
 from transformers import PretrainedConfig
 
+from .image_processing_usvcl import RESIZE_MODES
+from .losses import POSITIVE_REDUCTIONS
+
 LOSSES = ("hard_triplet", "info_nce")
-POSITIVE_REDUCTIONS = ("mean_embedding", "mean_distance")
 CLIP_AGGREGATIONS = ("mean_probability", "max_probability", "median_probability", "mean_logit", "top_k_mean")
-RESIZE_MODES = ("pad", "crop")
 DEFAULT_ID2LABEL = {0: "benign", 1: "malignant"}
 POSITIVE_LABEL = "malignant"  # the class `decision_threshold` is about
 AUTO_MAP = {
@@ -181,4 +182,12 @@ class UsvclConfig(PretrainedConfig):
         return offset
 
 
-__all__ = ["POSITIVE_LABEL", "UsvclConfig", "positive_label_id"]
+__all__ = [
+    "CLIP_AGGREGATIONS",
+    "LOSSES",
+    "POSITIVE_LABEL",
+    "POSITIVE_REDUCTIONS",
+    "RESIZE_MODES",
+    "UsvclConfig",
+    "positive_label_id",
+]

@@ -144,6 +144,13 @@ class UsvclPreTrainedModel(PreTrainedModel):
                 init.zeros_(buffer)
             for buffer in (module.variances, module.residual_variance):
                 init.ones_(buffer)
+        if hasattr(module, "init_non_persistent_buffers"):  # not in a checkpoint: rebuilt, as TimmWrapper does
+            module.init_non_persistent_buffers()
+
+    def _output(self, output: ModelOutput, return_dict: bool | None) -> ModelOutput | tuple:
+        """`output`, or `output.to_tuple()` when `return_dict` (default `config.return_dict`) is False."""
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return output if return_dict else output.to_tuple()
 
 
 class UsvclModel(UsvclPreTrainedModel):
@@ -186,12 +193,18 @@ class UsvclModel(UsvclPreTrainedModel):
         for index, (_, parameter) in enumerate(parameters):
             parameter.requires_grad_(index >= first_trainable)
 
-    def forward(self, pixel_values: torch.Tensor, return_dict: bool | None = None, **kwargs) -> UsvclModelOutput:
-        """`pixel_values (B, C, H, W)` -> embeddings `(B, D)`, pooled features `(B, F)`, feature map `(B, F, h, w)`."""
+    def forward(
+        self, pixel_values: torch.Tensor, return_dict: bool | None = None, **kwargs
+    ) -> UsvclModelOutput | tuple:
+        """`pixel_values (B, C, H, W)` -> embeddings `(B, D)`, pooled features `(B, F)`, feature map `(B, F, h, w)`.
+
+        With `return_dict=False` (or `config.return_dict=False`) the same fields come as a tuple, in that order.
+        """
         feature_map = self.backbone.forward_features(pixel_values)  # (B, F, h, w)
         pooled = self.backbone.forward_head(feature_map, pre_logits=True)  # (B, F)
         embeddings = l2_normalize(self.projection(pooled))  # (B, D)
-        return UsvclModelOutput(embeddings=embeddings, pooler_output=pooled, last_hidden_state=feature_map)
+        output = UsvclModelOutput(embeddings=embeddings, pooler_output=pooled, last_hidden_state=feature_map)
+        return self._output(output, return_dict)
 
 
 class UsvclForContrastivePretraining(UsvclPreTrainedModel):
@@ -206,7 +219,7 @@ class UsvclForContrastivePretraining(UsvclPreTrainedModel):
         """`(..., C, H, W)` -> `(..., D)` L2-normalised embeddings in one backbone pass."""
         leading_shape = pixel_values.shape[:-3]
         flat = pixel_values.reshape(-1, *pixel_values.shape[-3:])  # (..., C, H, W) -> (prod(...), C, H, W)
-        embeddings = self.usvcl(flat).embeddings  # (prod(...), D)
+        embeddings = self.usvcl(flat, return_dict=True).embeddings  # (prod(...), D)
         return embeddings.reshape(*leading_shape, -1)  # (prod(...), D) -> (..., D)
 
     def contrastive_loss(
@@ -241,8 +254,8 @@ class UsvclForContrastivePretraining(UsvclPreTrainedModel):
         negative_mask: torch.Tensor | None = None,
         return_dict: bool | None = None,
         **kwargs,
-    ) -> UsvclContrastiveOutput:
-        """Embed every frame and compute the loss.
+    ) -> UsvclContrastiveOutput | tuple:
+        """Embed every frame and compute the loss (a tuple of the output fields with `return_dict=False`).
 
         Args:
             pixel_values: `(B, 1+P+N, C, H, W)`: anchor, P positives, N negatives per row; or `(B, 1+P, C, H, W)`
@@ -276,9 +289,10 @@ class UsvclForContrastivePretraining(UsvclPreTrainedModel):
         anchor = row_embeddings[:, 0]  # (B, D)
         positives = row_embeddings[:, 1 : 1 + num_positives]  # (B, P, D)
         loss = self.contrastive_loss(anchor, positives, negatives, negative_mask)
-        return UsvclContrastiveOutput(
+        output = UsvclContrastiveOutput(
             loss=loss, anchor_embeddings=anchor, positive_embeddings=positives, negative_embeddings=negative_output
         )
+        return self._output(output, return_dict)
 
 
 class UsvclForImageClassification(UsvclPreTrainedModel):
@@ -301,13 +315,14 @@ class UsvclForImageClassification(UsvclPreTrainedModel):
         labels: torch.Tensor | None = None,
         return_dict: bool | None = None,
         **kwargs,
-    ) -> UsvclImageClassifierOutput:
-        """`pixel_values (B, C, H, W)`, optional `labels (B,)` -> logits `(B, num_labels)` and loss.
+    ) -> UsvclImageClassifierOutput | tuple:
+        """`pixel_values (B, C, H, W)`, optional `labels (B,)` -> logits `(B, num_labels)` and loss (a tuple of the
+        output fields with `return_dict=False`).
 
         `calibrated = classifier(pooled) / T` (T = `calibration_temperature`), `logits = calibrated + b` with
         `b = config.decision_offset()` (zeros unless `threshold_in_logits`).
         """
-        encoded = self.usvcl(pixel_values)
+        encoded = self.usvcl(pixel_values, return_dict=True)
         calibrated = self.classifier(encoded.pooler_output) / self.config.calibration_temperature  # (B, num_labels)
         offset = torch.tensor(self.config.decision_offset(), dtype=calibrated.dtype, device=calibrated.device)
         loss = None
@@ -316,7 +331,7 @@ class UsvclForImageClassification(UsvclPreTrainedModel):
             if self.config.class_weights is not None:
                 weight = torch.tensor(self.config.class_weights, dtype=calibrated.dtype, device=calibrated.device)
             loss = nn.functional.cross_entropy(calibrated, labels, weight=weight)
-        return UsvclImageClassifierOutput(
+        output = UsvclImageClassifierOutput(
             loss=loss,
             logits=calibrated + offset,  # (B, num_labels) + (num_labels,)
             calibrated_logits=calibrated,
@@ -324,6 +339,7 @@ class UsvclForImageClassification(UsvclPreTrainedModel):
             pooler_output=encoded.pooler_output,
             ood_score=None if self.feature_density is None else self.feature_density(encoded.pooler_output),
         )
+        return self._output(output, return_dict)
 
 
 __all__ = [

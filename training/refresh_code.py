@@ -1,0 +1,70 @@
+"""Refresh the Hub code files of an exported model folder from `usvcl_hf`, without touching the weights.
+
+    python -m training.refresh_code models/usvcl-densenet121-busbra [more folders ...] [--check]
+
+An exported folder (`training.export`) carries its own copy of the Hub files (`configuration_usvcl.py`,
+`modeling_usvcl.py`, `losses.py`, `image_processing_usvcl.py`) so that `trust_remote_code=True` loads it without
+this package. After editing one of them in `usvcl_hf/`, this command copies them again (each file written to a
+temporary name and renamed into place). `--check` only reports which copies differ and exits 1 if any do.
+The weights, `config.json`, the card and `export_check.json` stay as they are; `tests/test_export.py` then checks
+that the bundled model still gives the logits recorded at export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import usvcl_hf
+from training.atomic import atomic_path
+
+LOGGER = logging.getLogger("usvcl.refresh_code")
+PACKAGE_DIR = Path(usvcl_hf.__file__).resolve().parent
+HUB_FILES = ("configuration_usvcl.py", "modeling_usvcl.py", "losses.py", "image_processing_usvcl.py")
+
+
+def stale_files(folder: Path) -> list[str]:
+    """Hub files of `folder` that are missing or differ from `usvcl_hf`'s."""
+    return [name for name in HUB_FILES
+            if not (folder / name).is_file() or (folder / name).read_bytes() != (PACKAGE_DIR / name).read_bytes()]
+
+
+def refresh_code(folder: Path) -> list[str]:
+    """Copy the stale Hub files of `usvcl_hf` into `folder` (atomically, file by file); return their names."""
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder}: not an exported model folder (config.json is missing)")
+    stale = stale_files(folder)
+    for name in stale:
+        with atomic_path(folder / name) as temporary:
+            shutil.copyfile(PACKAGE_DIR / name, temporary)
+        (folder / name).chmod(0o644)
+    return stale
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Refresh (or `--check`) every folder given; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m training.refresh_code", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+", type=Path, help="exported model folders, e.g. models/*/")
+    parser.add_argument("--check", action="store_true", help="only report stale copies (exit 1 if any)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    stale_anywhere = False
+    for folder in args.folders:
+        try:
+            changed = stale_files(folder) if args.check else refresh_code(folder)
+        except FileNotFoundError as error:
+            LOGGER.error("%s", error)
+            return 1
+        stale_anywhere |= bool(changed)
+        verb = "differ from usvcl_hf" if args.check else "refreshed from usvcl_hf"
+        LOGGER.info("%s: %s %s", folder, ", ".join(changed) or "no file", verb if changed else "is stale")
+    return 1 if args.check and stale_anywhere else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
