@@ -169,6 +169,7 @@ def test_card_metadata_and_numbers(classifier_folder: Path) -> None:
 def test_card_says_cpu_scale_for_a_cpu_run(classifier_folder: Path) -> None:
     text = (classifier_folder / "README.md").read_text()
     assert "at CPU scale" in text and "**CPU-scale training**" in text and "one GPU" not in text
+    assert "was not scored" in text and "pointing game about" not in text  # no numbers of another model
 
 
 def test_card_only_rewrites_the_card_and_keeps_the_weights(tmp_path: Path) -> None:
@@ -191,6 +192,23 @@ def test_card_only_rewrites_the_card_and_keeps_the_weights(tmp_path: Path) -> No
         assert expected in text, expected
     assert "CPU scale" not in text
     assert push_to_hub.check_model_card(folder, "classifier")["eval_results"] == 5
+
+
+def test_card_reads_device_and_saliency_from_fields(tmp_path: Path) -> None:
+    folder = export_tiny_classifier(tmp_path)
+    results = fake_results() | {"machine": "a free-text line naming an NVIDIA H100",
+                                "device": {"gpu": None, "cpu_count": 2, "torch_threads": 2}}
+    interval = {"value": 0.41, "ci_low": 0.35, "ci_high": 0.47}
+    results["saliency"] = {"folds": [1, 2], "groups": {"all": {
+        "n": 120, "pointing_game": interval, "energy_inside": metric(0.3), "chance_level": metric(0.09)}}}
+    results_path = tmp_path / "cpu_results.json"
+    results_path.write_text(json.dumps(results))
+    assert export.main(["--card-only", "--results", str(results_path), "--pretrain-dir", str(tmp_path / "pretrain"),
+                        "--output", str(folder)]) == 0
+    text = (folder / "README.md").read_text()
+    assert "**CPU-scale training**" in text and "one GPU" not in text  # the field wins over the machine line
+    assert "on 120 test images of folds 1, 2" in text and "0.410 (0.350–0.470)" in text
+    assert "0.090 (0.040–0.120)" in text and "not scored" not in text
 
 
 def test_card_only_needs_an_exported_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

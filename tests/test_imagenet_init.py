@@ -117,7 +117,7 @@ def test_finetune_and_pretrain_init_imagenet_load_the_wheel_offline() -> None:
     reference = imagenet_init.imagenet_state_dict(BACKBONE)
     config = FinetuneConfig(init="imagenet", backbone=BACKBONE, image_size=64)
     classifier = build_classifier(config, 64, None)
-    pretraining = build_model(PretrainConfig(backbone=BACKBONE, image_size=64, init_from_imagenet=True))
+    pretraining = build_model(PretrainConfig.from_values(backbone=BACKBONE, image_size=64, init_from_imagenet=True))
     for model in (classifier, pretraining):
         backbone = model.usvcl.backbone.state_dict()
         torch.testing.assert_close(backbone["blocks.3.1.conv_pw.weight"], reference["blocks.3.1.conv_pw.weight"])

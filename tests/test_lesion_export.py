@@ -32,7 +32,7 @@ def test_export_lesion_folder(lesion_run, tmp_path, capsys) -> None:
     output = tmp_path / "usvcl-lesion-test"
     assert main(["--kind", "lesion", "--model-dir", str(lesion_run / "final_model"), "--results",
                  str(lesion_run / "results.json"), "--output", str(output)]) == 0
-    assert f"Exported the lesion to {output.resolve()}" in capsys.readouterr().out
+    assert f"Exported the lesion to {output.resolve()}" in capsys.readouterr().err
     config = json.loads((output / "config.json").read_text())
     assert config["dtype"] == "float32" and config["model_type"] == "usvcl_lesion"
     results = json.loads((lesion_run / "results.json").read_text())

@@ -130,7 +130,7 @@ def test_upload_sends_the_validated_folders(
     space_create = RecordingApi.calls[2][1]
     assert space_create["private"] and space_create["space_variables"][0]["value"] == f"models/{exported.name}"
     assert f"models/{exported.name}/model.safetensors" in RecordingApi.calls[3][1]["files"]
-    assert "Uploaded to https://huggingface.co/" + REPO_ID in capsys.readouterr().out
+    assert "Uploaded to https://huggingface.co/" + REPO_ID in capsys.readouterr().err
     assert not list(private_tmp.iterdir())
 
 

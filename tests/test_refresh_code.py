@@ -22,7 +22,9 @@ def test_refresh_copies_the_code_and_keeps_everything_else(tmp_path: Path) -> No
     assert refresh_code.main([str(folder), "--check"]) == 1
     assert set(refresh_code.stale_files(folder)) == {"modeling_usvcl.py", "losses.py"}
     assert refresh_code.main([str(folder)]) == 0
-    for name in refresh_code.HUB_FILES:
+    expected = {"configuration_usvcl.py", "modeling_usvcl.py", "losses.py", "image_processing_usvcl.py"}
+    assert set(refresh_code.code_files(folder)) == expected
+    for name in expected:
         assert (folder / name).read_bytes() == (refresh_code.PACKAGE_DIR / name).read_bytes(), name
     assert {name: (folder / name).read_bytes() for name in KEPT_FILES} == kept
     assert refresh_code.main([str(folder), "--check"]) == 0

@@ -77,3 +77,22 @@ def test_target_class_names_and_bounds(loaded):
         resolve_target_class(model, "cyst")
     with pytest.raises(ValueError, match="outside"):
         resolve_target_class(model, 5)
+
+
+def test_saliency_eval_takes_class_names_from_the_store_and_records_its_summary(tmp_path) -> None:
+    import json
+
+    import datasets
+
+    from training import saliency_eval
+
+    store = datasets.Dataset.from_dict({"label": [0, 1, 1]},
+                                       features=datasets.Features({"label": datasets.ClassLabel(names=["a", "b"])}))
+    assert saliency_eval.class_names(store) == ["a", "b"]
+    assert saliency_eval.class_names(datasets.Dataset.from_dict({"label": [1, 0]})) == ["0", "1"]
+    assert saliency_eval.record_in_results(tmp_path, {"groups": {}}) is None  # no results.json: nothing written
+    (tmp_path / "results.json").write_text(json.dumps({"pooled": {"auc": 0.8}}))
+    summary = {"groups": {"all": {"n": 3}}, "folds": [1], "images": [{"image_id": "x"}]}
+    assert saliency_eval.record_in_results(tmp_path, summary) == tmp_path / "results.json"
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["pooled"] == {"auc": 0.8} and results["saliency"] == {"groups": {"all": {"n": 3}}, "folds": [1]}

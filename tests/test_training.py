@@ -20,7 +20,7 @@ import yaml
 from safetensors.torch import load_file
 
 from tests import synthetic
-from training.config import FinetuneConfig, PretrainConfig, build_parser, load_config
+from training.config import FinetuneConfig, PretrainConfig, build_parser, config_to_dict, flat_arguments, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 PRETRAIN_CONFIG = REPO / "training/configs/test_tiny.yaml"
@@ -84,7 +84,7 @@ def pretrain_command(stores: dict[str, Path], output_dir: Path, *extra: str) -> 
     return [sys.executable, "-m", "training.pretrain", "--config", str(PRETRAIN_CONFIG),
             "--store-paths", str(stores["frames"]), "--output-dir", str(output_dir),
             "--monitor-store", str(stores["labeled"]), "--max-steps", str(TOTAL_STEPS),
-            "--checkpoint-every", str(KILL_STEP), "--selection", "monitor", *extra]
+            "--checkpoint-every", str(KILL_STEP), "--selection", "monitor", "--holdout-patients", "1", *extra]
 
 
 def run(command: list[str], **extra_env: str) -> subprocess.CompletedProcess:
@@ -105,14 +105,24 @@ def max_weight_difference(first: Path, second: Path) -> float:
 def test_every_field_is_an_option_and_yaml_then_cli_wins(tmp_path) -> None:
     for config_class in (PretrainConfig, FinetuneConfig):
         help_text = build_parser(config_class, "").format_help()
-        for field in dataclasses.fields(config_class):
-            assert f"--{field.name}" in help_text or f"--{field.name.replace('_', '-')}" in help_text, field.name
+        for arguments in flat_arguments(config_class):
+            for field in dataclasses.fields(arguments):
+                assert f"--{field.name}" in help_text and f"--{field.name.replace('_', '-')}" in help_text, field.name
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text("batch_size: 7\nlearning_rate: 0.5\nstore_paths: [a]\n")
     config = load_config(PretrainConfig, ["--config", str(yaml_file), "--learning-rate", "0.25", "--resume"])
     assert (config.batch_size, config.learning_rate, config.store_paths, config.resume) == (7, 0.25, ["a"], True)
     finetune = load_config(FinetuneConfig, ["--num-labels", "25", "50", "--no-final-model", "--folds", "1", "2"])
-    assert (finetune.num_labels, finetune.final_model, finetune.folds) == ([25, 50], False, [1, 2])
+    assert (finetune.train_sizes, finetune.final_model, finetune.folds) == ([25, 50], False, [1, 2])
+    assert not load_config(FinetuneConfig, ["--channels-last", "--no-channels-last"]).channels_last
+    yaml_file.write_text("backbone: resnet10t\nloss: info_nce\nbatch_size: 3\n")
+    nested = load_config(PretrainConfig, ["--config", str(yaml_file), "--learning_rate", "0.5", "--margin", "0.2"])
+    assert (nested.model.backbone, nested.model.loss, nested.model.margin) == ("resnet10t", "info_nce", 0.2)
+    assert (nested.batch_size, nested.learning_rate) == (3, 0.5)
+    flat = config_to_dict(nested)
+    assert flat["backbone"] == "resnet10t" and flat["batch_size"] == 3 and "model" not in flat
+    with pytest.raises(ValueError, match="loss"):
+        load_config(PretrainConfig, ["--loss", "contrastive"])  # the model config validates its own fields
     yaml_file.write_text("not_a_field: 1\n")
     with pytest.raises(ValueError, match="unknown fields"):
         load_config(PretrainConfig, ["--config", str(yaml_file)])
@@ -136,6 +146,9 @@ def test_pretrain_outputs(pretrained) -> None:
     assert [record["step"] for record in steps] == list(range(1, TOTAL_STEPS + 1))
     assert all(record["images_per_s"] > 0 and record["lr"] > 0 for record in steps)
     assert any("probe_auc" in record and "knn_auc" in record for record in history)
+    monitored = [record for record in history if "clip_map" in record]  # label-free, held-out patient
+    assert monitored and all(0.0 <= record["clip_map"] <= 1.0 for record in monitored)
+    assert {"alignment", "uniformity", "clip_recall_at_1"} <= monitored[-1].keys()
     assert (pretrained / "tb").is_dir()
     config = json.loads((pretrained / "model/config.json").read_text())
     assert config["image_size"] == 32 and config["model_type"] == "usvcl"
@@ -290,7 +303,7 @@ def test_two_process_pretrain_and_finetune(stores, tmp_path) -> None:
 
 
 def test_usvcl_commit_names_the_code_where_git_cannot(monkeypatch) -> None:
-    from training.finetune import git_commit
+    from training.provenance import git_commit
 
     monkeypatch.setenv("USVCL_COMMIT", "d550fa3")
     assert git_commit() == "d550fa3"

@@ -1,79 +1,99 @@
-"""Dataclass configs for pretraining and fine-tuning: YAML file plus command-line overrides.
+"""Dataclass configs for pretraining and fine-tuning, parsed by transformers' `HfArgumentParser` with YAML files.
 
-Precedence: dataclass defaults < `--config file.yaml` < explicit `--field value` options. Every field becomes an
-option spelled `--field_name` and `--field-name` (so `--help` lists every field); booleans also get `--no-field`.
+Precedence: dataclass defaults < `--config file.yaml` < explicit `--field value` options. Every field is an option
+spelled `--field_name` and `--field-name`; booleans take `--field`, `--field false` and `--no-field`.
+
+The model's own fields are written once, in `usvcl_hf.UsvclConfig`: `PretrainConfig.model` is a `UsvclConfig`, and
+its options (`--backbone`, `--loss`, ...) are generated from the fields named in `PRETRAIN_MODEL_FIELDS`, with the
+model's defaults. YAML files and `pretrain_config.json` stay flat (`backbone: densenet121` next to `batch_size: 4`).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from transformers import HfArgumentParser
 
 import usvcl_hf
 
 MODEL = usvcl_hf.UsvclConfig  # the model's defaults, so the training configs cannot drift from them
 ConfigT = TypeVar("ConfigT")
 NONE_STRINGS = ("none", "null")
+PRETRAIN_MODEL_FIELDS = (
+    "backbone", "image_size", "in_chans", "embedding_dim", "projection_hidden_dim", "init_from_imagenet",
+    "loss", "margin", "num_hard_positives", "num_hard_negatives", "positive_reduction", "temperature",
+    "num_positives", "num_negatives",
+)
+RENAMED_FIELDS = {"num_labels": "train_sizes"}  # old YAML keys still read
+
+
+def option(default: Any = None, help: str = "", **kwargs: Any) -> Any:
+    """A dataclass field with `--help` text (lists get a fresh default each time)."""
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help, **kwargs})
+    return dataclasses.field(default=default, metadata={"help": help, **kwargs})
+
+
+def model_arguments(name: str, field_names: Sequence[str]) -> type:
+    """A dataclass of `UsvclConfig` fields (`field_names`) with the model's types and defaults: CLI/YAML options."""
+    fields = [(field, type(getattr(MODEL, field)), option(getattr(MODEL, field), f"model: UsvclConfig.{field}"))
+              for field in field_names]  # every exposed model field has a non-None default of its own type
+    return dataclasses.make_dataclass(name, fields)
 
 
 @dataclasses.dataclass
 class PretrainConfig:
     """Everything `training/pretrain.py` needs; see `training/configs/*.yaml` for annotated examples."""
 
-    store_paths: list[str] = dataclasses.field(default_factory=list)  # frame stores, concatenated
-    output_dir: str = "runs/pretrain"
-    # model
-    backbone: str = MODEL.backbone
-    image_size: int = MODEL.image_size
-    in_chans: int = MODEL.in_chans
-    embedding_dim: int = MODEL.embedding_dim
-    projection_hidden_dim: int = MODEL.projection_hidden_dim
-    init_from_imagenet: bool = MODEL.init_from_imagenet
-    # loss
-    loss: str = MODEL.loss  # "hard_triplet" | "info_nce"
-    margin: float = MODEL.margin
-    num_hard_positives: int = MODEL.num_hard_positives
-    num_hard_negatives: int = MODEL.num_hard_negatives
-    positive_reduction: str = MODEL.positive_reduction
-    temperature: float = MODEL.temperature
+    model: usvcl_hf.UsvclConfig = dataclasses.field(
+        default_factory=MODEL, metadata={"help": "the model to pretrain", "nested": PRETRAIN_MODEL_FIELDS})
+    store_paths: list[str] = option([], "frame stores (datasets.save_to_disk folders), concatenated")
+    output_dir: str = option("runs/pretrain", "run folder: checkpoints, model/, history.json, tb/")
     # sampling
-    num_positives: int = MODEL.num_positives
-    num_negatives: int = MODEL.num_negatives
-    shared_negatives: bool = False  # one pool of num_negatives per batch instead of per anchor
-    exclude_test_of: str | None = None  # e.g. "split_1": drop that fold's test rows from stores that have the column
-    augment: bool = True
+    shared_negatives: bool = option(False, "one pool of num_negatives per batch instead of per anchor")
+    exclude_test_of: str | None = option(None, "e.g. split_1: drop that fold's test rows from stores that have it")
+    augment: bool = option(True, "ultrasound-suited augmentations (training/augment.py)")
     # optimisation
-    batch_size: int = 4
-    num_epochs: int = 200
-    max_steps: int = -1  # > 0: stop after this many optimizer steps (overrides num_epochs)
-    max_wall_minutes: float = 0.0  # > 0: stop early (model still saved) once training has run this long
-    learning_rate: float = 1e-4
-    min_lr: float = 1e-5
-    weight_decay: float = 1e-4
-    warmup_steps: int = 0
-    gradient_accumulation_steps: int = 1
-    max_grad_norm: float = 1.0
-    mixed_precision: str = "no"  # "no" | "fp16" | "bf16" (fp16 falls back to "no" on CPU)
-    seed: int = 42
-    num_workers: int = 0
-    # checkpoints, logging, selection
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    resume: bool = False
-    log_every: int = 10
-    monitor_store: str | None = None  # labelled image store (e.g. BUS-BRA) for the k-NN / linear-probe monitor
-    monitor_every: int = 0  # 0 = only at the end
-    monitor_k: int = 10
-    monitor_max_images: int = 400
-    monitor_split_column: str = "split_1"  # rows whose value is "train" or "val" (never "test") are used
-    selection: str = "loss"  # "loss" (lowest epoch loss, the paper) | "monitor" (highest probe AUC)
+    batch_size: int = option(4, "anchors per batch and process")
+    num_epochs: int = option(200, "epochs (unless max_steps > 0)")
+    max_steps: int = option(-1, "> 0: stop after this many optimizer steps (overrides num_epochs)")
+    max_wall_minutes: float = option(0.0, "> 0: stop early (model still saved) once training has run this long")
+    learning_rate: float = option(1e-4, "peak learning rate (AdamW)")
+    min_lr: float = option(1e-5, "learning rate at the end of the cosine decay")
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    warmup_steps: int = option(0, "linear warm-up steps")
+    gradient_accumulation_steps: int = option(1, "batches per optimizer step")
+    max_grad_norm: float = option(1.0, "gradient clipping (0 = off)")
+    mixed_precision: str = option("no", "no | fp16 | bf16 (fp16 falls back to no on CPU)")
+    seed: int = option(42, "seed of the model, the sampler and the augmentations")
+    num_workers: int = option(0, "data loader processes")
+    # checkpoints, logging, monitor, selection
+    checkpoint_every: int = option(500, "optimizer steps between checkpoints")
+    keep_checkpoints: int = option(2, "checkpoints kept")
+    resume: bool = option(False, "continue from the latest checkpoint in output_dir")
+    log_every: int = option(10, "optimizer steps between loss/throughput records")
+    holdout_patients: int = option(0, "patients of the frame stores held out of training for the label-free "
+                                      "monitor (same-clip retrieval, alignment, uniformity); needed by "
+                                      "selection: monitor")
+    monitor_store: str | None = option(None, "labelled image store for the k-NN / linear-probe REPORT (never a "
+                                             "choice)")
+    monitor_every: int = option(0, "optimizer steps between monitor runs (0 = only at the end)")
+    monitor_k: int = option(10, "k of the k-NN report")
+    monitor_max_images: int = option(400, "images (frames) each monitor embeds at most")
+    monitor_split_column: str = option("split_1", "labelled rows whose value is train or val here (never test)")
+    selection: str = option("loss", "loss (lowest epoch loss, the paper) | monitor (best held-out same-clip "
+                                    "retrieval mAP, label-free)")
+
+    @classmethod
+    def from_values(cls, **values: Any) -> PretrainConfig:
+        """A config from flat values, as in a YAML file: `PretrainConfig.from_values(backbone="resnet18", ...)`."""
+        return build_config(cls, values)
 
 
 @dataclasses.dataclass
@@ -121,7 +141,9 @@ class FinetuneConfig:
     bootstrap_samples: int = 1000
     ece_bins: int = 10
     # label efficiency
-    num_labels: list[int] | None = None  # training-set sizes (images, drawn by patient)
+    train_sizes: list[int] | None = dataclasses.field(
+        default=None, metadata={"aliases": ["--num-labels", "--num_labels"],
+                                "help": "label efficiency: training-set sizes (images, drawn by patient)"})
     label_draws: int = 3
     # final model
     final_model: bool = True
@@ -129,64 +151,102 @@ class FinetuneConfig:
     save_fold_models: bool = False  # keep each fold's model in output_dir/fold_<k>/model (saliency study)
 
 
-def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
-    """`X | None` -> (X, True); anything else -> (annotation, False)."""
-    args = typing.get_args(annotation)
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
-        return next(arg for arg in args if arg is not type(None)), True
-    return annotation, False
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every option's default."""
 
 
-def _scalar_parser(kind: type, optional: bool) -> typing.Callable[[str], Any]:
-    """A string -> value converter for argparse (accepts "none" for optional fields)."""
-
-    def convert(text: str) -> Any:
-        if optional and text.lower() in NONE_STRINGS:
-            return None
-        return kind(text)
-
-    return convert
+def nested_fields(config_class: type) -> dict[str, tuple[str, ...]]:
+    """`{field: option names}` of the fields of `config_class` that hold a nested `UsvclConfig`."""
+    return {field.name: field.metadata["nested"] for field in dataclasses.fields(config_class)
+            if "nested" in field.metadata}
 
 
-def build_parser(config_class: type, description: str) -> argparse.ArgumentParser:
-    """An `ArgumentParser` with `--config` and one option per dataclass field (defaults suppressed)."""
-    parser = argparse.ArgumentParser(description=description, argument_default=argparse.SUPPRESS)
-    parser.add_argument("--config", type=str, help="YAML file with field values (options given here win).")
+def flat_arguments(config_class: type) -> list[type]:
+    """The dataclasses `HfArgumentParser` reads for `config_class`: its own plain fields, then each nested model's."""
+    plain = [(field.name, field.type, field) for field in dataclasses.fields(config_class)
+             if "nested" not in field.metadata]
     hints = typing.get_type_hints(config_class)
-    defaults = config_class()
-    for field in dataclasses.fields(config_class):
-        kind, optional = _unwrap_optional(hints[field.name])
-        names = sorted({f"--{field.name}", f"--{field.name.replace('_', '-')}"}, key=len, reverse=True)
-        help_text = f"default: {getattr(defaults, field.name)!r}"
-        if kind is bool:
-            parser.add_argument(*names, dest=field.name, action=argparse.BooleanOptionalAction, help=help_text)
-        elif typing.get_origin(kind) is list:
-            (item_kind,) = typing.get_args(kind)
-            parser.add_argument(*names, dest=field.name, nargs="+", type=item_kind, help=help_text)
-        else:
-            parser.add_argument(*names, dest=field.name, type=_scalar_parser(kind, optional), help=help_text)
+    plain = [(name, hints[name], field) for name, _, field in plain]
+    classes = [dataclasses.make_dataclass(f"{config_class.__name__}Arguments", plain)]
+    classes += [model_arguments(f"{config_class.__name__}{name.title()}Arguments", names)
+                for name, names in nested_fields(config_class).items()]
+    return classes
+
+
+def _add_negative_flags(parser: argparse.ArgumentParser, classes: list[type]) -> None:
+    """`--no-field` / `--no_field` for booleans that default to False (HfArgumentParser adds them for True only)."""
+    for config_class in classes:
+        for field in dataclasses.fields(config_class):
+            if field.type in (bool, "bool") and field.default is False:
+                parser.add_argument(f"--no_{field.name}", f"--no-{field.name.replace('_', '-')}",
+                                    action="store_false", dest=field.name, help=argparse.SUPPRESS)
+
+
+def build_parser(config_class: type, description: str) -> HfArgumentParser:
+    """An `HfArgumentParser` with `--config` and one option per (flattened) field of `config_class`."""
+    classes = flat_arguments(config_class)
+    parser = HfArgumentParser(classes, description=description, formatter_class=HelpFormatter)
+    parser.add_argument("--config", type=str, help="YAML file with field values (options given here win).")
+    _add_negative_flags(parser, classes)
     return parser
+
+
+def read_yaml(config_file: str, known: set[str]) -> dict[str, Any]:
+    """The values of a flat YAML config (old field names renamed); raise naming the file for unknown fields."""
+    values = yaml.safe_load(Path(config_file).read_text()) or {}
+    values = {RENAMED_FIELDS.get(key, key): value for key, value in values.items()}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{config_file}: unknown fields {unknown}; allowed: {sorted(known)}")
+    return values
+
+
+def _none_strings(values: dict[str, Any], hints: dict[str, Any]) -> dict[str, Any]:
+    """Optional fields given as "none" / "null" on the command line become None."""
+    optional = {name for name, hint in hints.items() if type(None) in typing.get_args(hint)}
+    return {name: None if name in optional and isinstance(value, str) and value.lower() in NONE_STRINGS else value
+            for name, value in values.items()}
 
 
 def load_config(config_class: type[ConfigT], argv: Sequence[str] | None = None, description: str = "") -> ConfigT:
     """Parse `argv` into `config_class`: defaults, then the `--config` YAML, then explicit options."""
     parser = build_parser(config_class, description or (config_class.__doc__ or ""))
-    options = vars(parser.parse_args(argv))
-    values: dict[str, Any] = {}
-    config_file = options.pop("config", None)
+    pre_parser = argparse.ArgumentParser(add_help=False)
+    pre_parser.add_argument("--config", type=str)
+    config_file = pre_parser.parse_known_args(argv)[0].config
+    classes = flat_arguments(config_class)
+    hints = {name: hint for cls in classes for name, hint in typing.get_type_hints(cls).items()}
     if config_file is not None:
-        values.update(yaml.safe_load(Path(config_file).read_text()) or {})
-    known = {field.name for field in dataclasses.fields(config_class)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{config_file}: unknown fields {unknown}; allowed: {sorted(known)}")
-    values.update(options)
-    return config_class(**values)
+        parser.set_defaults(**read_yaml(config_file, set(hints)))
+    namespace = parser.parse_args(argv)
+    values = _none_strings({name: getattr(namespace, name) for name in hints}, hints)
+    return build_config(config_class, values)
+
+
+def build_config(config_class: type[ConfigT], values: dict[str, Any]) -> ConfigT:
+    """`config_class` from flat `values`: nested model fields go into a `UsvclConfig` (which validates them)."""
+    nested = nested_fields(config_class)
+    model_names = {name for names in nested.values() for name in names}
+    plain = {name: value for name, value in values.items() if name not in model_names}
+    models = {field: MODEL(**{name: values[name] for name in names if name in values})
+              for field, names in nested.items()}
+    return config_class(**plain, **models)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
-    """A config dataclass as a plain dict (for JSON / logs)."""
-    return dataclasses.asdict(config)
+    """A config dataclass as a flat plain dict (for JSON / YAML / logs): nested model fields inline."""
+    nested = nested_fields(type(config))
+    values = {field.name: getattr(config, field.name) for field in dataclasses.fields(config)
+              if field.name not in nested}
+    for field, names in nested.items():
+        values.update({name: getattr(getattr(config, field), name) for name in names})
+    return _plain(values)
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """Deep-copied lists/dicts, so the dict can be changed without touching the config."""
+    return {name: (list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value)
+            for name, value in values.items()}
 
 
 __all__ = ["FinetuneConfig", "PretrainConfig", "build_parser", "config_to_dict", "load_config"]

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,8 +35,9 @@ import usvcl_hf
 from training import evaluation, imagenet_init
 from training.atomic import write_json_atomic
 from training.augment import AUGMENT_POLICIES, SEED_BOUND, AugmentConfig, augment_batch, params_tensor, sample_view
+from training.common import EpochSeededSampler, build_scheduler, cpu_state_dict
 from training.config import FinetuneConfig, config_to_dict, load_config
-from training.pretrain import EpochSeededSampler, build_scheduler, cpu_state_dict
+from training.provenance import device_facts, git_commit, machine_description
 from usvcl_hf.image_processing_usvcl import normalize, resize_to_square, to_grey_float
 
 INITS = ("pretrained", "random", "imagenet")
@@ -548,27 +547,6 @@ def mean_std(fold_results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return summary
 
 
-def git_commit() -> str:
-    """$USVCL_COMMIT when set (a copy whose .git is missing or stale, e.g. on a lent GPU machine), else the short
-    commit of the working tree, else "unknown"."""
-    if os.environ.get("USVCL_COMMIT"):
-        return os.environ["USVCL_COMMIT"]
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def machine_description() -> str:
-    """CPU count and GPU name (if any)."""
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.machine()} {os.cpu_count()}-core CPU ({torch.get_num_threads()} torch threads, "
-            f"{platform.processor() or 'cpu'}), {gpu}")
-
-
 def prediction_table(data: LabeledData, records: list[tuple[int, np.ndarray, np.ndarray, float, float]]
                      ) -> list[list[Any]]:
     """Rows of `PREDICTION_COLUMNS` for `(fold, rows, logits, temperature, threshold)` records, every digit kept."""
@@ -666,7 +644,7 @@ def run_label_efficiency(
     """
     summary, prediction_rows = [], []
     pooled_rows = np.concatenate([fold.test for fold in folds])  # the same test rows, in this order, for every draw
-    for size in config.num_labels or []:
+    for size in config.train_sizes or []:
         draws, draw_scores = [], []
         for draw in range(config.label_draws):
             result, records = label_draw(accelerator, config, data, processor, folds, size, draw)
@@ -774,10 +752,12 @@ def training_function(config: FinetuneConfig) -> dict[str, Any]:
                                                          final_threshold, output_dir)
         final_path = str(final_dir)
 
+    device = device_facts()
     results = {
         "command": " ".join(sys.argv),
         "commit": git_commit(),
-        "machine": machine_description(),
+        "machine": machine_description(device),
+        "device": device,
         "wall_time_s": time.perf_counter() - started,
         "init": config.init,
         "config": config_to_dict(config),

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from training.augment import AugmentConfig, augment_batch, centre_view, params_tensor, render_views, sample_view
 from training.finetune import SPLIT_PREFIX
 from training.lesion_masks import mask_at_shape
-from usvcl_hf.image_processing_usvcl import resize_to_square, to_grey_float
+from usvcl_hf.image_processing_usvcl import normalize, resize_to_square, to_grey_float
 
 Box = tuple[int, int, int, int]  # (top, left, bottom, right)
 LESION, CROP = 0, 1  # item kinds: the whole image with its mask, a lesion-free crop with an empty mask
@@ -125,10 +125,8 @@ def augment_on_device(squares: torch.Tensor, targets: torch.Tensor, views: torch
 
 def normalise(squares: torch.Tensor, processor: Any) -> torch.Tensor:
     """`(B, S, S)` in [0, 1] -> `(B, C, S, S)` pixel values, as `processor` normalises them."""
-    mean = torch.tensor(processor.image_mean, dtype=squares.dtype, device=squares.device).view(1, -1, 1, 1)
-    std = torch.tensor(processor.image_std, dtype=squares.dtype, device=squares.device).view(1, -1, 1, 1)
     channels = squares[:, None].expand(-1, processor.in_chans, -1, -1)  # (B, S, S) -> (B, C, S, S)
-    return (channels - mean) / std
+    return normalize(channels, processor.image_mean, processor.image_std)
 
 
 class LesionDataset(Dataset):

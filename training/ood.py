@@ -38,7 +38,8 @@ from tqdm.auto import tqdm
 import usvcl_hf
 from training.evaluation import bootstrap_ci
 from training.export import MAX_WEIGHTS_MB, ExportError, load_processor
-from training.finetune import git_commit, machine_description
+from training.logs import setup_logging
+from training.provenance import git_commit, machine_description
 from training.refresh_export import rewrite_classifier_folder
 from usvcl_hf import UsvclForImageClassification
 from usvcl_hf.clip_prediction import DEFAULT_FRAME_STRIDE, read_source
@@ -46,7 +47,7 @@ from usvcl_hf.input_checks import CHECKED_SIZES
 from usvcl_hf.modeling_usvcl import UsvclFeatureDensity
 from usvcl_hf.video import VIDEO_SUFFIXES, ClipReadError, read_clip
 
-LOGGER = logging.getLogger("usvcl.ood")
+LOGGER = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_BUS_BRA = DATA_ROOT / "bus_bra"
@@ -259,7 +260,7 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Run; log where the statistics and the results went. Returns the exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging()
     usvcl_hf.register_auto_classes()
     output = args.output or REPO_ROOT / "experiments" / "results" / "ood" / f"{args.model.name}.json"
     try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 from pathlib import Path
 
 import datasets
@@ -23,7 +24,9 @@ import numpy as np
 from PIL import Image, ImageFilter
 from tqdm import tqdm
 
+from training.logs import setup_logging
 from training.store_rewrite import rewrite_store_images
+from usvcl_hf.image_processing_usvcl import to_grey_uint8
 
 STROKE_MIN_LEVEL = 170
 STROKE_MIN_CONTRAST = 100
@@ -31,6 +34,7 @@ BACKGROUND_WINDOW = 15
 GROW_WINDOW = 5
 EXAMPLE_COUNT = 4
 EXAMPLE_HEIGHT = 300
+LOGGER = logging.getLogger(__name__)
 
 
 def mask_overlays(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -44,7 +48,7 @@ def mask_overlays(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def masked_png(image: Image.Image, coverage: list[float]) -> bytes:
     """PNG bytes of `image` with its overlays masked; appends the masked share of pixels to `coverage`."""
-    cleaned, mask = mask_overlays(np.asarray(image.convert("L")))
+    cleaned, mask = mask_overlays(to_grey_uint8(image))
     coverage.append(float(mask.mean()))
     buffer = io.BytesIO()
     Image.fromarray(cleaned).save(buffer, format="PNG")
@@ -56,7 +60,7 @@ def save_examples(store_path: Path, output: Path, coverage: list[float]) -> None
     store = datasets.load_from_disk(str(store_path))
     rows = []
     for index in np.argsort(coverage)[::-1][:EXAMPLE_COUNT]:
-        grey = np.asarray(store[int(index)]["image"].convert("L"))
+        grey = to_grey_uint8(store[int(index)]["image"])
         width = round(grey.shape[1] * EXAMPLE_HEIGHT / grey.shape[0])
         grey = np.asarray(Image.fromarray(grey).resize((width, EXAMPLE_HEIGHT)))
         cleaned, mask = mask_overlays(grey)
@@ -74,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, required=True, help="folder for the masked store")
     parser.add_argument("--examples", type=Path, default=None, help="PNG of before / after / mask examples")
     args = parser.parse_args(argv)
+    setup_logging()
     coverage: list[float] = []
     rewrite_store_images(args.store, args.output, lambda image: masked_png(image, coverage),
                          progress=lambda images: tqdm(images, desc="masking overlays", unit="image"))
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     (args.output / "overlay_mask.json").write_text(json.dumps(summary, indent=2))
     if args.examples is not None:
         save_examples(args.store, args.examples, coverage)
-    print(f"Masked store written to {args.output} ({summary}); examples: {args.examples or 'not written'}.")
+    LOGGER.info("Masked store written to %s (%s); examples: %s.", args.output, summary, args.examples or "not written")
 
 
 if __name__ == "__main__":

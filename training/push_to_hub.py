@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -28,7 +29,9 @@ from typing import Any
 from huggingface_hub import HfApi, ModelCard, SpaceCard, SpaceCardData, get_token
 
 from training.atomic import atomic_folder
+from training.logs import setup_logging
 
+LOGGER = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_FILE_PATTERNS = ("README.md", "config.json", "preprocessor_config.json", "export_check.json", "results.json",
                        "*.safetensors", "*.py", "*.png")
@@ -355,17 +358,18 @@ def publish(args: argparse.Namespace) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Run the command; the last line says where the output went. Returns the exit code."""
     args = build_parser().parse_args(argv)
+    setup_logging()
     try:
         if args.dry_run is not None:
             output = dry_run(args)
             folders = "model/ and space/" if args.space_id else "model/"
-            print(f"Dry run, nothing uploaded: the validated {folders} are in {output.resolve()}")
+            LOGGER.info("Dry run, nothing uploaded: the validated %s are in %s", folders, output.resolve())
             return 0
         urls = publish(args)
     except PublishError as error:
-        print(f"push_to_hub failed: {error}", file=sys.stderr)
+        LOGGER.error("push_to_hub failed: %s", error)
         return 1
-    print(f"Uploaded to {', '.join(urls)}")
+    LOGGER.info("Uploaded to %s", ", ".join(urls))
     return 0
 
 

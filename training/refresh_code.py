@@ -2,10 +2,11 @@
 
     python -m training.refresh_code models/usvcl-densenet121-busbra [more folders ...] [--check]
 
-An exported folder (`training.export`) carries its own copy of the Hub files (`configuration_usvcl.py`,
-`modeling_usvcl.py`, `losses.py`, `image_processing_usvcl.py`) so that `trust_remote_code=True` loads it without
-this package. After editing one of them in `usvcl_hf/`, this command copies them again (each file written to a
-temporary name and renamed into place). `--check` only reports which copies differ and exits 1 if any do.
+An exported folder (`training.export`) carries its own copy of the Hub files its `auto_map` names and what they
+import (for a usvcl classifier: `configuration_usvcl.py`, `modeling_usvcl.py`, `losses.py`,
+`image_processing_usvcl.py`) so that `trust_remote_code=True` loads it without this package. After editing one of
+them in `usvcl_hf/`, this command copies them again (each file written to a temporary name and renamed into place).
+`--check` only reports which copies differ and exits 1 if any do.
 The weights, `config.json`, the card and `export_check.json` stay as they are; `tests/test_export.py` then checks
 that the bundled model still gives the logits recorded at export.
 """
@@ -13,23 +14,42 @@ that the bundled model still gives the logits recorded at export.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from transformers.dynamic_module_utils import get_relative_import_files
+
 import usvcl_hf
 from training.atomic import atomic_path
+from training.logs import setup_logging
 
-LOGGER = logging.getLogger("usvcl.refresh_code")
+LOGGER = logging.getLogger(__name__)
 PACKAGE_DIR = Path(usvcl_hf.__file__).resolve().parent
-HUB_FILES = ("configuration_usvcl.py", "modeling_usvcl.py", "losses.py", "image_processing_usvcl.py")
+AUTO_MAP_FILES = ("config.json", "preprocessor_config.json")
+
+
+def code_files(folder: Path) -> list[str]:
+    """The modules `trust_remote_code` loads for `folder`: those its `auto_map`s name (config.json,
+    preprocessor_config.json) and, recursively, what they import relatively (transformers' own rule)."""
+    modules = set()
+    for name in AUTO_MAP_FILES:
+        if (folder / name).is_file():
+            auto_map = json.loads((folder / name).read_text()).get("auto_map") or {}
+            modules.update(f"{reference.split('.')[0]}.py" for reference in auto_map.values())
+    files = set()
+    for module in modules:
+        files.add(module)
+        files.update(Path(path).name for path in get_relative_import_files(str(PACKAGE_DIR / module)))
+    return sorted(files)
 
 
 def stale_files(folder: Path) -> list[str]:
-    """Hub files of `folder` that are missing or differ from `usvcl_hf`'s."""
-    return [name for name in HUB_FILES
+    """Code files of `folder` that are missing or differ from `usvcl_hf`'s."""
+    return [name for name in code_files(folder)
             if not (folder / name).is_file() or (folder / name).read_bytes() != (PACKAGE_DIR / name).read_bytes()]
 
 
@@ -52,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("folders", nargs="+", type=Path, help="exported model folders, e.g. models/*/")
     parser.add_argument("--check", action="store_true", help="only report stale copies (exit 1 if any)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging()
     stale_anywhere = False
     for folder in args.folders:
         try:
@@ -62,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         stale_anywhere |= bool(changed)
         verb = "differ from usvcl_hf" if args.check else "refreshed from usvcl_hf"
-        LOGGER.info("%s: %s %s", folder, ", ".join(changed) or "no file", verb if changed else "is stale")
+        LOGGER.info("%s: %s", folder, f"{', '.join(changed)} {verb}" if changed else "every code file is current")
     return 1 if args.check and stale_anywhere else 0
 
 

@@ -9,7 +9,7 @@ model) are new; the card, results and plots are kept.
     python -m training.refresh_export --folder models/usvcl-densenet121-busbra
 
 Other commands change a folder the same way through `rewrite_classifier_folder` (e.g. `training.ood` adds the
-out-of-distribution statistics).
+out-of-distribution statistics). To copy only the code files (nothing else rewritten): `training.refresh_code`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 import usvcl_hf
+from training.atomic import atomic_folder
 from training.export import (
     CHECK_FILE,
     EXPORT_DTYPES,
@@ -34,15 +35,14 @@ from training.export import (
     finish_folder,
     load_processor,
     read_json,
-    replace_folder,
     save_model,
     set_decision_rule,
-    staging_folder,
     write_check,
 )
+from training.logs import setup_logging
 from usvcl_hf import UsvclForImageClassification
 
-LOGGER = logging.getLogger("usvcl.refresh_export")
+LOGGER = logging.getLogger(__name__)
 REWRITTEN_SUFFIXES = (".py",)  # the Hub code files: save_pretrained copies the current ones
 REWRITTEN_NAMES = ("config.json", WEIGHTS_FILE, CHECK_FILE, "preprocessor_config.json")
 SHIFT_KEY = "max_probability_shift_from_float32"  # measured at the first export, against the float32 weights
@@ -77,8 +77,7 @@ def rewrite_classifier_folder(
     model = UsvclForImageClassification.from_pretrained(folder, dtype=torch.float32).eval()
     update(model)
     processor = load_processor(folder, model.config)
-    staging = staging_folder(folder)
-    try:
+    with atomic_folder(folder) as staging:
         save_model(model, staging, EXPORT_DTYPES[dtype], max_mb)
         processor.save_pretrained(staging)
         write_check(staging, model, processor, "classifier", dtype)
@@ -89,9 +88,6 @@ def rewrite_classifier_folder(
         for path in kept_files(folder):
             shutil.copyfile(path, staging / path.name)
         finish_folder(staging)
-        replace_folder(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 
@@ -110,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Rewrite the folder; log where it went. Returns the exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging()
     usvcl_hf.register_auto_classes()
     try:
         folder = rewrite_classifier_folder(args.folder, fold_threshold, args.max_size_mb)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +24,12 @@ import matplotlib
 import numpy as np
 from tqdm.auto import tqdm
 
+from training.atomic import write_json_atomic
 from training.evaluation import bootstrap_ci, markdown_table
 from training.lesion_masks import load_mask, mask_path
+from training.logs import setup_logging
 from usvcl_hf.clip_prediction import load_model
+from usvcl_hf.image_processing_usvcl import to_grey_uint8
 from usvcl_hf.saliency import gradcam_heatmap, overlay_heatmap
 
 matplotlib.use("Agg")
@@ -32,8 +37,8 @@ import matplotlib.pyplot as plt
 
 GRID_IMAGES_PER_CLASS = 4
 BOOTSTRAP_SAMPLES = 1000
-CLASS_NAMES = ("benign", "malignant")
 METRICS = ("pointing_game", "energy_inside", "chance_level")
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,7 +71,7 @@ def score_fold(model_dir: Path, rows: datasets.Dataset, masks_dir: Path, fold: i
     model, processor = load_model(str(model_dir))
     scores = []
     for row in tqdm(rows, desc=f"saliency fold {fold}", leave=False):
-        frame = np.asarray(row["image"].convert("L"))
+        frame = to_grey_uint8(row["image"])
         mask = load_mask(mask_path(masks_dir, row["image_id"]), frame.shape)
         heatmap = gradcam_heatmap(model, processor, frame, target_class=int(row["label"]))
         scores.append(ImageSaliency(
@@ -76,9 +81,17 @@ def score_fold(model_dir: Path, rows: datasets.Dataset, masks_dir: Path, fold: i
     return scores
 
 
-def summarise(scores: Sequence[ImageSaliency], seed: int) -> dict[str, dict]:
+def class_names(store: datasets.Dataset) -> list[str]:
+    """The names of the store's `label` classes (its `ClassLabel`), or the label values as text."""
+    feature = store.features["label"]
+    if isinstance(feature, datasets.ClassLabel):
+        return list(feature.names)
+    return [str(value) for value in sorted(set(store["label"]))]
+
+
+def summarise(scores: Sequence[ImageSaliency], seed: int, names: Sequence[str]) -> dict[str, dict]:
     """Per class and overall: mean of each metric with a 95% bootstrap CI over patients."""
-    groups = {name: [s for s in scores if s.label == index] for index, name in enumerate(CLASS_NAMES)}
+    groups = {name: [s for s in scores if s.label == index] for index, name in enumerate(names)}
     groups["all"] = list(scores)
     summary = {}
     for name, members in groups.items():
@@ -99,15 +112,15 @@ def summarise(scores: Sequence[ImageSaliency], seed: int) -> dict[str, dict]:
     return summary
 
 
-def plot_grid(model_dir: Path, rows: datasets.Dataset, masks_dir: Path, path: Path) -> Path:
+def plot_grid(model_dir: Path, rows: datasets.Dataset, masks_dir: Path, path: Path, names: Sequence[str]) -> Path:
     """Original with lesion outline (top) and Grad-CAM overlay (bottom) for the first test images of each class."""
     model, processor = load_model(str(model_dir))
-    chosen = [i for label in range(len(CLASS_NAMES)) for i in
+    chosen = [i for label in range(len(names)) for i in
               [j for j, value in enumerate(rows["label"]) if value == label][:GRID_IMAGES_PER_CLASS]]
     figure, axes = plt.subplots(2, len(chosen), figsize=(2.2 * len(chosen), 4.8))
     for column, index in enumerate(chosen):
         row = rows[index]
-        frame = np.asarray(row["image"].convert("L"))
+        frame = to_grey_uint8(row["image"])
         mask = load_mask(mask_path(masks_dir, row["image_id"]), frame.shape)
         heatmap = gradcam_heatmap(model, processor, frame, target_class=int(row["label"]))
         for axis, picture in zip(axes[:, column], (frame, overlay_heatmap(frame, heatmap))):
@@ -115,7 +128,7 @@ def plot_grid(model_dir: Path, rows: datasets.Dataset, masks_dir: Path, path: Pa
             axis.contour(mask, levels=[0.5], colors="lime", linewidths=1.0)
             axis.set_xticks([])
             axis.set_yticks([])
-        axes[0, column].set_title(f"{row['image_id']}\n{CLASS_NAMES[row['label']]}", fontsize=8)
+        axes[0, column].set_title(f"{row['image_id']}\n{names[row['label']]}", fontsize=8)
     axes[0, 0].set_ylabel("image + lesion mask")
     axes[1, 0].set_ylabel("Grad-CAM (true class)")
     figure.tight_layout()
@@ -145,29 +158,47 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def write_outputs(summary: dict, output: Path) -> None:
+    """saliency.json and saliency.md (one row per class and overall)."""
+    output.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(output / "saliency.json", summary)
+    rows = [[group, values["n"]] + [f"{values[m]['value']:.3f} [{values[m]['ci_low']:.3f}, {values[m]['ci_high']:.3f}]"
+                                     for m in METRICS] for group, values in summary["groups"].items()]
+    (output / "saliency.md").write_text(markdown_table(["class", "n", *METRICS], rows) + "\n")
+
+
+def record_in_results(run_dir: Path, summary: dict) -> Path | None:
+    """Put the summary (without per-image rows) into the run's results.json as its `saliency` field."""
+    results_path = run_dir / "results.json"
+    if not results_path.is_file():
+        return None
+    results = json.loads(results_path.read_text())
+    results["saliency"] = {key: value for key, value in summary.items() if key != "images"}
+    write_json_atomic(results_path, results)
+    return results_path
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     """Score every fold model found in the run directory and write the summary."""
     args = parse_args(argv)
+    setup_logging()
     store = datasets.load_from_disk(args.store)
+    names = class_names(store)
     fold_dirs = sorted(args.run_dir.glob("fold_*/model"), key=lambda p: int(p.parent.name.split("_")[1]))
     if not fold_dirs:
         raise SystemExit(f"{args.run_dir}: no fold_<k>/model folders (run training.finetune with --save-fold-models)")
+    folds = [int(path.parent.name.split("_")[1]) for path in fold_dirs]
     scores: list[ImageSaliency] = []
-    for model_dir in tqdm(fold_dirs, desc="folds"):
-        fold = int(model_dir.parent.name.split("_")[1])
+    for model_dir, fold in tqdm(list(zip(fold_dirs, folds)), desc="folds"):
         scores += score_fold(model_dir, fold_test_rows(store, fold, args.max_per_fold), args.masks, fold)
-    summary = {"run_dir": str(args.run_dir), "target": "true class", "folds": [int(p.parent.name[5:]) for p in
-               fold_dirs], "groups": summarise(scores, args.seed), "images": [s.__dict__ for s in scores]}
-    args.output.mkdir(parents=True, exist_ok=True)
-    first_fold = int(fold_dirs[0].parent.name.split("_")[1])
-    grid = plot_grid(fold_dirs[0], fold_test_rows(store, first_fold, None), args.masks,
-                     args.grid or args.output / "saliency_grid.png")
-    summary["grid"] = str(grid)
-    (args.output / "saliency.json").write_text(json.dumps(summary, indent=2))
-    rows = [[group, values["n"]] + [f"{values[m]['value']:.3f} [{values[m]['ci_low']:.3f}, {values[m]['ci_high']:.3f}]"
-                                     for m in METRICS] for group, values in summary["groups"].items()]
-    (args.output / "saliency.md").write_text(markdown_table(["class", "n", *METRICS], rows) + "\n")
-    print(f"Saliency summary: {args.output / 'saliency.json'}, {args.output / 'saliency.md'}; grid: {grid}")
+    grid = plot_grid(fold_dirs[0], fold_test_rows(store, folds[0], None), args.masks,
+                     args.grid or args.output / "saliency_grid.png", names)
+    summary = {"run_dir": str(args.run_dir), "command": " ".join(sys.argv), "target": "true class", "folds": folds,
+               "groups": summarise(scores, args.seed, names), "grid": str(grid), "images": [s.__dict__ for s in scores]}
+    write_outputs(summary, args.output)
+    results_path = record_in_results(args.run_dir, summary)
+    LOGGER.info("Saliency summary: %s, %s; grid: %s; recorded in %s", args.output / "saliency.json",
+                args.output / "saliency.md", grid, results_path or "(no results.json in the run folder)")
     return summary
 
 

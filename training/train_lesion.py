@@ -36,8 +36,10 @@ from tqdm.auto import tqdm
 
 import usvcl_hf
 from training import evaluation, imagenet_init
+from training.atomic import write_json_atomic
+from training.common import EpochSeededSampler, build_scheduler, cpu_state_dict
 from training.config import config_to_dict, load_config
-from training.finetune import Fold, git_commit, machine_description, make_folds, write_csv
+from training.finetune import Fold, make_folds, write_csv
 from training.lesion_data import (
     CROP,
     KIND_NAMES,
@@ -49,7 +51,7 @@ from training.lesion_data import (
     load_masked_data,
     normalise,
 )
-from training.pretrain import EpochSeededSampler, build_scheduler, cpu_state_dict, write_json_atomic
+from training.provenance import git_commit, machine_description
 from usvcl_hf.configuration_lesion import PRESENCE_SCORES
 
 LOGGER = get_logger(__name__)

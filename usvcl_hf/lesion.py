@@ -19,14 +19,13 @@ import PIL.Image
 import PIL.ImageFilter
 import torch
 
-from .image_processing_usvcl import to_grey_float
+from .image_processing_usvcl import UINT8_MAX, to_grey_float, to_grey_uint8
 from .input_checks import CHECKED_SIZES
 
 NO_LESION_LABEL = "no lesion"
 DEFAULT_LESION_BATCH_SIZE = 16
-OUTLINE_COLOUR = (0, 255, 0)
+OUTLINE_COLOUR = (0, UINT8_MAX, 0)
 OUTLINE_WIDTH = 3  # pixels of the outline drawn around a mask (odd: a centred max filter)
-UINT8_MAX = 255.0
 
 
 def check_model_location(name: str, what: str = "Model") -> None:
@@ -98,7 +97,7 @@ def lesion_masks(model: Any, processor: Any, frames: Sequence[Any]) -> list[np.n
 
 def outline(mask: np.ndarray, width: int = OUTLINE_WIDTH) -> np.ndarray:
     """The boundary band `(H, W)` bool of a mask: pixels within `width // 2` of its edge, inside or out."""
-    image = PIL.Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+    image = PIL.Image.fromarray(mask.astype(np.uint8) * UINT8_MAX, mode="L")
     grown = np.asarray(image.filter(PIL.ImageFilter.MaxFilter(width))) > 0
     shrunk = np.asarray(image.filter(PIL.ImageFilter.MinFilter(width))) > 0
     return grown & ~shrunk
@@ -106,7 +105,7 @@ def outline(mask: np.ndarray, width: int = OUTLINE_WIDTH) -> np.ndarray:
 
 def draw_outline(frame: Any, mask: np.ndarray, colour: tuple[int, int, int] = OUTLINE_COLOUR) -> np.ndarray:
     """`(H, W, 3)` uint8: the grey frame with the mask's outline drawn in `colour` (the frame alone if empty)."""
-    grey = np.rint(to_grey_float(frame) * UINT8_MAX).astype(np.uint8)
+    grey = to_grey_uint8(frame)
     if grey.shape != mask.shape:
         raise ValueError(f"The mask's shape {mask.shape} differs from the frame's {grey.shape}.")
     rgb = np.repeat(grey[:, :, None], 3, axis=2)  # (H, W) -> (H, W, 3)

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from training.store_rewrite import rewrite_store_images
+from usvcl_hf.image_processing_usvcl import to_grey_uint8
 
 DEFAULT_QUALITY = 80
 DEFAULT_MAX_SIDE = 224
@@ -29,7 +30,7 @@ DEFAULT_MAX_SIDE = 224
 
 def jpeg_bytes(image: Image.Image, quality: int, max_side: int) -> bytes:
     """Grey JPEG of `image` with its shorter side at most `max_side` (aspect kept, only ever downscaled)."""
-    grey = image.convert("L")
+    grey = Image.fromarray(to_grey_uint8(image))
     shorter = min(grey.size)
     if shorter > max_side:
         scale = max_side / shorter

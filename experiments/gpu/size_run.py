@@ -49,27 +49,30 @@ def seconds_per_step(step: Callable[[], torch.Tensor], device: torch.device) -> 
 def pretrain_step(config: PretrainConfig, device: torch.device) -> Callable[[], torch.Tensor]:
     """A shared-negatives pretraining loss on random frames of the configured shape."""
     model = pretrain.build_model(config).to(device)
-    size, anchors = config.image_size, config.batch_size
+    model_config = config.model
+    size, anchors = model_config.image_size, config.batch_size
     batch = {
-        "pixel_values": torch.randn(anchors, 1 + config.num_positives, config.in_chans, size, size, device=device),
-        "negative_pixel_values": torch.randn(config.num_negatives, config.in_chans, size, size, device=device),
-        "negative_mask": torch.ones(anchors, config.num_negatives, dtype=torch.bool, device=device),
+        "pixel_values": torch.randn(anchors, 1 + model_config.num_positives, model_config.in_chans, size, size,
+                                    device=device),
+        "negative_pixel_values": torch.randn(model_config.num_negatives, model_config.in_chans, size, size,
+                                             device=device),
+        "negative_mask": torch.ones(anchors, model_config.num_negatives, dtype=torch.bool, device=device),
     }
 
     def step() -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            return pretrain.forward_batch(model, batch, config.num_positives)
+            return pretrain.forward_batch(model, batch, model_config.num_positives)
 
     return step
 
 
 def finetune_step(config: PretrainConfig, device: torch.device) -> Callable[[], torch.Tensor]:
     """A classification loss on a random batch of `FINETUNE_BATCH` images."""
-    model_config = usvcl_hf.UsvclConfig(backbone=config.backbone, in_chans=config.in_chans,
-                                        image_size=config.image_size)
+    model_config = usvcl_hf.UsvclConfig(backbone=config.model.backbone, in_chans=config.model.in_chans,
+                                        image_size=config.model.image_size)
     model = usvcl_hf.UsvclForImageClassification(model_config).to(device)
-    size = config.image_size
-    pixels = torch.randn(FINETUNE_BATCH, config.in_chans, size, size, device=device)
+    size = config.model.image_size
+    pixels = torch.randn(FINETUNE_BATCH, config.model.in_chans, size, size, device=device)
     labels = torch.randint(0, 2, (FINETUNE_BATCH,), device=device)
 
     def step() -> torch.Tensor:
@@ -100,8 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    config = PretrainConfig(backbone=args.backbone, image_size=args.image_size, batch_size=args.batch_size,
-                            shared_negatives=True)  # P and N: the paper's, the config defaults
+    config = PretrainConfig.from_values(backbone=args.backbone, image_size=args.image_size,
+                                        batch_size=args.batch_size, shared_negatives=True)  # P, N: the paper's
     pretrain_s = seconds_per_step(pretrain_step(config, device), device)
     finetune_s = seconds_per_step(finetune_step(config, device), device)
     steps = clip(args.pretrain_share * args.budget_s / (args.pretrain_arms * pretrain_s), STEP_LIMITS)

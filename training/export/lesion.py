@@ -1,6 +1,6 @@
 """Export a trained lesion segmenter (`training.train_lesion`) as a Hub-ready folder: half-precision weights that
 load as float32, the Hub code, the image processor, `results.json`, `export_check.json` and a model card rendered
-from `lesion_card.md` with the run's numbers. Called by `python -m training.export --kind lesion`:
+from `lesion_card.md` with the run's numbers. `python -m training.export --kind lesion`:
 
     python -m training.export --kind lesion --model-dir runs/lesion/final_model --results runs/lesion/results.json \
         --output models/usvcl-lesion-busbra
@@ -19,28 +19,13 @@ import torch
 import transformers
 from huggingface_hub import ModelCardData
 
-from training.export import (
-    CHECK_ATOL,
-    CHECK_FILE,
-    DEFAULT_EXPORT_DTYPE,
-    EXPORT_DTYPES,
-    MAX_WEIGHTS_MB,
-    PAPER_ARXIV,
-    REPO_ROOT,
-    RESULTS_COPY,
-    ExportError,
-    check_image,
-    check_input,
-    choose_license,
-    dataset_entries,
-    describe_inputs,
-    finish_folder,
-    read_json,
-    render_card,
-    replace_folder,
-    save_model,
-    staging_folder,
-)
+from training.atomic import atomic_folder
+from training.export.base import CHECK_FILE, PAPER_ARXIV, RESULTS_COPY, ExportError, read_json
+from training.export.cards import REPO_ROOT, render_card
+from training.export.checks import CHECK_ATOL, check_image, check_input, describe_inputs
+from training.export.folders import finish_folder
+from training.export.licences import choose_license, dataset_entries
+from training.export.weights import DEFAULT_EXPORT_DTYPE, EXPORT_DTYPES, MAX_WEIGHTS_MB, save_model
 from usvcl_hf import LesionSegmentationModel, UsvclImageProcessor
 
 LESION_CARD_TEMPLATE = REPO_ROOT / "lesion_card.md"
@@ -135,8 +120,7 @@ def export_lesion(model_dir: Path, results_path: Path, output: Path, dtype: str 
     model.config.presence_score = results["final_model"]["presence_score"]
     processor = UsvclImageProcessor.from_pretrained(model_dir)
     license_default, license_note = choose_license(["bus_bra"])
-    staging = staging_folder(output)
-    try:
+    with atomic_folder(output) as staging:
         size_mb = save_model(model, staging, EXPORT_DTYPES[dtype], max_mb)
         processor.save_pretrained(staging)
         write_lesion_check(staging, processor, dtype)
@@ -144,9 +128,6 @@ def export_lesion(model_dir: Path, results_path: Path, output: Path, dtype: str 
         (staging / "README.md").write_text(lesion_card(results, model, repo_id or output.name, dtype, size_mb,
                                                        license_id or license_default, license_note))
         finish_folder(staging)
-        replace_folder(staging, output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return output
 
 

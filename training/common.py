@@ -1,0 +1,98 @@
+"""Helpers shared by pretraining and fine-tuning, one implementation each: the accelerator, the epoch-seeded
+sampler, the learning-rate schedule, a CPU copy of the weights and the wall-clock guard (logging: `training.logs`)."""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from torch.utils.data import Sampler
+
+SECONDS_PER_MINUTE = 60.0
+
+
+def make_accelerator(mixed_precision: str, gradient_accumulation_steps: int = 1) -> Accelerator:
+    """An `Accelerator`; `fp16` falls back to `no` without a GPU (fp16 autocast needs one; bf16 works on CPU)."""
+    if mixed_precision == "fp16" and not torch.cuda.is_available():
+        mixed_precision = "no"
+    return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=gradient_accumulation_steps)
+
+
+class EpochSeededSampler(Sampler[int]):
+    """A permutation of `range(length)` drawn from `(seed, epoch)`: same order after a resume."""
+
+    def __init__(self, length: int, seed: int) -> None:
+        self.length = length
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the permutation of `epoch`."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(np.random.default_rng((self.seed, self.epoch)).permutation(self.length).tolist())
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def cosine_with_warmup(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+    r"""LR factor: linear warm-up to 1, then cosine decay to `min_ratio` at `total_steps`.
+
+    `f(t) = (t + 1) / W` for `t < W`, else `r + (1 - r) (1 + cos(pi p)) / 2` with `p = min(1, (t - W) / (T - W))`.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_ratio: float, num_processes: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Cosine schedule counted in scheduler steps (Accelerate steps it `num_processes` times per optimizer step)."""
+    factor = functools.partial(
+        cosine_with_warmup,
+        warmup_steps=warmup_steps * num_processes,
+        total_steps=total_steps * num_processes,
+        min_ratio=min_ratio,
+    )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of the model's weights."""
+    return {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in model.state_dict().items()}
+
+
+def wall_clock_guard(accelerator: Accelerator, max_wall_minutes: float) -> Callable[[], bool]:
+    """A check "has training run `max_wall_minutes`?" that every process answers alike (the main process's clock).
+
+    With `max_wall_minutes <= 0` the check is always False and costs nothing.
+    """
+    if max_wall_minutes <= 0:
+        return lambda: False
+    deadline = time.monotonic() + SECONDS_PER_MINUTE * max_wall_minutes
+
+    def out_of_time() -> bool:
+        expired = float(accelerator.is_main_process and time.monotonic() >= deadline)
+        flag = torch.tensor([expired], device=accelerator.device)
+        return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+
+    return out_of_time
+
+
+__all__ = [
+    "EpochSeededSampler",
+    "build_scheduler",
+    "cosine_with_warmup",
+    "cpu_state_dict",
+    "make_accelerator",
+    "wall_clock_guard",
+]

@@ -1,0 +1,223 @@
+"""Model cards rendered from model_card.md / backbone_card.md with the numbers and facts of results.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from training import imagenet_init
+from training.export.base import PAPER_ARXIV, ExportError
+from training.export.licences import DATASETS, dataset_entries
+from training.export.runs import ECE_METRICS, METRICS
+from training.export.weights import TIMM_WEIGHTS_FILE
+from training.provenance import run_device
+from usvcl_hf import UsvclConfig
+from usvcl_hf.image_processing_usvcl import MIN_IMAGE_SIDE
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SALIENCY_METRICS = ("pointing_game", "energy_inside", "chance_level")
+CLASSIFIER_CARD_TEMPLATE = REPO_ROOT / "model_card.md"
+
+BACKBONE_CARD_TEMPLATE = REPO_ROOT / "backbone_card.md"
+
+MODEL_INDEX_METRIC_TYPES = {"auc": "roc_auc", "sensitivity": "recall", "specificity": "specificity",
+                            "accuracy": "accuracy", "ece_after": "ece"}
+
+
+
+def metric_text(metric: dict[str, float], digits: int = 3) -> str:
+    """`0.912 (0.880–0.940)` from `{"value", "ci_low", "ci_high"}`."""
+    return f"{metric['value']:.{digits}f} ({metric['ci_low']:.{digits}f}–{metric['ci_high']:.{digits}f})"
+
+
+def mean_std_text(entry: dict[str, float] | None, digits: int = 3) -> str:
+    """`0.912 ± 0.020`, or `n/a`."""
+    if not entry:
+        return "n/a"
+    return f"{entry['mean']:.{digits}f} ± {entry['std']:.{digits}f}"
+
+
+def scalar_items(config: dict[str, Any] | None, prefix: str = "") -> list[tuple[str, str]]:
+    """Flatten a config dict into `(dotted.key, value)` rows for a hyperparameter table (lists shortened)."""
+    rows: list[tuple[str, str]] = []
+    for key, value in (config or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows.extend(scalar_items(value, prefix=f"{name}."))
+        elif isinstance(value, (list, tuple)) and len(value) > 8:
+            rows.append((name, f"[{len(value)} values]"))
+        else:
+            plain = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+            rows.append((name, str(value) if plain else json.dumps(value)))
+    return rows
+
+
+def contrastive_hyperparameters(config: UsvclConfig) -> list[tuple[str, str]]:
+    """The contrastive-loss settings stored in the model config."""
+    names = ("loss", "margin", "num_hard_positives", "num_hard_negatives", "positive_reduction", "temperature",
+             "num_positives", "num_negatives", "embedding_dim", "projection_hidden_dim")
+    return [(name, str(getattr(config, name))) for name in names]
+
+
+def model_index(results: dict[str, Any], model_name: str) -> list[EvalResult]:
+    """`model-index` entries: pooled cross-validation metrics on BUS-BRA."""
+    split = f"test folds of patient-grouped {len(results['folds'])}-fold cross-validation (pooled)"
+    return [
+        EvalResult(
+            task_type="image-classification",
+            task_name="Breast tumour classification (benign / malignant)",
+            dataset_type="bus-bra",
+            dataset_name="BUS-BRA",
+            dataset_split=split,
+            metric_type=metric_type,
+            metric_name=f"{name} (pooled, 95% CI {results['pooled'][name]['ci_low']:.3f}–"
+            f"{results['pooled'][name]['ci_high']:.3f})",
+            metric_value=round(float(results["pooled"][name]["value"]), 4),
+        )
+        for name, metric_type in MODEL_INDEX_METRIC_TYPES.items()
+    ]
+
+
+def fold_rows(results: dict[str, Any]) -> list[dict[str, str]]:
+    """One formatted row per cross-validation fold."""
+    rows = []
+    for fold in results["folds"]:
+        metrics = fold["metrics"]
+        rows.append({
+            "fold": str(fold["fold"]),
+            "n": f"{fold.get('n_train', '?')} / {fold.get('n_val', '?')} / {fold.get('n_test', '?')}",
+            **{name: metric_text(metrics[name]) for name in (*METRICS, *ECE_METRICS) if name in metrics},
+            "threshold": f"{fold.get('threshold', float('nan')):.3f}",
+            "temperature": f"{fold.get('temperature', float('nan')):.3f}",
+        })
+    return rows
+
+
+def saliency_facts(results: dict[str, Any]) -> dict[str, str] | None:
+    """The card's saliency sentence values from `results["saliency"]` (written by `training.saliency_eval`)."""
+    saliency = results.get("saliency")
+    if not isinstance(saliency, dict) or "all" not in saliency.get("groups", {}):
+        return None
+    overall = saliency["groups"]["all"]
+    return {"n": str(overall["n"]), "folds": ", ".join(str(fold) for fold in saliency.get("folds", [])),
+            **{name: metric_text(overall[name]) for name in SALIENCY_METRICS}}
+
+
+def render_card(template: Path, card_data: ModelCardData, **values: Any) -> str:
+    """Render a Jinja model-card template (`{{ card_data }}` is the YAML header) and check it parses back."""
+    if not template.is_file():
+        raise ExportError(f"Model card template {template} is missing.")
+    card = ModelCard.from_template(card_data, template_path=str(template), **values)
+    text = str(card)
+    ModelCard(text)  # raises on a broken YAML header
+    return text
+
+
+def shared_values(
+    config: UsvclConfig, pretrain_data: list[str] | None, pretrain_summary: dict[str, Any], license_id: str,
+    license_note: str, model_name: str, dtype: str, size_mb: float,
+) -> dict[str, Any]:
+    """The template values both cards use: names, licence, model config, pretraining data and settings, weights."""
+    return dict(
+        model_name=model_name,
+        paper_arxiv=PAPER_ARXIV,
+        license_id=license_id,
+        license_note=license_note,
+        config=config,
+        backbone=config.backbone,
+        pretrain_datasets=dataset_entries(pretrain_data or [], "contrastive pretraining"),
+        pretrain_hyperparameters=scalar_items(pretrain_summary),
+        contrastive_hyperparameters=contrastive_hyperparameters(config),
+        weights_dtype=dtype,
+        size_mb=f"{size_mb:.1f}",
+    )
+
+
+def imagenet_init_text(backbone: str, init: Any, pretrain_summary: dict[str, Any]) -> str | None:
+    """The card's sentence on an offline ImageNet initialisation (fine-tuning `init` "imagenet", or a pretraining
+    that started from ImageNet), or None."""
+    started = str(init).lower() == "imagenet" or bool(pretrain_summary.get("init_from_imagenet"))
+    if not started:
+        return None
+    if imagenet_init.has_offline_weights(backbone):
+        return imagenet_init.imagenet_description(backbone)
+    return f"timm's ImageNet weights of `{backbone}` (see the timm model card for their licence)"
+
+
+def classifier_card(
+    results: dict[str, Any], config: UsvclConfig, pretrain_data: list[str] | None, pretrain_summary: dict[str, Any],
+    figures: dict[str, str], license_id: str, license_note: str, model_name: str, dtype: str, size_mb: float,
+    code_url: str | None = None, pretrain_steps: int | None = None,
+) -> str:
+    """The classifier's README.md from `model_card.md`; `pretrain_steps`: steps the pretraining really ran."""
+    used = sorted({"bus_bra", *(pretrain_data or [])}, key=list(DATASETS).index)
+    card_data = ModelCardData(
+        model_name=model_name,
+        license=license_id,
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        tags=["medical-imaging", "ultrasound", "breast-ultrasound", "breast-cancer", "contrastive-learning",
+              "self-supervised-learning", "timm", "usvcl", "custom_code"],
+        datasets=[DATASETS[key].name for key in used],
+        metrics=["roc_auc", "recall", "specificity", "accuracy", "ece"],
+        eval_results=model_index(results, model_name),
+    )
+    return render_card(
+        CLASSIFIER_CARD_TEMPLATE,
+        card_data,
+        **shared_values(config, pretrain_data, pretrain_summary, license_id, license_note, model_name, dtype, size_mb),
+        min_image_side=MIN_IMAGE_SIDE,
+        pretrained=pretrain_data is not None,
+        finetune_datasets=dataset_entries(["bus_bra"], "fine-tuning and evaluation"),
+        finetune_hyperparameters=scalar_items(results.get("config", {})),
+        selection=[*results.get("selection", []), *results.get("choices", [])],
+        n_folds=len(results["folds"]),
+        pooled={name: metric_text(results["pooled"][name]) for name in (*METRICS, *ECE_METRICS)},
+        mean_std={name: mean_std_text(results["mean_std"].get(name)) for name in (*METRICS, *ECE_METRICS)},
+        folds=fold_rows(results),
+        threshold=f"{results['final_model']['threshold']:.3f}",
+        temperature=f"{results['final_model']['temperature']:.3f}",
+        init=results.get("init", "unknown"),
+        imagenet_init=imagenet_init_text(config.backbone, results.get("init"), pretrain_summary),
+        command=results.get("command", ""),
+        commit=results.get("commit", ""),
+        machine=results.get("machine", ""),
+        on_gpu=run_device(results)["gpu"] is not None,
+        saliency=saliency_facts(results),
+        pretrain_steps=pretrain_steps,
+        finetune_epochs=(results.get("config") or {}).get("num_epochs"),
+        wall_time_h=f"{float(results.get('wall_time_s', 0.0)) / 3600:.1f}",
+        figures=figures,
+        code_url=code_url,
+    )
+
+
+def backbone_card(
+    config: UsvclConfig, pretrain_data: list[str], pretrain_summary: dict[str, Any], license_id: str,
+    license_note: str, model_name: str, dtype: str, size_mb: float, classifier_name: str | None = None,
+) -> str:
+    """The backbone's README.md from `backbone_card.md`; `classifier_name`: the classifier it was taken from."""
+    card_data = ModelCardData(
+        model_name=model_name,
+        license=license_id,
+        library_name="transformers",
+        pipeline_tag="image-feature-extraction",
+        tags=["medical-imaging", "ultrasound", "contrastive-learning", "self-supervised-learning", "timm", "usvcl",
+              "feature-extraction", "custom_code"],
+        datasets=[DATASETS[key].name for key in pretrain_data],
+    )
+    return render_card(
+        BACKBONE_CARD_TEMPLATE,
+        card_data,
+        **shared_values(config, pretrain_data, pretrain_summary, license_id, license_note, model_name, dtype, size_mb),
+        timm_file=TIMM_WEIGHTS_FILE,
+        imagenet_init=imagenet_init_text(config.backbone, None, pretrain_summary),
+        from_classifier=classifier_name is not None,
+        classifier_name=classifier_name,
+    )
+
+
+__all__ = ["backbone_card", "classifier_card"]

@@ -1,0 +1,129 @@
+"""The three exports: a classifier folder, a backbone folder, and a classifier's card written again."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from training.atomic import atomic_folder
+from training.export.base import BYTES_PER_MB, CHECK_FILE, RESULTS_COPY, WEIGHTS_FILE, ExportError, read_json
+from training.export.cards import backbone_card, classifier_card
+from training.export.checks import write_check
+from training.export.folders import CLASSIFIER_FIGURES, LABEL_EFFICIENCY_FILE, copy_figures, finish_folder
+from training.export.licences import choose_license
+from training.export.runs import (
+    find_pretrain_summary,
+    load_processor,
+    pretrain_steps_run,
+    read_finetune_run,
+    resolve_pretrain_data,
+)
+from training.export.weights import DEFAULT_EXPORT_DTYPE, EXPORT_DTYPES, MAX_WEIGHTS_MB, save_model, save_timm_backbone
+from usvcl_hf import UsvclConfig, UsvclForContrastivePretraining, UsvclForImageClassification
+
+
+def set_decision_rule(config: UsvclConfig, temperature: float, threshold: float) -> None:
+    """Temperature scaling and the decision threshold, folded into the logits (`threshold_in_logits`) so that
+    `argmax(logits)` is the calibrated decision at every door (pipeline, `predict_clip`, demo)."""
+    config.calibration_temperature = float(temperature)
+    config.decision_threshold = float(threshold)
+    config.threshold_in_logits = True
+    config.validate_usvcl()
+
+
+def export_classifier(
+    model_dir: Path, results_path: Path, output: Path, pretrain_dir: Path | None = None,
+    pretrain_data: list[str] | None = None, dtype: str = DEFAULT_EXPORT_DTYPE, max_mb: float = MAX_WEIGHTS_MB,
+    license_id: str | None = None, code_url: str | None = None, repo_id: str | None = None,
+    label_efficiency: Path | None = None,
+) -> Path:
+    """Write the Hub-ready classifier folder at `output` (atomically) and return it.
+
+    `repo_id` (default: the folder name) is the name the card uses in its examples and model-index.
+    `label_efficiency`: a label-efficiency plot from another run (e.g. `experiments/plot_label_efficiency.py`) to
+    show in the card when the fine-tuning run itself made none.
+    """
+    results, pretrain_dir, pretrain_keys = read_finetune_run(results_path, pretrain_dir, pretrain_data)
+    model = UsvclForImageClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
+    set_decision_rule(model.config, results["final_model"]["temperature"], results["final_model"]["threshold"])
+    processor = load_processor(model_dir, model.config)
+    license_default, license_note = choose_license(["bus_bra", *(pretrain_keys or [])])
+    with atomic_folder(output) as staging:
+        size_mb = save_model(model, staging, EXPORT_DTYPES[dtype], max_mb)
+        processor.save_pretrained(staging)
+        write_check(staging, model, processor, "classifier", dtype)
+        figures = copy_figures(results, results_path.parent, staging)
+        if label_efficiency is not None:
+            if not label_efficiency.is_file():
+                raise ExportError(f"{label_efficiency}: no such label-efficiency plot")
+            figures["label_efficiency"] = LABEL_EFFICIENCY_FILE
+            shutil.copyfile(label_efficiency, staging / LABEL_EFFICIENCY_FILE)
+        shutil.copyfile(results_path, staging / RESULTS_COPY)
+        card = classifier_card(
+            results, model.config, pretrain_keys, find_pretrain_summary(pretrain_dir), figures,
+            license_id or license_default, license_note, repo_id or output.name, dtype, size_mb, code_url,
+            pretrain_steps_run(pretrain_dir),
+        )
+        (staging / "README.md").write_text(card)
+        finish_folder(staging)
+    return output
+
+
+def rerender_classifier_card(
+    folder: Path, results_path: Path, pretrain_dir: Path | None = None, pretrain_data: list[str] | None = None,
+    license_id: str | None = None, code_url: str | None = None, repo_id: str | None = None,
+) -> Path:
+    """Write README.md (and results.json) of an exported classifier folder again; weights and check untouched.
+
+    For a card whose template or wording changed after the export, when the float32 weights are gone (a run on a
+    lent machine that sent back only the half-precision export): the folder's config, weights size, dtype
+    (`export_check.json`) and figures are read from the folder itself.
+    """
+    for name in (WEIGHTS_FILE, CHECK_FILE, "config.json"):
+        if not (folder / name).is_file():
+            raise ExportError(f"{folder}: not an exported classifier folder ({name} is missing)")
+    results, pretrain_dir, pretrain_keys = read_finetune_run(results_path, pretrain_dir, pretrain_data)
+    config = UsvclConfig.from_pretrained(folder)
+    license_default, license_note = choose_license(["bus_bra", *(pretrain_keys or [])])
+    figures = {key: f"{key}.png" for key in CLASSIFIER_FIGURES if (folder / f"{key}.png").is_file()}
+    size_mb = (folder / WEIGHTS_FILE).stat().st_size / BYTES_PER_MB
+    card = classifier_card(
+        results, config, pretrain_keys, find_pretrain_summary(pretrain_dir), figures,
+        license_id or license_default, license_note, repo_id or folder.name,
+        read_json(folder / CHECK_FILE)["weights_dtype"], size_mb, code_url, pretrain_steps_run(pretrain_dir),
+    )
+    if results_path.resolve() != (folder / RESULTS_COPY).resolve():
+        shutil.copyfile(results_path, folder / RESULTS_COPY)
+    (folder / "README.md").write_text(card)
+    finish_folder(folder)
+    return folder
+
+
+def export_backbone(
+    model_dir: Path, output: Path, pretrain_dir: Path | None = None, pretrain_data: list[str] | None = None,
+    dtype: str = DEFAULT_EXPORT_DTYPE, max_mb: float = MAX_WEIGHTS_MB, license_id: str | None = None,
+    repo_id: str | None = None,
+) -> Path:
+    """Write the Hub-ready encoder folder (AutoModel + plain timm weights) at `output` (atomically)."""
+    pretrain_keys = resolve_pretrain_data(pretrain_data, pretrain_dir, init="contrastive pretraining")
+    encoder = UsvclForContrastivePretraining.from_pretrained(model_dir, dtype=torch.float32).usvcl.eval()
+    from_classifier = UsvclForImageClassification.__name__ in (encoder.config.architectures or [])
+    processor = load_processor(model_dir, encoder.config)
+    license_default, license_note = choose_license(pretrain_keys or [])
+    with atomic_folder(output) as staging:
+        size_mb = save_model(encoder, staging, EXPORT_DTYPES[dtype], max_mb)
+        processor.save_pretrained(staging)
+        exported = write_check(staging, encoder, processor, "backbone", dtype)
+        save_timm_backbone(exported, staging, EXPORT_DTYPES[dtype])
+        card = backbone_card(
+            encoder.config, pretrain_keys or [], find_pretrain_summary(pretrain_dir), license_id or license_default,
+            license_note, repo_id or output.name, dtype, size_mb, model_dir.name if from_classifier else None,
+        )
+        (staging / "README.md").write_text(card)
+        finish_folder(staging)
+    return output
+
+
+__all__ = ["export_backbone", "export_classifier", "rerender_classifier_card", "set_decision_rule"]
