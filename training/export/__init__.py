@@ -51,6 +51,7 @@ from training.export.runs import (
 from training.export.weights import (
     DEFAULT_EXPORT_DTYPE,
     EXPORT_DTYPES,
+    KEEP_FLOAT32,
     MAX_WEIGHTS_MB,
     TIMM_WEIGHTS_FILE,
     half_state_dict,
@@ -66,6 +67,7 @@ __all__ = [
     "DATASETS",
     "DEFAULT_EXPORT_DTYPE",
     "EXPORT_DTYPES",
+    "KEEP_FLOAT32",
     "MAX_WEIGHTS_MB",
     "RESULTS_COPY",
     "TIMM_WEIGHTS_FILE",
