@@ -254,3 +254,20 @@ def test_run_imagenet_arms_smoke(tiny_payload, tmp_path) -> None:
     half = load_file(str(out / "model_fp16.safetensors"))
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(half[name].to(tensor.dtype), tensor, rtol=1e-2, atol=1e-3)
+
+
+def test_label_efficiency_smoke(tiny_payload, tmp_path) -> None:
+    """Both arms (ImageNet-init and random EfficientNet-Lite0), 2 sizes x 2 draws on fold 1, packed on its own."""
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    progress = run_gpu_script("label_efficiency.sh", tiny_payload, out, runs, "label_efficiency_progress.txt")
+    assert "both arms done" in progress and "le_imagenet finished (rc 0)" in progress
+    assert "le_random finished (rc 0)" in progress and not (out / "gpu_runs.tar.gz").exists()
+    names = packed_names(out, "label_efficiency.tar.gz")
+    for arm in ("le_imagenet", "le_random"):
+        for name in ("label_efficiency.json", "label_efficiency_predictions.csv", "manifest.json", "results.json"):
+            assert any(path.endswith(f"{arm}/{name}") for path in names), (arm, name)
+        summary = json.loads((runs / arm / "label_efficiency.json").read_text())
+        assert [size["num_labels"] for size in summary] == [4, 8]
+        assert all(len(size["draws"]) == 2 for size in summary)
+        config = json.loads((runs / arm / "results.json").read_text())["config"]
+        assert config["max_steps"] == 2 and config["backbone"] == "tf_efficientnet_lite0" and config["num_workers"] == 1
