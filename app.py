@@ -22,7 +22,6 @@ import contextlib
 import ctypes
 import io
 import logging
-import math
 import os
 import shutil
 import signal
@@ -34,7 +33,6 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
-import pandas as pd
 import PIL.Image
 from fastapi.middleware import Middleware
 from gradio.components.label import LabelConfidence, LabelData
@@ -42,8 +40,17 @@ from gradio.data_classes import Base64ImageData
 from starlette.formparsers import MultiPartException
 
 from usvcl_hf.clip_prediction import DEFAULT_FRAME_STRIDE, ClipPrediction, load_model, predict_clip
-from usvcl_hf.configuration_usvcl import CLIP_AGGREGATIONS
+from usvcl_hf.configuration_usvcl import CLIP_AGGREGATIONS, POSITIVE_LABEL
 from usvcl_hf.demo_storage import AnalysisGate, DemoStorage, GateFullError, UploadGoneError, UploadNameGuard
+from usvcl_hf.demo_summary import (
+    CURVE_COLUMN,
+    PROBABILITY_COLUMN,
+    TIME_COLUMN,
+    VALUE_COLUMN,
+    describe_error,
+    frame_table,
+    summary_markdown,
+)
 from usvcl_hf.lesion import NO_LESION_LABEL, draw_outline, lesion_masks, load_lesion_model
 from usvcl_hf.saliency import gradcam_heatmap, overlay_heatmap
 from usvcl_hf.video import DICOM_SUFFIXES, IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, VIDEO_SUFFIXES, ClipReadError
@@ -68,14 +75,8 @@ MAX_DECODED_PIXELS = MAX_FRAMES * 1024 * 768  # decode budget: kept frames x pix
 MAX_FRAME_STRIDE = 30
 UPLOAD_MAX_AGE_S = 45.0  # uploads (analysed or not) older than this are deleted ...
 SWEEP_EVERY_S = 10.0  # ... by a sweep this often: gone within a minute
-SALIENCY_CLASS = "malignant"
+SALIENCY_CLASS = POSITIVE_LABEL  # Grad-CAM explains the class the decision threshold is about
 FILE_TYPES = sorted(SUPPORTED_SUFFIXES)  # what usvcl_hf.video reads (plus DICOM without a suffix)
-PROBABILITY_COLUMN = "P(malignant)"
-TIME_COLUMN = "time (s)"
-FRAME_COLUMN = "frame"
-LESION_COLUMN = "P(lesion)"
-CURVE_COLUMN = "curve"  # with a lesion model the plot is long: one row per frame and curve
-VALUE_COLUMN = "probability"
 
 NOTICE = (
     "⚠️ **Research tool, not a medical device.** The output is not a diagnosis and must not be used for clinical "
@@ -103,15 +104,6 @@ LIMITS = (
     "evenly (the frame stride is raised), and large frames are reduced while they are decoded; the summary says what "
     "was used."
 )
-
-
-def describe_error(error: Exception) -> str:
-    """A user-facing message for a failed analysis, naming the file (not the server's folders) and the reason."""
-    if isinstance(error, ClipReadError):
-        name = Path(error.path).name
-        reason = error.reason.replace(error.path, name).replace(str(Path(error.path).parent) + os.sep, "")
-        return f"Cannot analyse {name}: {reason}."
-    return f"Cannot analyse the upload: {error}"
 
 
 def inline_png(value: np.ndarray | PIL.Image.Image | None) -> Base64ImageData | None:
@@ -160,96 +152,6 @@ class LesionModel:
     model: Any
     processor: Any
     name: str
-
-
-def frame_table(prediction: ClipPrediction) -> tuple[pd.DataFrame, str]:
-    """Per-frame malignancy as a DataFrame (one row per kept frame) and the name of its x column; with lesion
-    probabilities, long format: one row per frame and curve (`CURVE_COLUMN` is P(malignant) or P(lesion))."""
-    times_known = math.isfinite(prediction.fps)
-    x_column = TIME_COLUMN if times_known else FRAME_COLUMN
-    x_values = prediction.times_s if times_known else prediction.frame_indices
-    if prediction.lesion_probabilities is None:
-        return pd.DataFrame({x_column: x_values, PROBABILITY_COLUMN: prediction.frame_probabilities}), x_column
-    curves = [(PROBABILITY_COLUMN, prediction.frame_probabilities), (LESION_COLUMN, prediction.lesion_probabilities)]
-    table = pd.concat([pd.DataFrame({x_column: x_values, VALUE_COLUMN: values, CURVE_COLUMN: name})
-                       for name, values in curves], ignore_index=True)
-    return table, x_column
-
-
-def frame_caption(prediction: ClipPrediction) -> str:
-    """Where the most suspicious frame is: time and frame index for a clip, file name for stills."""
-    position = prediction.most_suspicious_frame
-    index = int(prediction.frame_indices[position])
-    if math.isfinite(prediction.fps):
-        return f"frame {index} at {prediction.times_s[position]:.2f} s"
-    return f"image {Path(prediction.sources[position]).name}"
-
-
-def frames_line(prediction: ClipPrediction, requested_stride: int) -> str:
-    """What was sampled: frame count, rate, stride (and why it was raised), and any reduction while decoding."""
-    fps = f"{prediction.fps:.1f} fps" if math.isfinite(prediction.fps) else "stills"
-    line = f"- frames used: {prediction.num_frames} ({fps}, stride {prediction.frame_stride}"
-    if prediction.frame_stride > requested_stride > 0 and math.isfinite(prediction.fps):
-        line += f": raised from {requested_stride} to spread at most {MAX_FRAMES} frames over the whole clip"
-    line += ")"
-    if prediction.downscale > 1 and prediction.source_size is not None:
-        height, width = prediction.source_size
-        line += (f"; frames reduced 1/{prediction.downscale} while decoding ({width}x{height} -> "
-                 f"{width // prediction.downscale}x{height // prediction.downscale})")
-    return line
-
-
-def summary_markdown(
-    prediction: ClipPrediction, model_name: str, total_s: float, requested_stride: int = 0, waited_s: float = 0.0
-) -> str:
-    """Short Markdown summary of what was analysed and how."""
-    crop = "yes" if prediction.crop else "no"
-    if prediction.crop and prediction.crop_box is not None:
-        top, left, bottom, right = prediction.crop_box
-        crop += f" (rows {top}–{bottom}, columns {left}–{right} of the decoded frame)"
-    warning = [f"⚠️ **{prediction.ood_warning}**", ""] if prediction.ood_warning else []  # usvcl_hf.ood
-    return "\n".join(
-        [
-            *warning,
-            answer_line(prediction),
-            "",
-            frames_line(prediction, requested_stride),
-            *lesion_lines(prediction),
-            f"- crop to imaging region: {crop}",
-            f"- aggregation: `{prediction.aggregation}`",
-            suspicious_line(prediction),
-            f"- model: `{model_name}`",
-            f"- time: {total_s:.2f} s (decoding + inference {prediction.elapsed_s:.2f} s, Grad-CAM included in total)",
-            f"- queue wait: {waited_s:.2f} s",
-            "",
-            "_Not a diagnosis. Your upload is deleted within a minute; upload again to re-run with other settings._",
-        ]
-    )
-
-
-def answer_line(prediction: ClipPrediction) -> str:
-    """The first line of the summary: the answer, or that no frame shows a lesion."""
-    if prediction.label == NO_LESION_LABEL:
-        return (f"**{NO_LESION_LABEL}** — no frame reaches the lesion threshold {prediction.lesion_threshold:.2f}; "
-                "no benign/malignant answer is given")
-    return (f"**{prediction.label}** — calibrated P(malignant) = {prediction.malignancy:.3f} "
-            f"(decision threshold {prediction.threshold:.2f})")
-
-
-def suspicious_line(prediction: ClipPrediction) -> str:
-    """Which frame is shown, whether its lesion is outlined, and whether Grad-CAM was computed."""
-    if prediction.label == NO_LESION_LABEL:
-        return f"- no lesion found; most lesion-like: {frame_caption(prediction)}; Grad-CAM not computed (no lesion)"
-    outlined = "" if prediction.lesion_probabilities is None else " (lesion outlined)"
-    return f"- most suspicious{outlined}: {frame_caption(prediction)}; Grad-CAM for class `{SALIENCY_CLASS}`"
-
-
-def lesion_lines(prediction: ClipPrediction) -> list[str]:
-    """Summary lines on lesion presence (none without a lesion model)."""
-    if prediction.lesion_probabilities is None:
-        return ["- lesion model: none (every frame counts)"]
-    return [f"- lesion frames: {int(prediction.lesion_frames.sum())} of {prediction.num_frames} (P(lesion) ≥ "
-            f"{prediction.lesion_threshold:.2f}); the answer uses these only"]
 
 
 def upload_paths(files: Any) -> list[str]:
@@ -340,7 +242,7 @@ def page_layout(default_aggregation: str, example_names: list[str]) -> tuple[lis
             label = decision_label_component(label="Clip-level decision (calibrated probabilities)",
                                              elem_id="prediction")
             plot = gr.LinePlot(x=TIME_COLUMN, y=PROBABILITY_COLUMN, y_lim=[0.0, 1.0],
-                               title="Malignancy probability per frame", y_title="calibrated P(malignant)",
+                               title="Malignancy probability per frame", y_title=f"calibrated {PROBABILITY_COLUMN}",
                                elem_id="timeline")
     with gr.Row():
         frame = inline_image(label="Most suspicious frame (see the summary)", elem_id="frame")
@@ -422,7 +324,7 @@ def run_analysis(
         gr.update(value=table, x=x_column, x_title=x_column, **plot_axes),
         shown,
         overlay,
-        summary_markdown(prediction, model_name, total_s, frame_stride, waited_s),
+        summary_markdown(prediction, model_name, total_s, frame_stride, waited_s, MAX_FRAMES),
         None,  # clear the upload box: the analysis is done with the files
     )
 

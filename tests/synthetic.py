@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from usvcl_hf.video import write_clip
+from usvcl_hf.pyav_frames import write_clip
 
 FRAME_COUNT = 32
 WIDTH = 64

@@ -151,7 +151,7 @@ def test_unsupported_suffix(tmp_path: Path) -> None:
 def test_fast_luma_path_equals_swscale_grey(tmp_path, codec: str) -> None:
     import av
 
-    from usvcl_hf.video import frame_to_grey
+    from usvcl_hf.pyav_frames import frame_to_grey
 
     path = tmp_path / f"clip_{codec}.mp4"
     rng = np.random.default_rng(0)

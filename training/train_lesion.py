@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 import usvcl_hf
 from training import evaluation, imagenet_init
 from training.atomic import write_json_atomic
-from training.common import EpochSeededSampler, build_scheduler, cpu_state_dict
+from training.common import EpochSeededSampler, backward_and_step, build_scheduler, cpu_state_dict
 from training.config import config_to_dict, load_config
 from training.finetune import Fold, make_folds, write_csv
 from training.lesion_data import (
@@ -219,12 +219,7 @@ def train_model(accelerator: Accelerator, config: LesionTrainConfig, data: Maske
                 squares, targets = augment_on_device(squares, targets, batch["views"], seed * 10**6 + epoch * 10**4
                                                      + step)
             loss = model(pixel_values=normalise(squares, processor), labels=targets).loss
-            accelerator.backward(loss)
-            if config.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
+            backward_and_step(accelerator, model, loss, optimizer, scheduler, config.max_grad_norm)
         if val_set is not None:
             val_dice = float(np.nanmean(score_items(accelerator, model, val_set, processor,
                                                     config.eval_batch_size).dice))

@@ -317,6 +317,24 @@ def decide_over_lesion_frames(
     return label, probabilities, int(kept[np.argmax(frame_probabilities[kept])])
 
 
+def resolve_aggregation(config: Any, clip_aggregation: str | None) -> str:
+    """`clip_aggregation`, else the model config's; a `ValueError` unless it is one of `CLIP_AGGREGATIONS`."""
+    aggregation = clip_aggregation or config.clip_aggregation
+    if aggregation not in CLIP_AGGREGATIONS:
+        raise ValueError(f"clip_aggregation must be one of {list(CLIP_AGGREGATIONS)}, got {aggregation!r}.")
+    return aggregation
+
+
+def lesion_scores(
+    lesion_model: Any, lesion_processor: Any, frames: Sequence[np.ndarray], batch_size: int
+) -> tuple[np.ndarray | None, float]:
+    """Lesion probability `(T,)` of each frame and the model's lesion threshold; `(None, nan)` without a model."""
+    if lesion_model is None:
+        return None, math.nan
+    probabilities = frame_lesion_probabilities(lesion_model, lesion_processor, frames, batch_size)
+    return probabilities, float(lesion_model.config.lesion_threshold)
+
+
 def frame_times(decoded: DecodedFrames) -> np.ndarray:
     """`(T,)` time in seconds of each kept frame; nan when the source has no frame rate."""
     fps = decoded.fps
@@ -326,20 +344,10 @@ def frame_times(decoded: DecodedFrames) -> np.ndarray:
 
 
 def predict_clip(
-    model: Any,
-    processor: Any,
-    source: ImageLike | Sequence[ImageLike],
-    *,
-    frame_stride: int | None = None,
-    clip_aggregation: str | None = None,
-    crop: bool = True,
-    max_frames: int | None = DEFAULT_MAX_FRAMES,
-    max_seconds: float | None = None,
-    max_pixels: int | None = None,
-    max_decoded_pixels: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    lesion_model: Any = None,
-    lesion_processor: Any = None,
+    model: Any, processor: Any, source: ImageLike | Sequence[ImageLike], *, frame_stride: int | None = None,
+    clip_aggregation: str | None = None, crop: bool = True, max_frames: int | None = DEFAULT_MAX_FRAMES,
+    max_seconds: float | None = None, max_pixels: int | None = None, max_decoded_pixels: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE, lesion_model: Any = None, lesion_processor: Any = None,
 ) -> ClipPrediction:
     """Classify a clip (or stills) as benign/malignant (or "no lesion", with a lesion model).
 
@@ -365,46 +373,27 @@ def predict_clip(
         ValueError: bad arguments.
     """
     started = time.perf_counter()
-    stride = DEFAULT_FRAME_STRIDE if frame_stride is None else int(frame_stride)
-    aggregation = clip_aggregation or model.config.clip_aggregation
-    if aggregation not in CLIP_AGGREGATIONS:
-        raise ValueError(f"clip_aggregation must be one of {list(CLIP_AGGREGATIONS)}, got {aggregation!r}.")
+    aggregation = resolve_aggregation(model.config, clip_aggregation)
     decoded = read_source(
-        source, frame_stride=stride, max_frames=max_frames, max_seconds=max_seconds, crop=crop, max_pixels=max_pixels,
+        source, frame_stride=DEFAULT_FRAME_STRIDE if frame_stride is None else int(frame_stride),
+        max_frames=max_frames, max_seconds=max_seconds, crop=crop, max_pixels=max_pixels,
         side=working_side(processor), max_decoded_pixels=max_decoded_pixels,
     )
     frame_probabilities, frame_ood = frame_scores(model, processor, decoded.frames, batch_size)
-    ood_score = clip_ood_score(frame_ood)
-    lesion_probabilities, lesion_threshold = None, math.nan
-    if lesion_model is not None:
-        lesion_probabilities = frame_lesion_probabilities(lesion_model, lesion_processor, decoded.frames, batch_size)
-        lesion_threshold = float(lesion_model.config.lesion_threshold)
+    lesion_probabilities, lesion_threshold = lesion_scores(lesion_model, lesion_processor, decoded.frames, batch_size)
     lesion_frames = lesion_frame_mask(lesion_probabilities, lesion_threshold, len(decoded.frames))
     label, probabilities, most_suspicious = decide_over_lesion_frames(
         model, frame_probabilities, lesion_frames, aggregation, lesion_probabilities
     )
+    ood_score = clip_ood_score(frame_ood)
     return ClipPrediction(
-        label=label,
-        probabilities=probabilities,
-        frame_probabilities=frame_probabilities,
-        frame_indices=decoded.frame_indices,
-        times_s=frame_times(decoded),
-        fps=decoded.fps,
-        most_suspicious_frame=most_suspicious,
-        frames=decoded.frames,
-        sources=decoded.sources,
-        frame_stride=decoded.frame_stride,
-        crop=crop,
-        crop_boxes=decoded.crop_boxes,
-        aggregation=aggregation,
-        threshold=float(model.config.decision_threshold),
-        elapsed_s=time.perf_counter() - started,
-        downscale=decoded.downscale,
-        source_size=decoded.source_size,
-        lesion_probabilities=lesion_probabilities,
-        lesion_threshold=lesion_threshold,
-        ood_score=ood_score,
-        ood_warning=ood_warning(model.config, ood_score),
+        label=label, probabilities=probabilities, frame_probabilities=frame_probabilities,
+        frame_indices=decoded.frame_indices, times_s=frame_times(decoded), fps=decoded.fps,
+        most_suspicious_frame=most_suspicious, frames=decoded.frames, sources=decoded.sources,
+        frame_stride=decoded.frame_stride, crop=crop, crop_boxes=decoded.crop_boxes, aggregation=aggregation,
+        threshold=float(model.config.decision_threshold), elapsed_s=time.perf_counter() - started,
+        downscale=decoded.downscale, source_size=decoded.source_size, lesion_probabilities=lesion_probabilities,
+        lesion_threshold=lesion_threshold, ood_score=ood_score, ood_warning=ood_warning(model.config, ood_score),
         frame_ood_scores=frame_ood,
     )
 

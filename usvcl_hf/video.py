@@ -18,13 +18,14 @@ import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from .file_signatures import still_image_format
 from .image_processing_usvcl import UINT8_MAX, colour_to_grey, image_size_problem, rescale_to_uint8, to_grey_uint8
+from .imaging_region import detect_imaging_region
+from .pyav_frames import frame_to_grey
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpeg", ".mpg", ".m4v"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
@@ -35,25 +36,7 @@ DICOM_MAGIC = b"DICM"
 
 MILLISECONDS_PER_SECOND = 1000.0
 MICROSECONDS_PER_SECOND = 1_000_000.0  # PyAV's container.duration unit
-MAX_RATE_DENOMINATOR = 1001  # frame rates like 30000/1001
-FULL_COLOR_RANGE = 2  # AVColorRange JPEG: luma already spans 0-255
-LIMITED_LUMA_BLACK, LIMITED_LUMA_SPAN = 16, 219  # limited ("TV") range luma: 16-235
-LIMITED_TO_FULL_RANGE = np.clip(
-    np.round((np.arange(UINT8_MAX + 1) - LIMITED_LUMA_BLACK) * UINT8_MAX / LIMITED_LUMA_SPAN), 0, UINT8_MAX
-).astype(np.uint8)  # lookup table, the same expansion swscale applies for format="gray"
 
-# Imaging-region detection: a pixel "changes" when its temporal range (max - min over the clip) and the mean
-# range of its CHANGE_BLOCK x CHANGE_BLOCK neighbourhood both exceed CHANGE_LEVEL grey levels (single noisy
-# pixels and compression flicker on static overlays average out). A row/column belongs to the region when at least
-# MIN_CHANGING_SHARE of it changes; the region is the longest run of such rows/columns, bridging gaps of up to
-# MAX_GAP pixels. A pixel is "non-black" above BLACK_LEVEL.
-CHANGE_BLOCK = 9
-CHANGE_LEVEL = 2.0
-MIN_CHANGING_SHARE = 0.05
-MAX_GAP = 4
-BLACK_LEVEL = 10
-# Below this share of the frame, the moving area is treated as noise and the non-black box is used instead.
-MIN_REGION_SHARE = 0.02
 
 DICOM_TIMING_TAGS = ("FrameTime", "CineRate", "RecommendedDisplayFrameRate")
 DICOM_READ_TAGS = (*DICOM_TIMING_TAGS, "NumberOfFrames", "Rows", "Columns", "PhotometricInterpretation")
@@ -394,53 +377,6 @@ def shrink(frame: np.ndarray, factor: int) -> np.ndarray:
     return np.rint(means).astype(frame.dtype) if np.issubdtype(frame.dtype, np.integer) else means.astype(frame.dtype)
 
 
-def frame_to_grey(frame) -> np.ndarray:
-    """A decoded PyAV frame as `(H, W)` uint8 grey, identical to `frame.to_ndarray(format="gray")`.
-
-    For 8-bit YUV frames (nearly every H.264/MPEG clip) the luma plane *is* the grey image: it is read directly and
-    expanded from limited (16-235) to full range with a lookup table, ~80x faster than a swscale conversion per
-    frame. Other pixel formats go through swscale.
-    """
-    name = frame.format.name
-    if not (name.startswith("yuv") and name[-1] == "p"):  # e.g. yuv420p, yuvj420p; not yuv420p10le, rgb24
-        return frame.to_ndarray(format="gray")
-    plane = frame.planes[0]
-    rows = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)  # (H, line_size) padded rows
-    luma = rows[:, : frame.width]  # (H, line_size) -> (H, W)
-    if name.startswith("yuvj") or frame.color_range == FULL_COLOR_RANGE:
-        return luma.copy()
-    return LIMITED_TO_FULL_RANGE[luma]
-
-
-def write_clip(
-    path: str | Path,
-    frames: np.ndarray,
-    fps: float,
-    *,
-    codec: str = "libx264",
-    pixel_format: str = "yuv420p",
-    options: dict[str, str] | None = None,
-    bit_rate: int | None = None,
-) -> Path:
-    """Encode `(T, H, W)` uint8 grey frames into a video file with PyAV (the inverse of `read_clip`)."""
-    import av
-
-    path = Path(path)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(MAX_RATE_DENOMINATOR),
-                                      options=options or {})
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pixel_format
-        if bit_rate is not None:
-            stream.bit_rate = bit_rate
-        for frame in frames:
-            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="gray")
-            for packet in stream.encode(video_frame.reformat(format=pixel_format)):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
 def _stream_fps(stream) -> float:
     """Frames per second of a PyAV stream, nan when the container does not say."""
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -544,69 +480,3 @@ def dicom_frames_to_grey(frames: np.ndarray, photometric: str) -> np.ndarray:
     if photometric == "MONOCHROME1":
         grey = UINT8_MAX - grey
     return grey
-
-
-def detect_imaging_region(frames: np.ndarray) -> tuple[int, int, int, int]:
-    """Bounding box ``(top, left, bottom, right)`` (bottom/right exclusive) of the imaging region.
-
-    For a clip, the region is where pixels change over time: a pixel's temporal range (max - min) and the
-    mean range of its small neighbourhood must both exceed CHANGE_LEVEL. Rows and columns with at least
-    MIN_CHANGING_SHARE changing pixels are kept, and the longest run of them (small gaps bridged) gives the
-    box, so static overlays (scanner UI, text, colour bars, black borders) and small moving UI elements apart
-    from the image fall outside. A single frame, or a clip whose moving area is too small, falls back to the
-    box of non-black pixels; an all-black input gives the full frame.
-    """
-    frames = np.asarray(frames)
-    if frames.ndim == 2:
-        frames = frames[np.newaxis]  # (H, W) -> (1, H, W)
-    height, width = frames.shape[1:3]
-    if len(frames) > 1:
-        temporal_range = frames.max(axis=0).astype(np.int16) - frames.min(axis=0)  # (H, W)
-        changing = (temporal_range > CHANGE_LEVEL) & (block_mean(temporal_range, CHANGE_BLOCK) > CHANGE_LEVEL)
-        box = _dense_box(changing)  # (H, W) mask: the pixel and its neighbourhood change
-        if box is not None and _box_area(box) >= MIN_REGION_SHARE * height * width:
-            return box
-    box = _dense_box(frames.max(axis=0) > BLACK_LEVEL)  # (H, W) mask of non-black pixels
-    return box if box is not None else (0, 0, height, width)
-
-
-def block_mean(values: np.ndarray, block: int) -> np.ndarray:
-    """Mean of ``values`` (H, W) over a ``block`` x ``block`` window centred on each pixel (edges replicated)."""
-    half = block // 2
-    padded = np.pad(values.astype(np.float64), half, mode="edge")  # (H + 2*half, W + 2*half)
-    integral = np.pad(padded.cumsum(axis=0).cumsum(axis=1), ((1, 0), (1, 0)))  # summed-area table
-    height, width = values.shape
-    window_sum = (
-        integral[block:block + height, block:block + width]
-        - integral[:height, block:block + width]
-        - integral[block:block + height, :width]
-        + integral[:height, :width]
-    )  # (H, W)
-    return window_sum / (block * block)
-
-
-def _longest_run(selected: np.ndarray) -> tuple[int, int] | None:
-    """(start, end) of the longest run of True in a 1-D mask, bridging gaps of up to MAX_GAP; None if empty."""
-    positions = np.flatnonzero(selected)
-    if positions.size == 0:
-        return None
-    breaks = np.flatnonzero(np.diff(positions) > MAX_GAP + 1)
-    starts = np.concatenate([positions[:1], positions[breaks + 1]])
-    ends = np.concatenate([positions[breaks], positions[-1:]]) + 1
-    longest = int(np.argmax(ends - starts))
-    return int(starts[longest]), int(ends[longest])
-
-
-def _dense_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Box over the longest runs of rows and columns in which at least MIN_CHANGING_SHARE of the mask is set."""
-    rows = _longest_run(mask.mean(axis=1) >= MIN_CHANGING_SHARE)  # over (H,)
-    columns = _longest_run(mask.mean(axis=0) >= MIN_CHANGING_SHARE)  # over (W,)
-    if rows is None or columns is None:
-        return None
-    return rows[0], columns[0], rows[1], columns[1]
-
-
-def _box_area(box: tuple[int, int, int, int]) -> int:
-    """Area in pixels of a (top, left, bottom, right) box."""
-    top, left, bottom, right = box
-    return (bottom - top) * (right - left)

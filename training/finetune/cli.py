@@ -1,0 +1,222 @@
+"""Fine-tune a usvcl encoder for benign / malignant classification with leak-free, patient-grouped cross-validation.
+
+    python -m training.finetune --config training/configs/finetune_bus_bra.yaml --pretrained-path RUN/model
+    accelerate launch [--num_processes N] [--cpu] -m training.finetune ... [--folds 1 2] [--no-final-model]
+    ... --train-sizes 25 50 100 200 --label-draws 3     # label efficiency (same test folds, fewer training labels)
+
+Every fold gets a FRESH model from the init source; the best epoch (validation AUC), the calibration temperature
+and the decision threshold are chosen on the fold's inner validation split only, never on its test fold.
+Structure follows accelerate's `examples/complete_cv_example.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+
+import usvcl_hf
+from training import evaluation
+from training.atomic import write_json_atomic
+from training.augment import AUGMENT_POLICIES
+from training.common import make_accelerator
+from training.config import FinetuneConfig, config_to_dict, load_config
+from training.finetune.data import LabeledData, load_labeled_data
+from training.finetune.folds import Fold, make_folds
+from training.finetune.label_efficiency import run_label_efficiency
+from training.finetune.model import INITS, build_processor, class_weights, for_fold, resolve_image_size
+from training.finetune.outputs import (
+    PREDICTION_COLUMNS,
+    SELECTION,
+    fold_metrics,
+    mean_std,
+    prediction_table,
+    write_config,
+    write_csv,
+    write_outputs,
+)
+from training.finetune.train import FoldOutcome, run_fold, train_final_model
+from training.logs import setup_logging
+from training.provenance import device_facts, git_commit, machine_description
+
+LOGGER = get_logger(__name__)
+
+
+@dataclasses.dataclass
+class FinetuneRun:
+    """What the steps of one fine-tuning run share."""
+
+    config: FinetuneConfig
+    accelerator: Accelerator
+    processor: usvcl_hf.UsvclImageProcessor
+    data: LabeledData
+    folds: list[Fold]
+    started: float
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.config.output_dir)
+
+
+@dataclasses.dataclass
+class CrossValidation:
+    """The folds' outcomes, their results.json entries and their test prediction records."""
+
+    outcomes: list[FoldOutcome] = dataclasses.field(default_factory=list)
+    fold_results: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    records: list[tuple[int, np.ndarray, np.ndarray, float, float]] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Pooled:
+    """All test folds together, each row with its own fold's temperature and threshold."""
+
+    rows: np.ndarray  # (n_test_total,)
+    logits: np.ndarray  # (n_test_total, 2)
+    temperature: np.ndarray  # (n_test_total,)
+    threshold: np.ndarray  # (n_test_total,)
+    metrics: dict[str, dict[str, float]]
+
+
+def validate_config(config: FinetuneConfig) -> None:
+    """Raise `ValueError` for values the run cannot use."""
+    if config.init not in INITS:
+        raise ValueError(f"`init` must be one of {list(INITS)}, got {config.init!r}.")
+    if config.augment_policy not in AUGMENT_POLICIES:
+        raise ValueError(f"`augment_policy` must be one of {list(AUGMENT_POLICIES)}, got {config.augment_policy!r}.")
+    if not (0.0 <= config.label_smoothing < 1.0 and 0.0 <= config.ema_decay < 1.0 and config.backbone_lr_scale > 0):
+        raise ValueError("`label_smoothing` and `ema_decay` must be in [0, 1) and `backbone_lr_scale` > 0.")
+
+
+def prepare_run(config: FinetuneConfig) -> FinetuneRun:
+    """Accelerator, config.yaml, processor (size and normalisation of the first fold's init model), data, folds."""
+    started = time.perf_counter()
+    validate_config(config)
+    accelerator = make_accelerator(config.mixed_precision)
+    if accelerator.is_main_process:
+        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+        write_config(Path(config.output_dir), config)  # first, so a run stopped early still names its configuration
+    reference = for_fold(config, (config.folds or [1])[0])
+    image_size, resize_mode = resolve_image_size(reference)
+    processor = build_processor(reference, image_size, resize_mode)
+    data = load_labeled_data(config.store_path, image_size, resize_mode)
+    folds = make_folds(data.labels, data.patient_ids, data.split_columns, config.num_folds, config.val_fraction,
+                       config.seed)
+    if config.folds:
+        folds = [fold for fold in folds if fold.number in set(config.folds)]
+        if not folds:
+            raise ValueError(f"--folds {config.folds}: no such fold.")
+    return FinetuneRun(config, accelerator, processor, data, folds, started)
+
+
+def fold_entry(run: FinetuneRun, fold: Fold, outcome: FoldOutcome) -> dict[str, Any]:
+    """A fold's results.json entry: sizes, choices made on its validation split, test metrics with CIs."""
+    config, data = run.config, run.data
+    weights = class_weights(data.labels[fold.train], len(data.class_names)) if config.class_weighted_loss else None
+    metrics = fold_metrics(config, data, fold.test, outcome.test_logits, outcome.temperature, outcome.threshold,
+                           seed=config.seed + fold.number)
+    return {
+        "fold": fold.number, "n_train": len(fold.train), "n_val": len(fold.val), "n_test": len(fold.test),
+        "threshold": outcome.threshold, "temperature": outcome.temperature, "best_epoch": outcome.best_epoch,
+        "val_auc": outcome.val_auc, "class_weights": weights, "metrics": metrics,
+    }
+
+
+def cross_validate(run: FinetuneRun) -> CrossValidation:
+    """Every fold: a fresh model trained, chosen and calibrated on its inner validation, scored on its test fold.
+    What is finished is written after each fold (`folds_done.json`, `predictions_done.csv`)."""
+    done = CrossValidation()
+    for fold in run.folds:
+        outcome = run_fold(run.accelerator, run.config, run.data, run.processor, fold, fold.train,
+                           f"fold {fold.number}")
+        done.outcomes.append(outcome)
+        done.fold_results.append(fold_entry(run, fold, outcome))
+        done.records.append((fold.number, fold.test, outcome.test_logits, outcome.temperature, outcome.threshold))
+        LOGGER.info("fold %d: test AUC %s", fold.number,
+                    evaluation.format_interval(done.fold_results[-1]["metrics"]["auc"]))
+        if run.accelerator.is_main_process:  # kept if a later fold is interrupted
+            write_json_atomic(run.output_dir / "folds_done.json", done.fold_results)
+            write_csv(run.output_dir / "predictions_done.csv", PREDICTION_COLUMNS,
+                      prediction_table(run.data, done.records))
+    return done
+
+
+def pool_folds(run: FinetuneRun, done: CrossValidation) -> Pooled:
+    """The test folds pooled, with patient-bootstrap CIs."""
+    folds, outcomes = run.folds, done.outcomes
+    rows = np.concatenate([fold.test for fold in folds])
+    logits = np.concatenate([outcome.test_logits for outcome in outcomes])  # (n_test_total, 2)
+    temperature = np.concatenate([np.full(len(f.test), o.temperature) for f, o in zip(folds, outcomes)])
+    threshold = np.concatenate([np.full(len(f.test), o.threshold) for f, o in zip(folds, outcomes)])
+    metrics = fold_metrics(run.config, run.data, rows, logits, temperature, threshold, seed=run.config.seed)
+    return Pooled(rows, logits, temperature, threshold, metrics)
+
+
+def final_model(run: FinetuneRun, done: CrossValidation) -> dict[str, Any]:
+    """The final model (median best epoch and threshold of the folds; temperature on its own holdout), if asked."""
+    threshold = float(np.median([outcome.threshold for outcome in done.outcomes]))
+    if not run.config.final_model:
+        return {"path": None, "threshold": threshold, "temperature": 1.0}
+    epochs = max(1, int(np.median([outcome.best_epoch for outcome in done.outcomes])))
+    folder, temperature = train_final_model(run.accelerator, run.config, run.data, run.processor, epochs, threshold,
+                                            run.output_dir)
+    return {"path": str(folder), "threshold": threshold, "temperature": temperature}
+
+
+def assemble_results(
+    run: FinetuneRun, done: CrossValidation, pooled: Pooled, label_summary: list, final: dict[str, Any]
+) -> dict[str, Any]:
+    """results.json: how the run was made (command, commit, device), its choices, folds, pooled metrics, figures."""
+    config, device = run.config, device_facts()
+    return {
+        "command": " ".join(sys.argv),
+        "commit": git_commit(),
+        "machine": machine_description(device),
+        "device": device,
+        "wall_time_s": time.perf_counter() - run.started,
+        "init": config.init,
+        "config": config_to_dict(config),
+        "class_names": run.data.class_names,
+        "class_weighting": (
+            "Class-weighted cross-entropy, weights n / (2 n_class) from each training side's counts."
+            if config.class_weighted_loss else "Unweighted cross-entropy."
+        ),
+        "folds": done.fold_results,
+        "mean_val_auc": float(np.mean([outcome.val_auc for outcome in done.outcomes])),
+        "selection": list(SELECTION),
+        "pooled": pooled.metrics,
+        "mean_std": mean_std(done.fold_results),
+        "figures": {"roc": "roc.png", "reliability": "reliability.png", "confusion": "confusion.png",
+                    "label_efficiency": "label_efficiency.png" if label_summary else None},
+        "final_model": final,
+    }
+
+
+def training_function(config: FinetuneConfig) -> dict[str, Any]:
+    """Cross-validate, evaluate, optionally run label efficiency and train the final model; returns results."""
+    run = prepare_run(config)
+    done = cross_validate(run)
+    pooled = pool_folds(run, done)
+    label_summary = run_label_efficiency(run.accelerator, config, run.data, run.processor, run.folds, run.output_dir)
+    final = final_model(run, done)
+    results = assemble_results(run, done, pooled, label_summary, final)
+    if run.accelerator.is_main_process:
+        write_outputs(config, run.data, run.folds, done.outcomes, pooled.rows, pooled.logits, pooled.temperature,
+                      pooled.threshold, done.records, results, run.output_dir)
+    run.accelerator.wait_for_everyone()
+    run.accelerator.end_training()
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    setup_logging()
+    config = load_config(FinetuneConfig, argv if argv is not None else sys.argv[1:], description=__doc__,
+                         prog="python -m training.finetune")
+    training_function(config)

@@ -1,0 +1,126 @@
+"""The labelled store decoded once into padded grey squares, and the datasets / loaders over its rows."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+import usvcl_hf
+from training.augment import SEED_BOUND, AugmentConfig, augment_batch, params_tensor, sample_view
+from training.common import EpochSeededSampler
+from usvcl_hf.image_processing_usvcl import normalize, resize_to_square, to_grey_float
+
+SPLIT_PREFIX = "split_"
+
+
+@dataclasses.dataclass
+class LabeledData:
+    """The labelled store, decoded once: padded grey squares and per-row metadata."""
+
+    squares: np.ndarray  # (n, S, S) float32 in [0, 1]
+    labels: np.ndarray  # (n,) int
+    patient_ids: np.ndarray  # (n,) str
+    image_ids: np.ndarray  # (n,) str
+    split_columns: dict[int, np.ndarray]  # official fold k -> (n,) "train"/"val"/"test"
+    class_names: list[str] = dataclasses.field(default_factory=list)  # label k's name (the store's ClassLabel)
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        """`{k: name}` for the model config, so a saved classifier names its classes as the store does."""
+        return dict(enumerate(self.class_names))
+
+
+class SquareDataset(torch.utils.data.Dataset):
+    """Rows of `LabeledData` as normalised `(C, S, S)` tensors; seeded augmentations on the training side only."""
+
+    def __init__(
+        self,
+        data: LabeledData,
+        rows: np.ndarray,
+        processor: usvcl_hf.UsvclImageProcessor,
+        augment: bool,
+        seed: int,
+        policy: AugmentConfig | None = None,
+    ) -> None:
+        self.data = data
+        self.rows = np.asarray(rows, dtype=int)
+        self.augment = augment
+        self.policy = policy or AugmentConfig()
+        self.seed = seed
+        self.epoch = 0
+        self.in_chans = processor.in_chans
+        self.mean, self.std = processor.image_mean, processor.image_std
+
+    def set_epoch(self, epoch: int) -> None:
+        """Redraw the augmentations for `epoch`."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, position: int) -> dict[str, Any]:
+        """The raw square, its seeded view parameters (augmented side) and label; `pixel_values` renders them."""
+        row = int(self.rows[position])
+        square = torch.from_numpy(self.data.squares[row])  # (S, S) in [0, 1]
+        item = {"squares": square, "labels": torch.tensor(int(self.data.labels[row])), "row": torch.tensor(row)}
+        if self.augment:
+            rng = np.random.default_rng((self.seed, self.epoch, row))
+            item["views"] = params_tensor([sample_view(*square.shape, rng, self.policy)])[0]  # (10,)
+            item["noise_seed"] = torch.tensor(int(rng.integers(SEED_BOUND)))
+        return item
+
+    def pixel_values(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """`(B, C, S, S)` normalised model input of a collated batch, augmented in one batched call on the batch's
+        device (a GPU renders the views, so data workers only index arrays)."""
+        squares = batch["squares"]  # (B, S, S) in [0, 1]
+        if self.augment:
+            squares = augment_batch(squares, batch["views"], int(batch["noise_seed"][0]))
+        channels = squares[:, None].expand(-1, self.in_chans, -1, -1)  # (B, S, S) -> (B, C, S, S)
+        return normalize(channels, self.mean, self.std)
+
+
+def label_names(store: datasets.Dataset) -> list[str]:
+    """The names of the store's `label` classes: its `ClassLabel` names, else the label values as text."""
+    feature = store.features["label"]
+    if isinstance(feature, datasets.ClassLabel):
+        return list(feature.names)
+    return [str(value) for value in range(int(max(store["label"])) + 1)]
+
+
+def load_labeled_data(store_path: str, image_size: int, resize_mode: str) -> LabeledData:
+    """Decode the store's images to `(S, S)` squares the way `UsvclImageProcessor` does (no normalisation)."""
+    store = datasets.load_from_disk(store_path)
+    for column in ("image", "label", "patient_id"):
+        if column not in store.column_names:
+            raise ValueError(f"{store_path}: a labelled store needs column {column!r}; has {store.column_names}.")
+    squares = np.stack([
+        resize_to_square(to_grey_float(image), image_size, resize_mode) for image in store["image"]
+    ])  # (n, S, S)
+    split_columns = {
+        int(name.removeprefix(SPLIT_PREFIX)): np.asarray(store[name]).astype(str)
+        for name in store.column_names
+        if name.startswith(SPLIT_PREFIX) and name.removeprefix(SPLIT_PREFIX).isdigit()
+    }
+    image_ids = store["image_id"] if "image_id" in store.column_names else [str(i) for i in range(len(store))]
+    return LabeledData(
+        squares=squares.astype(np.float32),
+        labels=np.asarray(store["label"], dtype=int),
+        patient_ids=np.asarray(store["patient_id"]).astype(str),
+        image_ids=np.asarray(image_ids).astype(str),
+        split_columns=dict(sorted(split_columns.items())),
+        class_names=label_names(store),
+    )
+
+
+def make_loader(dataset: SquareDataset, batch_size: int, shuffle_seed: int | None, num_workers: int) -> DataLoader:
+    """Loader; shuffled with an epoch-seeded order when `shuffle_seed` is given (training). A training epoch whose
+    last batch would hold ONE image drops it: BatchNorm cannot train on a batch of one (every other size is kept)."""
+    sampler = EpochSeededSampler(len(dataset), shuffle_seed) if shuffle_seed is not None else None
+    lone_last = shuffle_seed is not None and len(dataset) > batch_size and len(dataset) % batch_size == 1
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=lone_last)
+

@@ -1,0 +1,247 @@
+"""Training one fold's model: optimiser, loss, EMA, the epoch loop with validation-AUC selection, predictions."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+import usvcl_hf
+from training import evaluation
+from training.augment import AUGMENT_POLICIES
+from training.common import backward_and_step, build_scheduler, cpu_state_dict
+from training.config import FinetuneConfig
+from training.finetune.data import LabeledData, SquareDataset, make_loader
+from training.finetune.folds import Fold, inner_split
+from training.finetune.model import build_classifier, class_weights, for_fold, save_model
+
+SEED_STREAM_FOLD, SEED_STREAM_LABELS, SEED_STREAM_FINAL = 1, 2, 3
+
+
+@dataclasses.dataclass
+class FoldOutcome:
+    """What one trained fold gives: chosen epoch, threshold, temperature and test predictions."""
+
+    best_epoch: int
+    threshold: float
+    temperature: float
+    test_logits: np.ndarray  # (n_test, 2)
+    val_auc: float
+
+
+@torch.no_grad()
+def predict_logits(
+    accelerator: Accelerator, model: torch.nn.Module, loader: DataLoader, size: int, tta_flip: bool = False
+) -> np.ndarray:
+    """`(size, 2)` logits in dataset order, gathered over processes (padding dropped); with `tta_flip`, the mean
+    of the logits of each image and of its horizontal mirror."""
+    model.eval()
+    logits = np.zeros((size, accelerator.unwrap_model(model).config.num_labels), dtype=np.float64)
+    all_rows, all_logits = [], []
+    for batch in loader:
+        pixel_values = loader.dataset.pixel_values(batch)  # (B, C, S, S)
+        with accelerator.autocast():
+            batch_logits = model(pixel_values=pixel_values).logits.float()  # (B, 2)
+            if tta_flip:
+                batch_logits = (batch_logits + model(pixel_values=pixel_values.flip(-1)).logits.float()) / 2
+        rows, batch_logits = accelerator.gather_for_metrics((batch["row"], batch_logits))
+        all_rows.append(rows.cpu())
+        all_logits.append(batch_logits.cpu())
+    rows = torch.cat(all_rows).numpy()
+    positions = {row: position for position, row in enumerate(loader.dataset.rows.tolist())}
+    for row, row_logits in zip(rows.tolist(), torch.cat(all_logits).double().numpy()):
+        logits[positions[row]] = row_logits
+    model.train()
+    return logits
+
+
+def step_schedule(config: FinetuneConfig, loader_steps: int, num_epochs: int) -> tuple[int, int, int, int]:
+    """(steps per pass, total optimizer steps, passes over the data, validate every k passes).
+
+    By default `num_epochs` passes of `loader_steps` (capped by `max_steps_per_epoch`) with validation after each.
+    With `max_steps > 0` the schedule is counted in optimizer steps instead, the same for every training-set size
+    (label efficiency: 50 labels get as many updates as 400): ceil(max_steps / steps per pass) passes, validated
+    about `num_epochs` times, evenly spaced, and after the last.
+    """
+    steps_per_epoch = loader_steps if config.max_steps_per_epoch <= 0 else min(loader_steps, config.max_steps_per_epoch)
+    if config.max_steps <= 0:
+        return steps_per_epoch, steps_per_epoch * num_epochs, num_epochs, 1
+    passes = -(-config.max_steps // steps_per_epoch)  # ceil
+    return steps_per_epoch, config.max_steps, passes, max(1, passes // max(1, num_epochs))
+
+
+def build_optimizer(config: FinetuneConfig, model: usvcl_hf.UsvclForImageClassification) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; the backbone's at `learning_rate * backbone_lr_scale`, the heads' at
+    `learning_rate` (the schedule scales both)."""
+    backbone = {id(parameter) for parameter in model.usvcl.backbone.parameters()}
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    groups = [
+        {"params": [p for p in trainable if id(p) not in backbone], "lr": config.learning_rate},
+        {"params": [p for p in trainable if id(p) in backbone], "lr": config.learning_rate * config.backbone_lr_scale},
+    ]
+    return torch.optim.AdamW([group for group in groups if group["params"]], lr=config.learning_rate,
+                             weight_decay=config.weight_decay)
+
+
+def classification_loss(
+    logits: torch.Tensor, labels: torch.Tensor, weights: list[float] | None, smoothing: float
+) -> torch.Tensor:
+    """Class-weighted cross-entropy of `logits (B, 2)` with label smoothing `smoothing` (0 = the model's own loss):
+    targets (1 - e) one-hot + e / 2."""
+    weight = torch.tensor(weights, dtype=torch.float32, device=logits.device) if weights is not None else None
+    return torch.nn.functional.cross_entropy(logits.float(), labels, weight=weight, label_smoothing=smoothing)
+
+
+def make_ema(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """Exponential moving average of the weights and buffers, w_ema <- decay w_ema + (1 - decay) w (None if 0)."""
+    if decay <= 0:
+        return None
+    return torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True
+    )
+
+
+def train_epoch(
+    accelerator: Accelerator, config: FinetuneConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    scheduler: Any, train_loader: DataLoader, train_set: SquareDataset, steps_per_epoch: int,
+    weights: list[float] | None, ema: torch.optim.swa_utils.AveragedModel | None,
+) -> None:
+    """One pass over the (epoch-seeded) training loader, at most `steps_per_epoch` optimizer steps."""
+    for step, batch in enumerate(train_loader):
+        if step >= steps_per_epoch:
+            break
+        logits = model(pixel_values=train_set.pixel_values(batch)).logits  # (B, 2)
+        loss = classification_loss(logits, batch["labels"], weights, config.label_smoothing)
+        backward_and_step(accelerator, model, loss, optimizer, scheduler, config.max_grad_norm)
+        if ema is not None:
+            ema.update_parameters(accelerator.unwrap_model(model))
+
+
+def train_model(
+    accelerator: Accelerator,
+    config: FinetuneConfig,
+    data: LabeledData,
+    processor: usvcl_hf.UsvclImageProcessor,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray | None,
+    num_epochs: int,
+    seed: int,
+    description: str,
+) -> tuple[usvcl_hf.UsvclForImageClassification, int, float]:
+    """Train a fresh model; with `val_rows`, keep the epoch of best validation AUC (of the EMA weights when
+    `ema_decay` > 0, which are then the ones returned). Returns (model, epoch, AUC)."""
+    set_seed(seed)
+    weights = class_weights(data.labels[train_rows], len(data.class_names)) if config.class_weighted_loss else None
+    model = build_classifier(config, processor.image_size, weights, data.id2label)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train_set = SquareDataset(data, train_rows, processor, config.augment, seed,
+                              AUGMENT_POLICIES[config.augment_policy])
+    train_loader = make_loader(train_set, config.batch_size, seed, config.num_workers)
+    optimizer = build_optimizer(config, model)
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    steps_per_epoch, total_steps, passes, validate_every = step_schedule(config, len(train_loader), num_epochs)
+    scheduler = accelerator.prepare(
+        build_scheduler(optimizer, config.warmup_steps, total_steps, config.min_lr / config.learning_rate,
+                        accelerator.num_processes)
+    )
+    val_loader = None
+    if val_rows is not None:
+        val_loader = accelerator.prepare(make_loader(SquareDataset(data, val_rows, processor, False, seed),
+                                                     config.eval_batch_size, None, config.num_workers))
+    ema = make_ema(accelerator.unwrap_model(model), config.ema_decay)
+    best_auc, best_epoch, best_weights = -np.inf, passes, None
+    model.train()
+    for epoch in tqdm(range(1, passes + 1), desc=description, disable=not accelerator.is_main_process):
+        train_set.set_epoch(epoch)
+        train_loader.set_epoch(epoch)
+        train_epoch(accelerator, config, model, optimizer, scheduler, train_loader, train_set,
+                    min(steps_per_epoch, total_steps - (epoch - 1) * steps_per_epoch), weights, ema)
+        evaluated = ema.module if ema is not None else accelerator.unwrap_model(model)
+        if val_loader is not None and (epoch % validate_every == 0 or epoch == passes):
+            val_logits = predict_logits(accelerator, evaluated, val_loader, len(val_rows), config.tta_flip)
+            auc = evaluation.auc(data.labels[val_rows], evaluation.positive_probability(val_logits))
+            if best_weights is None or (np.isfinite(auc) and auc > best_auc):
+                best_auc, best_epoch = auc, epoch
+                best_weights = cpu_state_dict(evaluated)
+    if ema is not None and best_weights is None:
+        best_weights = cpu_state_dict(ema.module)
+    unwrapped = accelerator.unwrap_model(model).to(memory_format=torch.contiguous_format)
+    if best_weights is not None:
+        unwrapped.load_state_dict(best_weights)
+    unwrapped.eval()
+    accelerator.free_memory()
+    return unwrapped, best_epoch, float(best_auc)
+
+
+def evaluate_rows(
+    accelerator: Accelerator,
+    config: FinetuneConfig,
+    model: torch.nn.Module,
+    data: LabeledData,
+    processor: usvcl_hf.UsvclImageProcessor,
+    rows: np.ndarray,
+) -> np.ndarray:
+    """`(len(rows), 2)` uncalibrated logits of `rows` (model config temperature must be 1)."""
+    loader = accelerator.prepare(
+        make_loader(SquareDataset(data, rows, processor, False, config.seed), config.eval_batch_size, None,
+                    config.num_workers)
+    )
+    logits = predict_logits(accelerator, model.to(accelerator.device), loader, len(rows), config.tta_flip)
+    accelerator.free_memory()
+    return logits
+
+
+def run_fold(
+    accelerator: Accelerator,
+    config: FinetuneConfig,
+    data: LabeledData,
+    processor: usvcl_hf.UsvclImageProcessor,
+    fold: Fold,
+    train_rows: np.ndarray,
+    description: str,
+) -> FoldOutcome:
+    """Train a fresh model on `train_rows`, select/calibrate/threshold on `fold.val`, predict `fold.test`."""
+    config = for_fold(config, fold.number)
+    model, best_epoch, val_auc = train_model(
+        accelerator, config, data, processor, train_rows, fold.val, config.num_epochs,
+        seed=config.seed + SEED_STREAM_FOLD * 1000 + fold.number, description=description,
+    )
+    val_logits = evaluate_rows(accelerator, config, model, data, processor, fold.val)
+    temperature = evaluation.fit_temperature(val_logits, data.labels[fold.val])
+    threshold = evaluation.youden_threshold(
+        data.labels[fold.val], evaluation.positive_probability(val_logits, temperature)
+    )
+    test_logits = evaluate_rows(accelerator, config, model, data, processor, fold.test)
+    if config.save_fold_models and accelerator.is_main_process:
+        fold_dir = Path(config.output_dir) / f"fold_{fold.number}" / "model"
+        save_model(accelerator.unwrap_model(model), processor, fold_dir, threshold, temperature)
+    accelerator.wait_for_everyone()
+    return FoldOutcome(best_epoch, threshold, temperature, test_logits, val_auc)
+
+
+def train_final_model(
+    accelerator: Accelerator, config: FinetuneConfig, data: LabeledData, processor: usvcl_hf.UsvclImageProcessor,
+    epochs: int, threshold: float, output_dir: Path,
+) -> tuple[Path, float]:
+    """Train on all labelled rows but a patient-grouped holdout, fit the temperature on that holdout, save."""
+    all_rows = np.arange(len(data.labels))
+    train_rows, holdout_rows = inner_split(all_rows, data.labels, data.patient_ids, config.final_holdout_fraction,
+                                           config.seed + SEED_STREAM_FINAL)
+    model, _, _ = train_model(accelerator, for_fold(config, "all"), data, processor, train_rows, None, epochs,
+                              seed=config.seed + SEED_STREAM_FINAL, description="final model")
+    holdout_logits = evaluate_rows(accelerator, config, model, data, processor, holdout_rows)
+    temperature = evaluation.fit_temperature(holdout_logits, data.labels[holdout_rows])
+    final_dir = output_dir / "final_model"
+    if accelerator.is_main_process:
+        save_model(model, processor, final_dir, threshold, temperature)
+    accelerator.wait_for_everyone()
+    return final_dir, temperature
+
