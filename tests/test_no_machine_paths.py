@@ -33,10 +33,11 @@ def tracked_text_files() -> list[Path]:
 
 
 def roots_to_find() -> list[str]:
-    """The development machine's work root, and the folder this checkout sits in (when it is not `/`)."""
+    """The development machine's work root, and the folder this checkout sits in, unless that is a top-level folder
+    such as `/tmp` (a clone made with `mktemp -d`): scripts for other machines may name their own `/tmp/...`."""
     roots = [DEVELOPMENT_ROOT]
     parent = REPO_ROOT.parent
-    if parent != Path(parent.anchor):
+    if len(parent.parts) > 2:
         roots.append(str(parent).rstrip("/") + "/")
     return roots
 
