@@ -3,6 +3,7 @@
 STORES=$PAYLOAD/stores
 LUNG=("$STORES/covid_blues" "$STORES/pocus")
 EXP=experiments/configs
+SITE=${SITE:-$PWD/runs/gpu/site}  # where the carried wheels are installed
 PY=${PY:-python3}
 if [ -d "$PAYLOAD/imagenet" ]; then  # compact offline ImageNet weights (training/imagenet_init.py) in the payload
   export USVCL_IMAGENET_WEIGHTS=$(cd "$PAYLOAD/imagenet" && pwd)
@@ -15,6 +16,7 @@ SMOKE_FINETUNE_ARGS=(--backbone resnet10t --image-size 48 --folds 1 --bootstrap-
 SMOKE_DEFAULT_FINETUNE_ARGS=("${SMOKE_FINETUNE_ARGS[@]}" --num-epochs 2 --no-channels-last --num-workers 0)
 START=$(date +%s)
 mkdir -p "$OUT" "$RUNS"
+OUT=$(cd "$OUT" && pwd) RUNS=$(cd "$RUNS" && pwd)  # absolute: the defaults are relative to the repository
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_EVALUATE_OFFLINE=1 PYTHONUNBUFFERED=1
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
@@ -25,12 +27,12 @@ seconds_left() { local left=$(( START + DEADLINE_S - $(date +%s) )); echo $(( le
 install_wheels() {  # the GPU image lacks datasets / evaluate: carried as wheels; an older datasets if pyarrow is old
   [ "${WHEELS_INSTALLED:-0}" = 1 ] && return 0  # a wrapper (run_session.sh) installed them for its scripts
   [ -d "$PAYLOAD/wheels" ] && [ "${SMOKE:-0}" != 1 ] || return 0
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
     "$PAYLOAD"/wheels/*.whl || return 1
-  export PYTHONPATH=/tmp/site:$PYTHONPATH
+  export PYTHONPATH=$SITE:$PYTHONPATH
   if ! $PY -c "import datasets; datasets.load_from_disk('$STORES/bus_bra')[0]" >> "$OUT/setup.log" 2>&1; then
     log "datasets from wheels/ failed to load a store; trying wheels_fallback/"
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
       "$PAYLOAD"/wheels_fallback/*.whl || return 1
   fi
 }

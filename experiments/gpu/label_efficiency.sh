@@ -14,11 +14,11 @@
 # patients), label_efficiency_predictions.csv (every draw's test predictions), results.json / predictions.csv /
 # manifest.json of the full-label run; progress in $OUT/label_efficiency_progress.txt.
 # Then here: tar xzf label_efficiency.tar.gz -C experiments/results/gpu/ and python -m experiments.report.
-# Smoke test on a CPU: SMOKE=1 OUT=/tmp/smoke PAYLOAD=tiny_payload bash experiments/gpu/label_efficiency.sh
+# Smoke test on a CPU: SMOKE=1 OUT=runs/smoke PAYLOAD=tiny_payload bash experiments/gpu/label_efficiency.sh
 set -uo pipefail
-OUT=${OUT:-/tmp/usvcl_gpu_out}
+OUT=${OUT:-runs/gpu_out}
 PAYLOAD=${PAYLOAD:-.gpu_payload}
-RUNS=${RUNS:-/tmp/usvcl_label_efficiency}
+RUNS=${RUNS:-runs/gpu/label_efficiency}
 DEADLINE_S=${DEADLINE_S:-400}
 SIZES=${SIZES:-50 100 200 400}
 DRAWS=${DRAWS:-5}

@@ -11,11 +11,11 @@
 # Back: $OUT/lesion_model.safetensors (the final model's weights in float16) and $OUT/lesion_runs.tar.gz (lesion/:
 # results.json, results.md, predictions.csv; lesion_final/: combined_results.json and final_model/ without weights;
 # the logs).
-# Smoke test on a CPU (tiny backbone, fold 1, same steps):  SMOKE=1 OUT=/tmp/smoke bash experiments/gpu/lesion.sh
+# Smoke test on a CPU (tiny backbone, fold 1, same steps):  SMOKE=1 OUT=runs/smoke bash experiments/gpu/lesion.sh
 set -uo pipefail
-OUT=${OUT:-/tmp/usvcl_gpu_out}
+OUT=${OUT:-runs/gpu_out}
 PAYLOAD=${PAYLOAD:-.gpu_payload}
-RUNS=${RUNS:-/tmp/usvcl_lesion_runs}
+RUNS=${RUNS:-runs/gpu/lesion_runs}
 DEADLINE_S=${DEADLINE_S:-420}
 EPOCHS=${EPOCHS:-8}
 source experiments/gpu/common.sh

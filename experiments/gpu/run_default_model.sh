@@ -13,9 +13,9 @@
 # Back: $OUT/model.safetensors (the chosen model's fp16 weights) and $OUT/gpu_runs.tar.gz (logs, results, figures and
 # the exported folder without its weights). Smoke test on a CPU:  SMOKE=1 OUT=runs/smoke bash experiments/gpu/...
 set -uo pipefail
-OUT=${OUT:-/tmp/usvcl_gpu_out}
+OUT=${OUT:-runs/gpu_out}
 PAYLOAD=${PAYLOAD:-.gpu_payload}
-RUNS=${RUNS:-/tmp/usvcl_default_runs}
+RUNS=${RUNS:-runs/gpu/default_runs}
 STEPS=${STEPS:-800}                # pretraining steps; the wall-clock guard below usually ends it first
 PRETRAIN_MIN=${PRETRAIN_MIN:-2.5}
 DEADLINE_S=${DEADLINE_S:-500}

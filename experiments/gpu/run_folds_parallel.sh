@@ -7,9 +7,9 @@
 #   OUT=/some/folder INIT=random LR=3e-4 bash experiments/gpu/run_folds_parallel.sh
 # Back: $OUT/gpu_runs.tar.gz (each part's results, predictions and log). Smoke test on a CPU: SMOKE=1 OUT=runs/smoke ...
 set -uo pipefail
-OUT=${OUT:-/tmp/usvcl_gpu_out}
+OUT=${OUT:-runs/gpu_out}
 PAYLOAD=${PAYLOAD:-.gpu_payload}
-RUNS=${RUNS:-/tmp/usvcl_fold_runs}
+RUNS=${RUNS:-runs/gpu/fold_runs}
 DEADLINE_S=${DEADLINE_S:-240}
 INIT=${INIT:-random}
 LR=${LR:-3e-4}

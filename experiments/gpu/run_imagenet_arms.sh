@@ -26,11 +26,11 @@
 #   python -m training.imagenet_init --output .gpu_payload/imagenet --dtype float16  # 6.9 MB, instead of the wheel
 # Run there:  OUT=/some/folder bash experiments/gpu/run_imagenet_arms.sh
 # Back: $OUT/gpu_runs.tar.gz (every run's results.json, predictions.csv, logs, choices, environment), the default
-# candidate's weights, $OUT/progress.txt. Smoke test on a CPU:  SMOKE=1 OUT=/tmp/smoke bash experiments/gpu/...
+# candidate's weights, $OUT/progress.txt. Smoke test on a CPU:  SMOKE=1 OUT=runs/smoke bash experiments/gpu/...
 set -uo pipefail
-OUT=${OUT:-/tmp/usvcl_gpu_out}
+OUT=${OUT:-runs/gpu_out}
 PAYLOAD=${PAYLOAD:-.gpu_payload}
-RUNS=${RUNS:-/tmp/usvcl_imagenet_runs}
+RUNS=${RUNS:-runs/gpu/imagenet_runs}
 DEADLINE_S=${DEADLINE_S:-420}      # every process still running this long after the start is stopped
 SEARCH_S=${SEARCH_S:-210}          # recipe-search runs still running then are stopped (their finished folds count)
 PRETRAIN_MIN=${PRETRAIN_MIN:-1.5}  # wall-clock guard of each lung pretraining; BUS-BRA ones get half

@@ -19,10 +19,10 @@
 # (STEPS and EPOCHS given: no sizing step; otherwise sized from a timed step by experiments/gpu/size_run.py)
 # Smoke test on a CPU (tiny backbone and shapes, fold 1 only):  SMOKE=1 OUT=runs/smoke bash experiments/gpu/...
 set -uo pipefail
-OUT=${OUT:-/tmp/usvcl_gpu_out}
+OUT=${OUT:-runs/gpu_out}
 PLAN=${PLAN:-main}
 PAYLOAD=${PAYLOAD:-.gpu_payload}
-RUNS=${RUNS:-/tmp/usvcl_gpu_runs}
+RUNS=${RUNS:-runs/gpu/gpu_runs}
 BUDGET_S=${BUDGET_S:-360}          # pretraining + fine-tuning; set-up, sizing and packing come on top
 DEADLINE_S=${DEADLINE_S:-480}      # from the start of this script: fine-tuning still running then is stopped
 source experiments/gpu/common.sh

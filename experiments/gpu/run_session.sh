@@ -13,11 +13,11 @@
 # Prepare here: the payload in .gpu_payload/ (experiments/gpu/run_imagenet_arms.sh says how; the BUS-BRA store with
 # its `mask` column for lesion.sh).
 # Run there:  OUT=/some/folder bash experiments/gpu/run_session.sh
-# Smoke test on a CPU:  SMOKE=1 OUT=/tmp/smoke PAYLOAD=tiny_payload bash experiments/gpu/run_session.sh
+# Smoke test on a CPU:  SMOKE=1 OUT=runs/smoke PAYLOAD=tiny_payload bash experiments/gpu/run_session.sh
 set -uo pipefail
-OUT=${OUT:-/tmp/usvcl_gpu_out}
+OUT=${OUT:-runs/gpu_out}
 PAYLOAD=${PAYLOAD:-.gpu_payload}
-RUNS=${RUNS:-/tmp/usvcl_session_runs}
+RUNS=${RUNS:-runs/gpu/session_runs}
 DEADLINE_S=${DEADLINE_S:-540}
 SCRIPT_DEADLINE_S=${SCRIPT_DEADLINE_S:-450}
 source experiments/gpu/common.sh
