@@ -34,7 +34,7 @@ def tracked_text_files() -> list[Path]:
 
 def roots_to_find() -> list[str]:
     """The development machine's work root, and the folder this checkout sits in, unless that is a top-level folder
-    such as `/tmp` (a clone made with `mktemp -d`): scripts for other machines may name their own `/tmp/...`."""
+    such as the system's temporary folder (a clone made with `mktemp -d`), which is no development root."""
     roots = [DEVELOPMENT_ROOT]
     parent = REPO_ROOT.parent
     if len(parent.parts) > 2:
