@@ -6,7 +6,12 @@ fold's threshold) and `results.json`. This concatenates the parts' predictions a
 `training.finetune` computes for a single run (patient-bootstrap CIs with the run's seed, bootstrap samples and ECE
 bins), plus each fold's test and validation AUC. No fold may appear twice.
 
-    python experiments/pool_predictions.py RUN_PART0 RUN_PART1 ... --output pooled.json
+`--results-json` also writes one results.json in `training.finetune`'s format for the whole arm (what
+`training.export` renders a model card from): the parts' folds, the pooled metrics, mean ± std over folds, each
+part's command, commit and wall time, and the final model of the one part that trained it. The parts must share
+their recipe (every config field except folds, output_dir and final_model).
+
+    python experiments/pool_predictions.py RUN_PART0 RUN_PART1 ... --output pooled.json [--results-json results.json]
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiments import report
 from training import evaluation
+from training.finetune.outputs import SELECTION, mean_std
+
+PART_FIELDS = ("folds", "output_dir", "final_model")  # config fields that may differ between parts of one arm
 
 
 def pool(folders: list[Path]) -> dict:
@@ -49,14 +57,52 @@ def pool(folders: list[Path]) -> dict:
     }
 
 
+def check_same_recipe(configs: list[dict]) -> None:
+    """Raise ValueError naming the first config field (other than `PART_FIELDS`) on which two parts differ."""
+    for name in sorted(set().union(*configs) - set(PART_FIELDS)):
+        values = [config.get(name) for config in configs]
+        if any(value != values[0] for value in values):
+            raise ValueError(f"the parts differ in {name!r} ({values}): not one arm")
+
+
+def merged_results(folders: list[Path]) -> dict:
+    """One finetune-format results.json for an arm split over `folders` (exactly one of them trained the final
+    model; its threshold is the median over its own folds' thresholds)."""
+    results = [report.read_part(folder)[1] for folder in folders]
+    check_same_recipe([part["config"] for part in results])
+    finals = [part for part in results if (part.get("final_model") or {}).get("path")]
+    if len(finals) != 1:
+        raise ValueError(f"{len(finals)} parts trained a final model; exactly one must")
+    pooled = pool(folders)
+    folds = sorted((fold for part in results for fold in part["folds"]), key=lambda fold: fold["fold"])
+    merged = dict(finals[0])
+    merged.update(
+        command=" ; ".join(part["command"] for part in results),
+        commit=" + ".join(dict.fromkeys(part["commit"] for part in results)),
+        wall_time_s=float(sum(part["wall_time_s"] for part in results)),
+        parts=[{"folder": str(folder), "folds": [fold["fold"] for fold in part["folds"]],
+                **{key: part[key] for key in ("command", "commit", "wall_time_s")}}
+               for folder, part in zip(folders, results)],
+        folds=folds, pooled=pooled["pooled"], mean_std=mean_std(folds), mean_val_auc=pooled["mean_val_auc"],
+        selection=[*merged.get("selection", SELECTION)],
+        figures={},
+    )
+    merged["config"] = {**merged["config"], "folds": [fold["fold"] for fold in folds]}
+    return merged
+
+
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("parts", nargs="+", type=Path, help="fine-tuning output folders, one per part")
     parser.add_argument("--output", type=Path, required=True, help="JSON file for the pooled metrics")
+    parser.add_argument("--results-json", type=Path, help="also write one finetune-format results.json here")
     args = parser.parse_args(argv)
     pooled = pool(args.parts)
     args.output.write_text(json.dumps(pooled, indent=2))
+    if args.results_json:
+        args.results_json.write_text(json.dumps(merged_results(args.parts), indent=2))
+        print(f"arm results (finetune format) in {args.results_json}")
     for name, metric in pooled["pooled"].items():
         print(f"{name}: {metric['value']:.3f} [{metric['ci_low']:.3f}, {metric['ci_high']:.3f}]")
     print(f"folds {[fold['fold'] for fold in pooled['folds']]}, mean validation AUC {pooled['mean_val_auc']:.3f}; "

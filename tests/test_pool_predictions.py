@@ -1,0 +1,60 @@
+"""`experiments/pool_predictions.py --results-json`: an arm split by folds over runs becomes one finetune-format
+results.json (what `training.export` renders a card from) whose pooled numbers are those of the parts' predictions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from experiments import pool_predictions
+from tests.test_report import synthetic_predictions
+from training import evaluation
+from training.finetune.outputs import METRIC_NAMES
+
+
+def write_part(folder: Path, folds: tuple[int, ...], final: bool, learning_rate: float = 5e-4) -> pd.DataFrame:
+    """A finetune output folder over `folds` (the fields pooling reads), with a final model when `final`."""
+    folder.mkdir(parents=True)
+    predictions = synthetic_predictions(seed=0, strength=0.5, folds=folds)
+    predictions.to_csv(folder / "predictions.csv", index=False)
+    config = {"seed": 42, "bootstrap_samples": 100, "ece_bins": 10, "learning_rate": learning_rate,
+              "folds": list(folds), "output_dir": str(folder), "final_model": final}
+    fold_results = []
+    for fold in folds:
+        rows = predictions[predictions["fold"] == fold]
+        auc = evaluation.auc(rows["label"].to_numpy(), rows["prob_malignant"].to_numpy())
+        metrics = {name: {"value": auc if name == "auc" else 0.5} for name in METRIC_NAMES}
+        fold_results.append({"fold": fold, "val_auc": 0.8, "metrics": metrics})
+    final_model = {"path": str(folder / "final_model") if final else None, "threshold": 0.4, "temperature": 1.3}
+    results = {"config": config, "folds": fold_results, "command": f"finetune --folds {folds}", "commit": "abc1234",
+               "machine": "a CPU", "wall_time_s": 10.0, "init": "imagenet", "final_model": final_model}
+    (folder / "results.json").write_text(json.dumps(results))
+    return predictions
+
+
+def test_merged_results_pool_every_part(tmp_path) -> None:
+    first = write_part(tmp_path / "part1", (1,), final=False)
+    rest = write_part(tmp_path / "part2", (2, 3, 4, 5), final=True)
+    parts = [tmp_path / "part1", tmp_path / "part2"]
+    merged = pool_predictions.merged_results(parts)
+    both = pd.concat([first, rest])
+    assert [fold["fold"] for fold in merged["folds"]] == [1, 2, 3, 4, 5]
+    assert merged["config"]["folds"] == [1, 2, 3, 4, 5]
+    assert merged["pooled"]["auc"]["value"] == pytest.approx(
+        evaluation.auc(both["label"].to_numpy(), both["prob_malignant"].to_numpy()), abs=1e-12)
+    assert merged["final_model"]["path"].endswith("part2/final_model") and merged["wall_time_s"] == 20.0
+    assert [part["folds"] for part in merged["parts"]] == [[1], [2, 3, 4, 5]]
+    assert set(merged["mean_std"]) == set(METRIC_NAMES)
+
+
+def test_parts_of_different_recipes_or_finals_are_refused(tmp_path) -> None:
+    write_part(tmp_path / "a", (1,), final=False)
+    write_part(tmp_path / "b", (2, 3), final=True, learning_rate=1e-3)
+    write_part(tmp_path / "c", (4, 5), final=False)
+    with pytest.raises(ValueError, match="learning_rate"):
+        pool_predictions.merged_results([tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(ValueError, match="0 parts trained a final model"):
+        pool_predictions.merged_results([tmp_path / "a", tmp_path / "c"])
