@@ -309,3 +309,10 @@ def test_usvcl_commit_names_the_code_where_git_cannot(monkeypatch) -> None:
     assert git_commit() == "d550fa3"
     monkeypatch.delenv("USVCL_COMMIT")
     assert git_commit() not in ("", "d550fa3")
+
+
+def test_recorded_commands_name_the_module_not_a_path_of_the_machine(monkeypatch) -> None:
+    from training.provenance import run_command
+
+    monkeypatch.setattr(sys, "argv", [str(Path(__file__).parent / "__main__.py"), "--folds", "1", "--seed", "3"])
+    assert run_command("training.finetune") == "python -m training.finetune --folds 1 --seed 3"

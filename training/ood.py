@@ -1,6 +1,6 @@
 """Out-of-distribution statistics for an exported classifier: fit, choose the threshold, measure, store.
 
-    python -m training.ood --model models/usvcl-densenet121-busbra
+    python -m training.ood --model models/usvcl-lite0-busbra
 
 1. Pooled features of BUS-BRA images, read as the demo reads them (`usvcl_hf.clip_prediction.read_source`, crop
    on). Patients are split, seeded, into three disjoint groups: `fit` (the Gaussian model), `threshold` (the
@@ -39,7 +39,7 @@ import usvcl_hf
 from training.evaluation import bootstrap_ci
 from training.export import MAX_WEIGHTS_MB, ExportError, load_processor
 from training.logs import setup_logging
-from training.provenance import git_commit, machine_description
+from training.provenance import git_commit, machine_description, run_command
 from training.refresh_export import rewrite_classifier_folder
 from usvcl_hf import UsvclForImageClassification
 from usvcl_hf.clip_prediction import DEFAULT_FRAME_STRIDE, read_source
@@ -251,7 +251,7 @@ def run(args: argparse.Namespace) -> dict:
         "model": args.model.name, "components": args.components, "false_alarm_rate_target": args.false_alarm_rate,
         "frames_per_clip": args.frames_per_clip, "seed": args.seed, "split_shares": SPLIT_SHARES,
         "max_patients": args.max_patients, "stored_in_model": not args.no_store,
-        "command": "python -m training.ood " + " ".join(sys.argv[1:]), "commit": git_commit(),
+        "command": run_command("training.ood"), "commit": git_commit(),
         "machine": machine_description(), "wall_time_s": round(time.perf_counter() - started, 1),
     })
     return record

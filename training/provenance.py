@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,12 @@ def git_commit() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def run_command(module: str) -> str:
+    """The command line of this process as a user types it (`python -m MODULE ARGS`): no interpreter or
+    `__main__.py` path of the machine it ran on (`accelerate launch` runs name the module the same way)."""
+    return " ".join(["python -m " + module, *sys.argv[1:]])
 
 
 def device_facts() -> dict[str, Any]:

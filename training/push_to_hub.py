@@ -7,8 +7,8 @@ the outputs must equal the ones in the folder's `export_check.json`; the card mu
 `huggingface_hub.ModelCard` and carry licence, library, pipeline tag (and model-index for a classifier).
 Only then is it uploaded (`HfApi().create_repo` + `upload_folder`, token from `huggingface_hub.get_token()`).
 
-    python -m training.push_to_hub --model-dir models/usvcl-densenet121-busbra --repo-id ORG/usvcl-densenet121-busbra
-    python -m training.push_to_hub --model-dir models/usvcl-densenet121-busbra --repo-id ORG/NAME \
+    python -m training.push_to_hub --model-dir models/usvcl-lite0-busbra --repo-id ORG/usvcl-lite0-busbra
+    python -m training.push_to_hub --model-dir models/usvcl-lite0-busbra --repo-id ORG/NAME \
         --space-id ORG/usvcl-demo --dry-run runs/publish
 """
 

@@ -1,6 +1,6 @@
 """Refresh the Hub code files of an exported model folder from `usvcl_hf`, without touching the weights.
 
-    python -m training.refresh_code models/usvcl-densenet121-busbra [more folders ...] [--check]
+    python -m training.refresh_code models/usvcl-lite0-busbra [more folders ...] [--check]
 
 An exported folder (`training.export`) carries its own copy of the Hub files its `auto_map` names and what they
 import (for a usvcl classifier: `configuration_usvcl.py`, `modeling_usvcl.py`, `losses.py`,

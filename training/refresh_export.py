@@ -6,7 +6,7 @@ gone. The half-precision weights load as float32 and are stored again in the sam
 unchanged bit for bit; the code files, `config.json` and `export_check.json` (recorded again from the loaded
 model) are new; the card, results and plots are kept.
 
-    python -m training.refresh_export --folder models/usvcl-densenet121-busbra
+    python -m training.refresh_export --folder models/usvcl-lite0-busbra
 
 Other commands change a folder the same way through `rewrite_classifier_folder` (e.g. `training.ood` adds the
 out-of-distribution statistics). To copy only the code files (nothing else rewritten): `training.refresh_code`.

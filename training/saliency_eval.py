@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from training.atomic import write_json_atomic
 from training.evaluation import bootstrap_ci, markdown_table
 from training.lesion_masks import load_mask, mask_path
 from training.logs import setup_logging
+from training.provenance import run_command
 from usvcl_hf.clip_prediction import load_model
 from usvcl_hf.image_processing_usvcl import to_grey_uint8
 from usvcl_hf.saliency import gradcam_heatmap, overlay_heatmap
@@ -193,7 +193,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         scores += score_fold(model_dir, fold_test_rows(store, fold, args.max_per_fold), args.masks, fold)
     grid = plot_grid(fold_dirs[0], fold_test_rows(store, folds[0], None), args.masks,
                      args.grid or args.output / "saliency_grid.png", names)
-    summary = {"run_dir": str(args.run_dir), "command": " ".join(sys.argv), "target": "true class", "folds": folds,
+    summary = {"run_dir": str(args.run_dir), "command": run_command("training.saliency_eval"), "target": "true class",
+               "folds": folds,
                "groups": summarise(scores, args.seed, names), "grid": str(grid), "images": [s.__dict__ for s in scores]}
     write_outputs(summary, args.output)
     results_path = record_in_results(args.run_dir, summary)

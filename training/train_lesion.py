@@ -51,7 +51,7 @@ from training.lesion_data import (
     load_masked_data,
     normalise,
 )
-from training.provenance import git_commit, machine_description
+from training.provenance import git_commit, machine_description, run_command
 from usvcl_hf.configuration_lesion import PRESENCE_SCORES
 
 LOGGER = get_logger(__name__)
@@ -406,7 +406,7 @@ def training_function(config: LesionTrainConfig) -> dict[str, Any]:
             write_json_atomic(output_dir / "folds_done.json", fold_results)
     final = train_final_model(accelerator, config, data, processor, fold_results, output_dir) \
         if config.final_model or config.final_only else {"path": None}
-    results = {"command": " ".join(["python -m training.train_lesion", *sys.argv[1:]]), "commit": git_commit(),
+    results = {"command": run_command("training.train_lesion"), "commit": git_commit(),
                "machine": machine_description(), "wall_time_s": time.perf_counter() - started, "init": config.init,
                "config": config_to_dict(config), "n_images": len(data.image_ids),
                "n_test": int(sum(len(fold.test) for fold in folds)), "folds": fold_results,

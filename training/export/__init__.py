@@ -20,7 +20,7 @@ that the bundled model still gives them. The folder is written next to `--output
 never edited by hand.
 
     python -m training.export --kind classifier --model-dir RUN/final_model --results RUN/results.json \
-        --pretrain-dir PRETRAIN_RUN --output models/usvcl-densenet121-busbra
+        --pretrain-dir PRETRAIN_RUN --output models/usvcl-lite0-busbra
     python -m training.export --kind backbone --pretrain-dir PRETRAIN_RUN --output models/usvcl-resnet10t-backbone
     python -m training.export --kind lesion --model-dir runs/lesion/final_model --results runs/lesion/results.json \
         --output models/usvcl-lesion-busbra

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrain-data", nargs="+", choices=sorted(DATASETS),
                         help="data sets contrastive pretraining used (overrides what --pretrain-dir says)")
     parser.add_argument("--output", type=Path, required=True,
-                        help="folder to write, e.g. models/usvcl-densenet121-busbra")
+                        help="folder to write, e.g. models/usvcl-lite0-busbra")
     parser.add_argument("--dtype", choices=sorted(EXPORT_DTYPES), default=DEFAULT_EXPORT_DTYPE,
                         help="precision of the stored weights (they load as float32)")
     parser.add_argument("--max-size-mb", type=float, default=MAX_WEIGHTS_MB, help="largest allowed weights file")

@@ -43,7 +43,7 @@ from training.finetune.outputs import (
 )
 from training.finetune.train import FoldOutcome, run_fold, train_final_model
 from training.logs import setup_logging
-from training.provenance import device_facts, git_commit, machine_description
+from training.provenance import device_facts, git_commit, machine_description, run_command
 
 LOGGER = get_logger(__name__)
 
@@ -175,7 +175,7 @@ def assemble_results(
     """results.json: how the run was made (command, commit, device), its choices, folds, pooled metrics, figures."""
     config, device = run.config, device_facts()
     return {
-        "command": " ".join(sys.argv),
+        "command": run_command("training.finetune"),
         "commit": git_commit(),
         "machine": machine_description(device),
         "device": device,
