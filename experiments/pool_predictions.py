@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiments import report
@@ -65,9 +66,19 @@ def check_same_recipe(configs: list[dict]) -> None:
             raise ValueError(f"the parts differ in {name!r} ({values}): not one arm")
 
 
-def merged_results(folders: list[Path]) -> dict:
+def check_choices(choices: list[dict] | None) -> list[dict]:
+    """Choices declared in a file, each with the fields the model card's table shows (ValueError otherwise)."""
+    for choice in choices or []:
+        missing = {"choice", "data", "criterion", "validation_only"} - set(choice)
+        if missing:
+            raise ValueError(f"choice {choice.get('choice', choice)!r} lacks {sorted(missing)}")
+    return list(choices or [])
+
+
+def merged_results(folders: list[Path], extra_choices: list[dict] | None = None) -> dict:
     """One finetune-format results.json for an arm split over `folders` (exactly one of them trained the final
-    model; its threshold is the median over its own folds' thresholds)."""
+    model; its threshold is the median over its own folds' thresholds). `extra_choices`: choices made outside the
+    runs (fixed in advance, or by licence), each with `choice`, `data`, `criterion` and `validation_only`."""
     results = [report.read_part(folder)[1] for folder in folders]
     check_same_recipe([part["config"] for part in results])
     finals = [part for part in results if (part.get("final_model") or {}).get("path")]
@@ -85,6 +96,7 @@ def merged_results(folders: list[Path]) -> dict:
                for folder, part in zip(folders, results)],
         folds=folds, pooled=pooled["pooled"], mean_std=mean_std(folds), mean_val_auc=pooled["mean_val_auc"],
         selection=[*merged.get("selection", SELECTION)],
+        choices=[*(choice for part in results for choice in part.get("choices", [])), *check_choices(extra_choices)],
         figures={},
     )
     merged["config"] = {**merged["config"], "folds": [fold["fold"] for fold in folds]}
@@ -97,11 +109,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("parts", nargs="+", type=Path, help="fine-tuning output folders, one per part")
     parser.add_argument("--output", type=Path, required=True, help="JSON file for the pooled metrics")
     parser.add_argument("--results-json", type=Path, help="also write one finetune-format results.json here")
+    parser.add_argument("--choices", type=Path, help="YAML list of choices made outside the runs (for --results-json)")
     args = parser.parse_args(argv)
     pooled = pool(args.parts)
     args.output.write_text(json.dumps(pooled, indent=2))
     if args.results_json:
-        args.results_json.write_text(json.dumps(merged_results(args.parts), indent=2))
+        extra = yaml.safe_load(args.choices.read_text()) if args.choices else None
+        args.results_json.write_text(json.dumps(merged_results(args.parts, extra), indent=2))
         print(f"arm results (finetune format) in {args.results_json}")
     for name, metric in pooled["pooled"].items():
         print(f"{name}: {metric['value']:.3f} [{metric['ci_low']:.3f}, {metric['ci_high']:.3f}]")

@@ -12,12 +12,13 @@ import safetensors.torch
 import torch
 from huggingface_hub import ModelCard
 
+import app
 import usvcl_hf
 from training import export, push_to_hub
 from usvcl_hf import UsvclConfig, UsvclForContrastivePretraining, UsvclForImageClassification, UsvclImageProcessor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BUNDLED_MODEL = REPO_ROOT / "models" / "usvcl-densenet121-busbra"
+BUNDLED_MODEL = REPO_ROOT / app.DEFAULT_MODEL  # the default model, whichever ships
 TINY_CONFIG = dict(backbone="resnet18", image_size=64, embedding_dim=16, projection_hidden_dim=32,
                    classifier_hidden_dim=8, num_positives=2, num_negatives=3)
 TEST_MAX_MB = 40.0  # resnet18 in float16 is ~22 MB, over the 20 MB limit meant for densenet121

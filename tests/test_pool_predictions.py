@@ -58,3 +58,12 @@ def test_parts_of_different_recipes_or_finals_are_refused(tmp_path) -> None:
         pool_predictions.merged_results([tmp_path / "a", tmp_path / "b"])
     with pytest.raises(ValueError, match="0 parts trained a final model"):
         pool_predictions.merged_results([tmp_path / "a", tmp_path / "c"])
+
+
+def test_choices_made_outside_the_runs_are_recorded_whole(tmp_path) -> None:
+    write_part(tmp_path / "part1", (1, 2, 3, 4, 5), final=True)
+    fixed = {"choice": "input size", "data": "none", "criterion": "compute", "validation_only": True}
+    merged = pool_predictions.merged_results([tmp_path / "part1"], [fixed])
+    assert merged["choices"][-1] == fixed
+    with pytest.raises(ValueError, match="lacks"):
+        pool_predictions.merged_results([tmp_path / "part1"], [{"choice": "input size"}])

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+import app
 from training import refresh_code
 
-BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "usvcl-densenet121-busbra"
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / app.DEFAULT_MODEL  # the default model, whichever ships
 KEPT_FILES = ("model.safetensors", "config.json", "export_check.json", "README.md")
 
 
