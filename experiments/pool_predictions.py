@@ -30,6 +30,7 @@ from experiments import report
 from training import evaluation
 from training.finetune.outputs import SELECTION, mean_std
 
+CLASSES = ["benign", "malignant"]  # class names of results files from before `class_names` was recorded
 PART_FIELDS = ("folds", "output_dir", "final_model")  # config fields that may differ between parts of one arm
 
 
@@ -103,6 +104,23 @@ def merged_results(folders: list[Path], extra_choices: list[dict] | None = None)
     return merged
 
 
+def write_figures(folders: list[Path], output_dir: Path, class_names: list[str], seed: int, n_bins: int
+                  ) -> dict[str, str]:
+    """ROC (per fold and pooled), reliability (before / after scaling) and confusion plots of the parts' pooled
+    predictions, as `training.finetune` draws them for one run; returns `{figure: file name}`."""
+    frame = pd.concat([report.read_part(folder)[0] for folder in folders], ignore_index=True)
+    labels, calibrated = frame["label"].to_numpy(), frame["prob_malignant"].to_numpy()
+    curves = {f"fold {fold}": (rows["label"].to_numpy(), rows["prob_malignant"].to_numpy(),
+                               rows["patient_id"].to_numpy()) for fold, rows in frame.groupby("fold")}
+    curves["pooled"] = (labels, calibrated, frame["patient_id"].to_numpy())
+    evaluation.plot_roc(curves, output_dir / "roc.png", seed=seed)
+    evaluation.plot_reliability({"before scaling": (labels, frame["prob_uncalibrated"].to_numpy()),
+                                 "after scaling": (labels, calibrated)}, output_dir / "reliability.png", n_bins=n_bins)
+    evaluation.plot_confusion(labels, calibrated, frame["threshold"].to_numpy(), output_dir / "confusion.png",
+                              class_names)
+    return {"roc": "roc.png", "reliability": "reliability.png", "confusion": "confusion.png"}
+
+
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -115,7 +133,11 @@ def main(argv: list[str] | None = None) -> None:
     args.output.write_text(json.dumps(pooled, indent=2))
     if args.results_json:
         extra = yaml.safe_load(args.choices.read_text()) if args.choices else None
-        args.results_json.write_text(json.dumps(merged_results(args.parts, extra), indent=2))
+        merged = merged_results(args.parts, extra)
+        config = merged["config"]
+        merged["figures"] = write_figures(args.parts, args.results_json.parent, merged.get("class_names", CLASSES),
+                                          config["seed"], config["ece_bins"])
+        args.results_json.write_text(json.dumps(merged, indent=2))
         print(f"arm results (finetune format) in {args.results_json}")
     for name, metric in pooled["pooled"].items():
         print(f"{name}: {metric['value']:.3f} [{metric['ci_low']:.3f}, {metric['ci_high']:.3f}]")

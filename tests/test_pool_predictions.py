@@ -67,3 +67,16 @@ def test_choices_made_outside_the_runs_are_recorded_whole(tmp_path) -> None:
     assert merged["choices"][-1] == fixed
     with pytest.raises(ValueError, match="lacks"):
         pool_predictions.merged_results([tmp_path / "part1"], [{"choice": "input size"}])
+
+
+def test_cli_writes_the_arm_results_and_its_figures(tmp_path) -> None:
+    write_part(tmp_path / "part1", (1, 2), final=False)
+    write_part(tmp_path / "part2", (3, 4, 5), final=True)
+    out = tmp_path / "arm"
+    out.mkdir()
+    pool_predictions.main([str(tmp_path / "part1"), str(tmp_path / "part2"), "--output", str(out / "pooled.json"),
+                           "--results-json", str(out / "arm_results.json")])
+    merged = json.loads((out / "arm_results.json").read_text())
+    assert [fold["fold"] for fold in merged["folds"]] == [1, 2, 3, 4, 5]
+    for name in ("roc", "reliability", "confusion"):
+        assert (out / merged["figures"][name]).stat().st_size > 0, name
