@@ -5,7 +5,7 @@ Run:
                   [--share]
 
 Environment (for Hugging Face Spaces and containers; command-line options win):
-    USVCL_MODEL          model folder or Hub id (default models/usvcl-densenet121-busbra)
+    USVCL_MODEL          model folder or Hub id (default models/usvcl-lite0-busbra)
     USVCL_LESION_MODEL   lesion segmenter folder or Hub id (default models/usvcl-lesion-busbra when present; none)
     GRADIO_SERVER_NAME   host to bind
     GRADIO_SERVER_PORT   port
@@ -56,7 +56,7 @@ from usvcl_hf.saliency import gradcam_heatmap, overlay_heatmap
 from usvcl_hf.video import DICOM_SUFFIXES, IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, VIDEO_SUFFIXES, ClipReadError
 
 LOGGER = logging.getLogger("usvcl.app")
-DEFAULT_MODEL = "models/usvcl-densenet121-busbra"
+DEFAULT_MODEL = "models/usvcl-lite0-busbra"
 DEFAULT_LESION_MODEL = "models/usvcl-lesion-busbra"  # used when present; `--lesion-model none` turns it off
 NO_MODEL = "none"
 DEFAULT_HOST = "127.0.0.1"

@@ -28,6 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import app  # noqa: E402
 from benchmarks.timing import timed_rounds  # noqa: E402
 from usvcl_hf import (  # noqa: E402
     LesionConfig,
@@ -39,7 +40,7 @@ from usvcl_hf import (  # noqa: E402
 from usvcl_hf.clip_prediction import frame_malignancy, load_model, predict_clip  # noqa: E402
 from usvcl_hf.lesion import frame_lesion_probabilities, load_lesion_model  # noqa: E402
 
-DEFAULT_MODEL = ROOT / "models" / "usvcl-densenet121-busbra"
+DEFAULT_MODEL = ROOT / app.DEFAULT_MODEL
 FRAME_HEIGHT, FRAME_WIDTH = 240, 320
 SEED = 0
 

@@ -4,7 +4,7 @@ Starts the demo in this process with the given model, opens it in headless Debia
 uploads a clip, presses "Analyse", waits for the prediction and the plot, and saves a full-page PNG.
 
 Usage:
-    python docs/make_screenshot.py [--model models/usvcl-densenet121-busbra] [--clip examples/clips/...mp4]
+    python docs/make_screenshot.py [--model models/usvcl-lite0-busbra] [--clip examples/clips/...mp4]
                                    [--out docs/screenshot_demo.png]
 """
 

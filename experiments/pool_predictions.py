@@ -67,6 +67,17 @@ def check_same_recipe(configs: list[dict]) -> None:
             raise ValueError(f"the parts differ in {name!r} ({values}): not one arm")
 
 
+def module_command(command: str) -> str:
+    """A command recorded as `PATH/training/X/__main__.py ARGS` (before `provenance.run_command`) in the form
+    `python -m training.X ARGS` that it meant, so no path of the machine that ran it reaches a card."""
+    program, _, arguments = command.partition(" ")
+    parts = Path(program).parts
+    if parts and parts[-1] == "__main__.py" and "training" in parts:
+        module = ".".join(parts[parts.index("training"):-1])
+        return f"python -m {module} {arguments}".strip()
+    return command
+
+
 def check_choices(choices: list[dict] | None) -> list[dict]:
     """Choices declared in a file, each with the fields the model card's table shows (ValueError otherwise)."""
     for choice in choices or []:
@@ -89,7 +100,7 @@ def merged_results(folders: list[Path], extra_choices: list[dict] | None = None)
     folds = sorted((fold for part in results for fold in part["folds"]), key=lambda fold: fold["fold"])
     merged = dict(finals[0])
     merged.update(
-        command=" ; ".join(part["command"] for part in results),
+        command=" ; ".join(module_command(part["command"]) for part in results),
         commit=" + ".join(dict.fromkeys(part["commit"] for part in results)),
         wall_time_s=float(sum(part["wall_time_s"] for part in results)),
         parts=[{"folder": str(folder), "folds": [fold["fold"] for fold in part["folds"]],

@@ -498,8 +498,8 @@ def rendered_card(card: dict[str, Any], root: Path) -> tuple[Path, str]:
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / folder.name
         shutil.copytree(folder, copy)
-        export.rerender_classifier_card(copy, copy / "results.json", root / card["pretrain_dir"],
-                                        repo_id=card["repo_id"])
+        pretrain_dir = root / card["pretrain_dir"] if card.get("pretrain_dir") else None  # none: not pretrained
+        export.rerender_classifier_card(copy, copy / "results.json", pretrain_dir, repo_id=card["repo_id"])
         return folder / "README.md", (copy / "README.md").read_text()
 
 

@@ -80,3 +80,10 @@ def test_cli_writes_the_arm_results_and_its_figures(tmp_path) -> None:
     assert [fold["fold"] for fold in merged["folds"]] == [1, 2, 3, 4, 5]
     for name in ("roc", "reliability", "confusion"):
         assert (out / merged["figures"][name]).stat().st_size > 0, name
+
+
+def test_commands_recorded_with_a_main_path_are_named_by_module() -> None:
+    recorded = "/some/checkout/training/finetune/__main__.py --folds 1 --seed 3"
+    assert pool_predictions.module_command(recorded) == "python -m training.finetune --folds 1 --seed 3"
+    typed = "python -m training.finetune --folds 2"
+    assert pool_predictions.module_command(typed) == typed

@@ -51,6 +51,7 @@ def load_lesion_model(model_id_or_dir: str | Path, device: str | torch.device | 
     processor = AutoImageProcessor.from_pretrained(name, trust_remote_code=True)
     if device is not None:
         model = model.to(device)
+    model = model.to(memory_format=torch.channels_last)  # NHWC convolutions: faster on a CPU, same outputs
     return model.eval(), processor
 
 

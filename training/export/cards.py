@@ -198,15 +198,18 @@ def classifier_card(
 def backbone_card(
     config: UsvclConfig, pretrain_data: list[str], pretrain_summary: dict[str, Any], license_id: str,
     license_note: str, model_name: str, dtype: str, size_mb: float, classifier_name: str | None = None,
+    init: str | None = None,
 ) -> str:
-    """The backbone's README.md from `backbone_card.md`; `classifier_name`: the classifier it was taken from."""
+    """The backbone's README.md from `backbone_card.md`; `classifier_name`: the classifier it was taken from, whose
+    fine-tuning `init` (e.g. "imagenet") the card names."""
+    pretrained = bool(pretrain_summary) or init not in ("imagenet", "random")  # contrastive pretraining happened
     card_data = ModelCardData(
         model_name=model_name,
         license=license_id,
         library_name="transformers",
         pipeline_tag="image-feature-extraction",
-        tags=["medical-imaging", "ultrasound", "contrastive-learning", "self-supervised-learning", "timm", "usvcl",
-              "feature-extraction", "custom_code"],
+        tags=["medical-imaging", "ultrasound", *(["contrastive-learning", "self-supervised-learning"] if pretrained
+                                                  else []), "timm", "usvcl", "feature-extraction", "custom_code"],
         datasets=[DATASETS[key].name for key in pretrain_data],
     )
     return render_card(
@@ -214,7 +217,8 @@ def backbone_card(
         card_data,
         **shared_values(config, pretrain_data, pretrain_summary, license_id, license_note, model_name, dtype, size_mb),
         timm_file=TIMM_WEIGHTS_FILE,
-        imagenet_init=imagenet_init_text(config.backbone, None, pretrain_summary),
+        imagenet_init=imagenet_init_text(config.backbone, init, pretrain_summary),
+        pretrained=pretrained,
         from_classifier=classifier_name is not None,
         classifier_name=classifier_name,
     )

@@ -101,25 +101,37 @@ def rerender_classifier_card(
     return folder
 
 
+def classifier_init(folder: Path) -> str:
+    """The `init` an exported classifier's results.json records ("contrastive pretraining" when it has none)."""
+    results = folder / RESULTS_COPY
+    return read_json(results).get("init", "contrastive pretraining") if results.is_file() else "contrastive pretraining"
+
+
 def export_backbone(
     model_dir: Path, output: Path, pretrain_dir: Path | None = None, pretrain_data: list[str] | None = None,
     dtype: str = DEFAULT_EXPORT_DTYPE, max_mb: float = MAX_WEIGHTS_MB, license_id: str | None = None,
     repo_id: str | None = None,
 ) -> Path:
-    """Write the Hub-ready encoder folder (AutoModel + plain timm weights) at `output` (atomically)."""
-    pretrain_keys = resolve_pretrain_data(pretrain_data, pretrain_dir, init="contrastive pretraining")
+    """Write the Hub-ready encoder folder (AutoModel + plain timm weights) at `output` (atomically).
+
+    From an exported classifier folder the encoder's data are BUS-BRA (fine-tuning) plus what pretraining used; its
+    results.json's `init` says whether there was pretraining (an ImageNet or random init needs no --pretrain-*)."""
     encoder = UsvclForContrastivePretraining.from_pretrained(model_dir, dtype=torch.float32).usvcl.eval()
     from_classifier = UsvclForImageClassification.__name__ in (encoder.config.architectures or [])
+    init = classifier_init(model_dir) if from_classifier else "contrastive pretraining"
+    pretrain_keys = resolve_pretrain_data(pretrain_data, pretrain_dir, init=init)
+    data_keys = ["bus_bra", *(key for key in pretrain_keys or [] if key != "bus_bra")] if from_classifier else (
+        pretrain_keys or [])
     processor = load_processor(model_dir, encoder.config)
-    license_default, license_note = choose_license(pretrain_keys or [])
+    license_default, license_note = choose_license(data_keys)
     with atomic_folder(output) as staging:
         size_mb = save_model(encoder, staging, EXPORT_DTYPES[dtype], max_mb)
         processor.save_pretrained(staging)
         exported = write_check(staging, encoder, processor, "backbone", dtype)
         save_timm_backbone(exported, staging, EXPORT_DTYPES[dtype])
         card = backbone_card(
-            encoder.config, pretrain_keys or [], find_pretrain_summary(pretrain_dir), license_id or license_default,
-            license_note, repo_id or output.name, dtype, size_mb, model_dir.name if from_classifier else None,
+            encoder.config, data_keys, find_pretrain_summary(pretrain_dir), license_id or license_default,
+            license_note, repo_id or output.name, dtype, size_mb, model_dir.name if from_classifier else None, init,
         )
         (staging / "README.md").write_text(card)
         finish_folder(staging)

@@ -58,6 +58,7 @@ class FinetuneRun:
     data: LabeledData
     folds: list[Fold]
     started: float
+    commit: str  # the code's commit when the run started (HEAD may move while it trains)
 
     @property
     def output_dir(self) -> Path:
@@ -112,7 +113,7 @@ def prepare_run(config: FinetuneConfig) -> FinetuneRun:
         folds = [fold for fold in folds if fold.number in set(config.folds)]
         if not folds:
             raise ValueError(f"--folds {config.folds}: no such fold.")
-    return FinetuneRun(config, accelerator, processor, data, folds, started)
+    return FinetuneRun(config, accelerator, processor, data, folds, started, git_commit())
 
 
 def fold_entry(run: FinetuneRun, fold: Fold, outcome: FoldOutcome) -> dict[str, Any]:
@@ -176,7 +177,7 @@ def assemble_results(
     config, device = run.config, device_facts()
     return {
         "command": run_command("training.finetune"),
-        "commit": git_commit(),
+        "commit": run.commit,
         "machine": machine_description(device),
         "device": device,
         "wall_time_s": time.perf_counter() - run.started,
