@@ -8,8 +8,8 @@ bins), plus each fold's test and validation AUC. No fold may appear twice.
 
 `--results-json` also writes one results.json in `training.finetune`'s format for the whole arm (what
 `training.export` renders a model card from): the parts' folds, the pooled metrics, mean ± std over folds, each
-part's command, commit and wall time, and the final model of the one part that trained it. The parts must share
-their recipe (every config field except folds, output_dir and final_model).
+part's command (as `python -m ...`), commit and wall time, and the final model of the one part that trained it.
+The parts must share their recipe (every config field except folds, output_dir and final_model).
 
     python experiments/pool_predictions.py RUN_PART0 RUN_PART1 ... --output pooled.json [--results-json results.json]
 """
@@ -104,8 +104,8 @@ def merged_results(folders: list[Path], extra_choices: list[dict] | None = None)
         commit=" + ".join(dict.fromkeys(part["commit"] for part in results)),
         wall_time_s=float(sum(part["wall_time_s"] for part in results)),
         parts=[{"folder": str(folder), "folds": [fold["fold"] for fold in part["folds"]],
-                **{key: part[key] for key in ("command", "commit", "wall_time_s")}}
-               for folder, part in zip(folders, results)],
+                "command": module_command(part["command"]), "commit": part["commit"],
+                "wall_time_s": part["wall_time_s"]} for folder, part in zip(folders, results)],
         folds=folds, pooled=pooled["pooled"], mean_std=mean_std(folds), mean_val_auc=pooled["mean_val_auc"],
         selection=[*merged.get("selection", SELECTION)],
         choices=[*(choice for part in results for choice in part.get("choices", [])), *check_choices(extra_choices)],

@@ -325,7 +325,7 @@ def test_sigterm_leaves_no_files(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "GRADIO_TEMP_DIR"}
     env["TMPDIR"] = str(temp)
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py"), "--model", str(model), "--port", str(port)],
+        [sys.executable, str(ROOT / "app.py"), "--model", str(model), "--port", str(port), "--lesion-model", "none"],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:

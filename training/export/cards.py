@@ -136,6 +136,11 @@ def shared_values(
     )
 
 
+def contrastive_tags(pretrain_data: list[str] | None) -> list[str]:
+    """The Hub tags of contrastive pretraining, for a classifier that had it (`pretrain_data`: its data sets)."""
+    return ["contrastive-learning", "self-supervised-learning"] if pretrain_data else []
+
+
 def imagenet_init_text(backbone: str, init: Any, pretrain_summary: dict[str, Any]) -> str | None:
     """The card's sentence on an offline ImageNet initialisation (fine-tuning `init` "imagenet", or a pretraining
     that started from ImageNet), or None."""
@@ -159,8 +164,8 @@ def classifier_card(
         license=license_id,
         library_name="transformers",
         pipeline_tag="image-classification",
-        tags=["medical-imaging", "ultrasound", "breast-ultrasound", "breast-cancer", "contrastive-learning",
-              "self-supervised-learning", "timm", "usvcl", "custom_code"],
+        tags=["medical-imaging", "ultrasound", "breast-ultrasound", "breast-cancer", *contrastive_tags(pretrain_data),
+              "timm", "usvcl", "custom_code"],
         datasets=[DATASETS[key].name for key in used],
         metrics=["roc_auc", "recall", "specificity", "accuracy", "ece"],
         eval_results=model_index(results, model_name),
