@@ -11,7 +11,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from training import imagenet_init
 from training.export.base import PAPER_ARXIV, ExportError
 from training.export.licences import DATASETS, dataset_entries
-from training.export.runs import ECE_METRICS, METRICS
+from training.export.runs import ECE_METRICS, METRICS, NON_PRETRAINED_INITS
 from training.export.weights import TIMM_WEIGHTS_FILE
 from training.provenance import run_device
 from usvcl_hf import UsvclConfig
@@ -207,7 +207,7 @@ def backbone_card(
 ) -> str:
     """The backbone's README.md from `backbone_card.md`; `classifier_name`: the classifier it was taken from, whose
     fine-tuning `init` (e.g. "imagenet") the card names."""
-    pretrained = bool(pretrain_summary) or init not in ("imagenet", "random")  # contrastive pretraining happened
+    pretrained = bool(pretrain_summary) or init is None or str(init).lower() not in NON_PRETRAINED_INITS
     card_data = ModelCardData(
         model_name=model_name,
         license=license_id,
