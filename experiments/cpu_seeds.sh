@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Seeds and label efficiency of the default recipe on the 2-core CPU (issue #17, items 3 and 5), after
+# experiments/cpu_lite0.sh chose it: ImageNet EfficientNet-Lite0, 192 px, recipe B (lr 1e-3, backbone at 0.3x, EMA
+# 0.99, flip TTA), 10 epochs. Two 1-thread processes side by side (1.65x the throughput of one 2-thread process here).
+#   seeds:            training seeds 43 and 44 (the default model's runs used 42) on all 5 official folds, no final
+#                     model: a lane each, about 75 min.
+#   label_efficiency: 50 and 100 labeled training images (patient-drawn) x 5 draws on test folds 1 and 2, a lane
+#                     per fold, every fine-tuning counted in optimizer steps (MAX_STEPS for every size, so 50 labels
+#                     are not under-trained against 100; validated 4 times on the fold's inner validation split, the
+#                     best point kept), plus the fold's whole training side under the same schedule. MAX_STEPS and
+#                     the sizes were fixed in advance by the time left: about 45 min.
+# The draws do not depend on which folds a process runs (seeded by size and draw), so the two lanes together are
+# the draws a single `--folds 1 2` run would make; experiments.report reads both folders as one arm.
+#   bash experiments/cpu_seeds.sh [seeds] [label_efficiency]      # RUNS=runs/cpu (default), both steps by default
+set -euo pipefail
+RUNS=${RUNS:-runs/cpu}
+MAX_STEPS=${MAX_STEPS:-80}
+SIZES=${SIZES:-50 100}
+RECIPE_B=(--config experiments/configs/finetune_gpu_lite0.yaml --store-path "${STORE:-stores/bus_bra}" --image-size 192
+          --learning-rate 1e-3 --backbone-lr-scale 0.3 --ema-decay 0.99 --tta-flip --no-final-model)
+STEPS=${*:-seeds label_efficiency}
+mkdir -p "$RUNS"
+
+lane() {  # lane NAME ARGS...: one 1-thread fine-tuning into $RUNS/NAME, its log beside it
+  local name=$1; shift
+  OMP_NUM_THREADS=1 python -m training.finetune "${RECIPE_B[@]}" "$@" --output-dir "$RUNS/$name" \
+    > "$RUNS/$name.log" 2>&1
+}
+
+if [[ " $STEPS " == *" seeds "* ]]; then
+  for seed in 43 44; do
+    lane "lite0_B_seed$seed" --num-epochs 10 --seed "$seed" --folds 1 2 3 4 5 &
+  done
+  wait
+  echo "seeds in $RUNS/lite0_B_seed43 and $RUNS/lite0_B_seed44"
+fi
+if [[ " $STEPS " == *" label_efficiency "* ]]; then
+  for fold in 1 2; do
+    # shellcheck disable=SC2086  # SIZES is a list
+    lane "le_imagenet_fold$fold" --num-epochs 4 --max-steps "$MAX_STEPS" --folds "$fold" --num-labels $SIZES \
+      --label-draws 5 &
+  done
+  wait
+  echo "label efficiency in $RUNS/le_imagenet_fold1 and $RUNS/le_imagenet_fold2"
+fi
