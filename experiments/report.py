@@ -388,8 +388,16 @@ def choice_table(spec: dict[str, Any], stats: Statistics) -> str:
 
 
 def label_draws(folder: Path) -> dict[int, pd.DataFrame]:
-    """label_efficiency_predictions.csv of a run, per training-set size."""
-    rows = read_predictions(folder / "label_efficiency_predictions.csv")
+    """label_efficiency_predictions.csv of a run, per training-set size; a folder without one pools its part*/
+    folders (test folds split over processes: the draws are seeded by size and draw, not by the folds run)."""
+    name = "label_efficiency_predictions.csv"
+    parts = [folder] if (folder / name).is_file() else sorted(path for path in folder.glob("part*")
+                                                              if (path / name).is_file())
+    if not parts:
+        raise FileNotFoundError(f"{folder}: no {name}, neither here nor in part*/ folders")
+    rows = pd.concat([read_predictions(part / name) for part in parts], ignore_index=True)
+    if rows.duplicated(["num_labels", "draw", "image_id"]).any():
+        raise ValueError(f"{folder}: an image is scored twice in one draw (a fold in two parts?)")
     return {int(size): part for size, part in rows.groupby("num_labels")}
 
 

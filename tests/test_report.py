@@ -155,6 +155,23 @@ def test_report_numbers_come_from_the_predictions(synthetic_root) -> None:
     assert label_efficiency[1][7] == "higher" and label_efficiency[2][6] == ""
 
 
+def test_label_efficiency_pools_part_folders(synthetic_root) -> None:
+    """A label-efficiency run split by test fold over part*/ folders gives the table of the run in one folder."""
+    report.main(["--root", str(synthetic_root)])
+    whole = table_rows((synthetic_root / "doc.md").read_text(), "le")
+    folder = synthetic_root / "experiments/results/new/le_imagenet"
+    rows = pd.read_csv(folder / "label_efficiency_predictions.csv")
+    (folder / "label_efficiency_predictions.csv").unlink()
+    for fold, part in rows.groupby("fold"):
+        (folder / f"part{fold}").mkdir()
+        part.to_csv(folder / f"part{fold}/label_efficiency_predictions.csv", index=False)
+    report.main(["--root", str(synthetic_root)])
+    assert table_rows((synthetic_root / "doc.md").read_text(), "le") == whole
+    rows[rows["fold"] == 1].to_csv(folder / "part2/label_efficiency_predictions.csv", index=False)
+    with pytest.raises(ValueError, match="scored twice in one draw"):
+        report.main(["--root", str(synthetic_root)])
+
+
 def test_report_refuses_unpaired_markers(synthetic_root) -> None:
     document = synthetic_root / "doc.md"
     document.write_text(document.read_text() + "<!-- report:unknown -->\n<!-- /report -->\n")
