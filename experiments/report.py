@@ -238,6 +238,21 @@ class Statistics:
         return evaluation.mean_auc_ci(base["label"].to_numpy(), scores, base["patient_id"].to_numpy(),
                                       COMPARISON_BOOTSTRAP, COMPARISON_SEED)
 
+    def seed_ensemble(self, name: str) -> dict[str, Any]:
+        """The seeds' mean score as one model: its pooled AUC with a patient-bootstrap CI, and its paired difference
+        to a single seed (seeds resampled): what averaging the seeds' fold models adds."""
+        return self.memo(("seed_ensemble", name), lambda: self._seed_ensemble(name))
+
+    def _seed_ensemble(self, name: str) -> dict[str, Any]:
+        runs = self.arms[name].runs
+        base, scores, _ = aligned_scores(runs, runs)
+        labels, patients = base["label"].to_numpy(), base["patient_id"].to_numpy()
+        ensemble = scores.mean(axis=0, keepdims=True)  # (S, n) -> (1, n)
+        alone = evaluation.mean_auc_ci(labels, ensemble, patients, COMPARISON_BOOTSTRAP, COMPARISON_SEED)
+        gain = evaluation.paired_auc_difference(labels, ensemble, scores, patients, COMPARISON_BOOTSTRAP,
+                                                COMPARISON_SEED)
+        return {"auc": alone, "gain": gain}
+
     def paired(self, name: str, reference: str) -> dict[str, Any]:
         """AUC(arm) - AUC(reference) on the images both scored: paired patient bootstrap, seeds resampled."""
         return self.memo(("paired", name, reference), lambda: self._paired(name, reference))
@@ -372,7 +387,19 @@ def arms_table(spec: dict[str, Any], stats: Statistics) -> str:
                "mean AUC [95% CI, seeds and patients resampled]", "mean validation AUC"]
     if reference:
         headers += [f"AUC − {stats.arms[reference].label}, paired [95% CI]", "reading"]
+    if spec.get("ensemble"):
+        rows = [row + ensemble_cells(stats, name) for row, name in zip(rows, spec["arms"])]
+        headers += ["seed ensemble AUC [95% CI]", "ensemble − one seed, paired [95% CI]"]
     return markdown(headers, rows)
+
+
+def ensemble_cells(stats: Statistics, name: str) -> list[str]:
+    """The seed-ensemble cells of an arms-table row (empty for a single seed)."""
+    if len(stats.arms[name].runs) < 2:
+        return ["", ""]
+    auc, gain = stats.seed_ensemble(name)["auc"], stats.seed_ensemble(name)["gain"]
+    return [interval(auc["value"], auc["ci_low"], auc["ci_high"]),
+            interval(gain["difference"], gain["ci_low"], gain["ci_high"], signed=True)]
 
 
 def choice_table(spec: dict[str, Any], stats: Statistics) -> str:

@@ -91,7 +91,8 @@ def synthetic_root(tmp_path) -> Path:
             "metrics": {"document": "doc.md", "kind": "metrics", "arms": ["a", "c", "d"]},
             "folds": {"document": "doc.md", "kind": "fold_auc", "arms": ["a", "c"]},
             "paired": {"document": "doc.md", "kind": "paired", "reference": "b", "arms": ["a", "c", "d"]},
-            "arms": {"document": "doc.md", "kind": "arms", "reference": "b", "arms": ["b", "a", "c"]},
+            "arms": {"document": "doc.md", "kind": "arms", "reference": "b", "arms": ["b", "a", "c"],
+                     "ensemble": True},
             "choice": {"document": "doc.md", "kind": "choice", "arms": ["a", "b"]},
             "le": {"document": "doc.md", "kind": "label_efficiency", "reference": "random",
                    "arms": {"imagenet": {"label": "ImageNet init", "run": "new/le_imagenet"},
@@ -141,6 +142,12 @@ def test_report_numbers_come_from_the_predictions(synthetic_root) -> None:
     aucs = [evaluation.auc(labels, f["prob_malignant"].to_numpy()) for f in seeds_a]
     assert row_a[3] == f"{np.mean(aucs):.3f} ± {np.std(aucs, ddof=1):.3f}"
     assert table_rows(text, "arms")[0][6] == "reference"
+    ensemble = np.mean([f["prob_malignant"].to_numpy() for f in seeds_a], axis=0)  # the 3 seeds' mean score, (n,)
+    assert row_a[8].startswith(f"{evaluation.auc(labels, ensemble):.3f} [")
+    gain = evaluation.paired_auc_difference(labels, ensemble[None], np.stack([f["prob_malignant"] for f in seeds_a]),
+                                            patients, report.COMPARISON_BOOTSTRAP, report.COMPARISON_SEED)
+    assert row_a[9] == report.interval(gain["difference"], gain["ci_low"], gain["ci_high"], signed=True)
+    assert table_rows(text, "arms")[2][8:] == ["", ""]  # arm C: one seed, no ensemble
     metrics = table_rows(text, "metrics")
     assert [row[0] for row in metrics] == ["arm A (seed 1)", "arm A (seed 2)", "arm A (seed 3)", "arm C", "arm D"]
     assert metrics[3][1] == "1,2,3,4,5" and metrics[4][1] == "1,2 (stopped)"  # parts pooled; a stopped run
