@@ -85,18 +85,17 @@ def read_predictions(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"patient_id": str, "image_id": str})
 
 
-def has_predictions(folder: Path) -> bool:
-    """A finished run (predictions.csv) or one stopped after some folds (predictions_done.csv)."""
-    return any((folder / name).is_file() for name in (FINISHED, STOPPED))
+def run_parts(folder: Path, names: tuple[str, ...] = (FINISHED, STOPPED)) -> list[Path]:
+    """The folder itself when it holds one of the files `names`, else its part*/ folders that do (folds split over
+    processes)."""
+    def holds(path: Path) -> bool:
+        return any((path / name).is_file() for name in names)
 
-
-def run_parts(folder: Path) -> list[Path]:
-    """The folder itself when it holds predictions, else its part*/ folders (folds split over processes)."""
-    if has_predictions(folder):
+    if holds(folder):
         return [folder]
-    parts = sorted(path for path in folder.glob("part*") if has_predictions(path))
+    parts = sorted(path for path in folder.glob("part*") if holds(path))
     if not parts:
-        raise FileNotFoundError(f"{folder}: no predictions.csv, neither here nor in part*/ folders")
+        raise FileNotFoundError(f"{folder}: no {names[0]}, neither here nor in part*/ folders")
     return parts
 
 
@@ -397,7 +396,8 @@ def ensemble_cells(stats: Statistics, name: str) -> list[str]:
     """The seed-ensemble cells of an arms-table row (empty for a single seed)."""
     if len(stats.arms[name].runs) < 2:
         return ["", ""]
-    auc, gain = stats.seed_ensemble(name)["auc"], stats.seed_ensemble(name)["gain"]
+    ensemble = stats.seed_ensemble(name)
+    auc, gain = ensemble["auc"], ensemble["gain"]
     return [interval(auc["value"], auc["ci_low"], auc["ci_high"]),
             interval(gain["difference"], gain["ci_low"], gain["ci_high"], signed=True)]
 
@@ -418,11 +418,7 @@ def label_draws(folder: Path) -> dict[int, pd.DataFrame]:
     """label_efficiency_predictions.csv of a run, per training-set size; a folder without one pools its part*/
     folders (test folds split over processes: the draws are seeded by size and draw, not by the folds run)."""
     name = "label_efficiency_predictions.csv"
-    parts = [folder] if (folder / name).is_file() else sorted(path for path in folder.glob("part*")
-                                                              if (path / name).is_file())
-    if not parts:
-        raise FileNotFoundError(f"{folder}: no {name}, neither here nor in part*/ folders")
-    rows = pd.concat([read_predictions(part / name) for part in parts], ignore_index=True)
+    rows = pd.concat([read_predictions(part / name) for part in run_parts(folder, (name,))], ignore_index=True)
     if rows.duplicated(["num_labels", "draw", "image_id"]).any():
         raise ValueError(f"{folder}: an image is scored twice in one draw (a fold in two parts?)")
     return {int(size): part for size, part in rows.groupby("num_labels")}
