@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Lung-clip contrastive pretraining from ImageNet, on the 2-core CPU (issue #15, item 2): does it add anything to the
+# default recipe? Two lanes side by side, one torch thread each (as experiments/cpu_seeds.sh):
+#   lane hard_triplet: ImageNet EfficientNet-Lite0 -> the paper's hard triplet loss on the lung clips
+#                      (COVID-BLUES + POCUS) -> the default recipe on BUS-BRA's 5 official folds;
+#   lane info_nce:     the same with InfoNCE.
+# Pretraining: experiments/configs/pretrain_gpu_lite0.yaml (lr 1e-4 so that ImageNet features are adapted, not
+# overwritten) cut to the CPU: 4 anchors x (1 + 7 positives) + 64 shared negatives per step (96 views, about 6.5 s
+# a step here), PRE_STEPS steps (about 20 min), no label probe (selection: last step by the training loss). Nothing
+# of BUS-BRA is seen before fine-tuning. Fine-tuning: the default recipe exactly as chosen for ImageNet init
+# (experiments/results/cpu6_lite0, fold 1's inner validation), training seed 42 as the shipped model's runs, so
+# each arm pairs image by image with them; not re-tuned per arm (no time: a limitation the results say).
+#   bash experiments/cpu_imagenet_arms.sh        # RUNS=runs/cpu (default); about 105 min
+set -euo pipefail
+RUNS=${RUNS:-runs/cpu}
+PRE_STEPS=${PRE_STEPS:-180}
+LOSSES=(${LOSSES:-hard_triplet info_nce})
+PRETRAIN=(--config experiments/configs/pretrain_gpu_lite0.yaml --store-paths stores/covid_blues stores/pocus
+          --batch-size 4 --num-positives 7 --num-negatives 64 --max-steps "$PRE_STEPS" --warmup-steps 10
+          --max-wall-minutes 30 --num-workers 1 --monitor-store "")
+RECIPE_B=(--config experiments/configs/finetune_gpu_lite0.yaml --store-path "${STORE:-stores/bus_bra}" --image-size 192
+          --learning-rate 1e-3 --backbone-lr-scale 0.3 --ema-decay 0.99 --tta-flip --no-final-model
+          --num-epochs 10 --seed 42 --folds 1 2 3 4 5)
+mkdir -p "$RUNS"
+
+lane() {  # lane LOSS: pretrain with LOSS, then fine-tune from its encoder; logs beside the run folders
+  local loss=$1 pre=$RUNS/pretrain_lung_$1 ft=$RUNS/lite0_B_lung_$1
+  OMP_NUM_THREADS=1 python -m training.pretrain "${PRETRAIN[@]}" --loss "$loss" --output-dir "$pre" > "$pre.log" 2>&1
+  OMP_NUM_THREADS=1 python -m training.finetune "${RECIPE_B[@]}" --init pretrained --pretrained-path "$pre/model" \
+    --output-dir "$ft" > "$ft.log" 2>&1
+  echo "lane $loss: encoder in $pre/model, fine-tuning in $ft"
+}
+
+for loss in "${LOSSES[@]}"; do lane "$loss" & done
+wait
