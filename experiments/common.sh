@@ -4,6 +4,10 @@ DATA=${DATA:-../shared/data}           # the development data (see ../shared/dat
 STORES=${STORES:-stores}               # frame stores: stores/ in the repository root (git-ignored)
 RUNS=${RUNS:-runs}                     # pretraining / fine-tuning outputs: runs/ (git-ignored)
 FINETUNE_CONFIG=${FINETUNE_CONFIG:-experiments/configs/finetune_cpu.yaml}
+# The default model's fine-tuning recipe (ImageNet EfficientNet-Lite0, recipe B, chosen by experiments/cpu_lite0.sh on
+# fold 1's inner validation), for the scripts that rerun it (seeds, label efficiency, pretrained arms)
+DEFAULT_RECIPE=(--config experiments/configs/finetune_gpu_lite0.yaml --store-path "$STORES/bus_bra" --image-size 192
+                --learning-rate 1e-3 --backbone-lr-scale 0.3 --ema-decay 0.99 --tta-flip)
 
 # Build the three stores once (idempotent: an existing store is kept).
 prepare_stores() {

@@ -18,9 +18,8 @@ LOSSES=(${LOSSES:-hard_triplet info_nce})
 PRETRAIN=(--config experiments/configs/pretrain_gpu_lite0.yaml --store-paths stores/covid_blues stores/pocus
           --batch-size 4 --num-positives 7 --num-negatives 64 --max-steps "$PRE_STEPS" --warmup-steps 10
           --max-wall-minutes 30 --num-workers 1 --monitor-store "")
-RECIPE_B=(--config experiments/configs/finetune_gpu_lite0.yaml --store-path "${STORE:-stores/bus_bra}" --image-size 192
-          --learning-rate 1e-3 --backbone-lr-scale 0.3 --ema-decay 0.99 --tta-flip --no-final-model
-          --num-epochs 10 --seed 42 --folds 1 2 3 4 5)
+source experiments/common.sh
+RECIPE_B=("${DEFAULT_RECIPE[@]}" --no-final-model --num-epochs 10 --seed 42 --folds 1 2 3 4 5)
 mkdir -p "$RUNS"
 
 lane() {  # lane LOSS: pretrain with LOSS, then fine-tune from its encoder; logs beside the run folders

@@ -18,8 +18,8 @@ set -euo pipefail
 RUNS=${RUNS:-runs/cpu}
 MAX_STEPS=${MAX_STEPS:-200}
 SIZES=${SIZES:-100}
-RECIPE_B=(--config experiments/configs/finetune_gpu_lite0.yaml --store-path "${STORE:-stores/bus_bra}" --image-size 192
-          --learning-rate 1e-3 --backbone-lr-scale 0.3 --ema-decay 0.99 --tta-flip --no-final-model)
+source experiments/common.sh
+RECIPE_B=("${DEFAULT_RECIPE[@]}" --no-final-model)
 STEPS=${*:-seeds label_efficiency}
 mkdir -p "$RUNS"
 
