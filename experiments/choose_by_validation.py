@@ -4,8 +4,9 @@ Each run's `results.json` holds, per fold, the validation AUC of its best epoch 
 patients held out of that fold's training side. The run with the highest mean over the folds that every run
 finished (a run stopped early gives its `folds_done.json`) is chosen; ties go to the first run given. Prints the
 chosen run's folder on the last line (for shell scripts) and writes the comparison as JSON. With `--choice NAME`
-the choice is also recorded in the chosen run's results.json (`choices`: what was chosen, among which runs, on
-which data, by which criterion), from where the model card's "How each choice was made" table is rendered.
+the choice is also recorded in the chosen run's results file, the one given (`choices`: what was chosen, among
+which runs, on which data, by which criterion), from where the model card's "How each choice was made" table is
+rendered. A pooled arm (`experiments/pool_predictions.py --results-json arm_results.json`) is a candidate too.
 
     python experiments/choose_by_validation.py RUN_A/results.json RUN_B/results.json --output choice.json \
         [--choice "learning rate"]
@@ -47,13 +48,17 @@ def choose(results_paths: list[Path]) -> dict:
         raise ValueError(f"the runs {sorted(per_run)} share no finished fold: nothing to compare them on.")
     scores = {run: float(np.mean([aucs[fold] for fold in common])) for run, aucs in per_run.items()}
     chosen = max(scores, key=scores.get)
-    return {"criterion": CRITERION, "folds": common, "mean_val_auc": scores, "chosen": chosen}
+    files = {str(path.parent): str(path) for path in results_paths}
+    return {"criterion": CRITERION, "folds": common, "mean_val_auc": scores, "chosen": chosen, "results_files": files}
 
 
 def record_choice(choice: dict, name: str) -> Path | None:
-    """Add the choice to the chosen run's results.json `choices` (replacing an earlier one of the same name); None
-    when the chosen run has no results.json (stopped before its end)."""
-    path = Path(choice["chosen"]) / "results.json"
+    """Add the choice to the chosen run's results file `choices` (the file it was compared by, e.g. an arm's pooled
+    `arm_results.json`, else its folder's results.json; replacing an earlier choice of the same name); None when
+    that file does not exist or is a `folds_done.json` (a run stopped before its end)."""
+    path = Path(choice.get("results_files", {}).get(choice["chosen"], Path(choice["chosen"]) / "results.json"))
+    if path.name == "folds_done.json":
+        path = path.parent / "results.json"
     if not path.is_file():
         return None
     results = json.loads(path.read_text())

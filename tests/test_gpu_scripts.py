@@ -97,6 +97,18 @@ def test_choose_by_validation_compares_on_the_folds_every_run_finished(tmp_path)
     assert choice["mean_val_auc"] == pytest.approx({str(complete.parent): 0.70, str(stopped.parent): 0.75})
 
 
+def test_choose_by_validation_records_in_the_file_compared(tmp_path) -> None:
+    from experiments import choose_by_validation
+
+    arm = write_results(tmp_path / "arm", [0.90, 0.88], test_auc=0.5).rename(tmp_path / "arm" / "arm_results.json")
+    other = write_results(tmp_path / "other", [0.80, 0.81], test_auc=0.9)
+    choice = choose_by_validation.choose([other, arm])
+    assert choice["chosen"] == str(arm.parent)
+    assert choose_by_validation.record_choice(choice, "schedule") == arm
+    assert json.loads(arm.read_text())["choices"][0]["candidates"] == {"arm": 0.89, "other": 0.805}
+    assert not (tmp_path / "arm" / "results.json").exists() and "choices" not in json.loads(other.read_text())
+
+
 def test_choose_by_validation_needs_finished_folds(tmp_path) -> None:
     from experiments import choose_by_validation
 

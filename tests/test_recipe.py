@@ -155,3 +155,52 @@ def test_per_fold_pretrained_path_and_partial_predictions(tmp_path) -> None:
                    "--pretrained-path", str(tmp_path / "pre_{fold}"), "--folds", "1"])
     assert (output_dir / "final_model/model.safetensors").exists()
     assert (output_dir / "predictions_done.csv").read_text() == (output_dir / "predictions.csv").read_text()
+
+
+def test_mask_loss_matches_a_loop_reference_and_skips_rows_without_a_mask() -> None:
+    torch.manual_seed(0)
+    head = torch.nn.Conv2d(5, 1, kernel_size=1)
+    feature_map = torch.randn(3, 5, 2, 3)  # (B, F, h, w)
+    targets = torch.rand(3, 1, 2, 3)
+    targets[1] = float("nan")  # row 1 has no mask
+    logits = head(feature_map)
+    terms = [
+        -(t * torch.log(torch.sigmoid(x)) + (1 - t) * torch.log(1 - torch.sigmoid(x)))
+        for row in (0, 2) for x, t in zip(logits[row].flatten(), targets[row].flatten())
+    ]
+    torch.testing.assert_close(finetune.mask_loss(head, feature_map, targets), torch.stack(terms).mean())
+    none_known = finetune.mask_loss(head, feature_map, torch.full_like(targets, float("nan")))
+    assert none_known.item() == 0.0 and none_known.requires_grad
+
+
+def test_mask_targets_follow_the_image_views() -> None:
+    data = labeled_data()
+    data.masks = data.squares.copy()  # a "mask" equal to its image: its targets must be the pooled image view
+    processor = usvcl_hf.UsvclImageProcessor(image_size=SIZE, image_mean=[0.0], image_std=[1.0])
+    dataset = finetune.SquareDataset(data, np.arange(6), processor, True, seed=0,
+                                     policy=augment.AUGMENT_POLICIES["flip"])
+    batch = collate(dataset)
+    views = dataset.pixel_values(batch)[:, :1]  # (B, 1, S, S), flips only: no intensity change
+    targets = dataset.mask_targets(batch, (4, 4))
+    torch.testing.assert_close(targets, torch.nn.functional.adaptive_avg_pool2d(views, (4, 4)), atol=1e-5, rtol=0)
+    assert bool(batch["views"][:, augment.PARAM_NAMES.index("flip")].any())  # some were mirrored
+
+
+def test_finetune_with_the_lesion_mask_loss(tmp_path) -> None:
+    from tests.lesion_fixtures import make_masked_store
+
+    store = tmp_path / "masked"
+    make_masked_store().save_to_disk(store)
+    output_dir = tmp_path / "masked_run"
+    args = ["--config", str(FINETUNE_CONFIG), "--store-path", str(store), "--init", "random", "--backbone",
+            "resnet10t", "--image-size", "32", "--folds", "1", "--num-epochs", "1", "--no-final-model"]
+    finetune.main([*args, "--output-dir", str(output_dir), "--mask-loss-weight", "0.5"])
+    results = json.loads((output_dir / "results.json").read_text())
+    assert results["config"]["mask_loss_weight"] == 0.5 and np.isfinite(results["folds"][0]["val_auc"])
+    unmasked = tmp_path / "unmasked"
+    make_labeled_store().save_to_disk(unmasked)
+    with pytest.raises(ValueError, match="needs column 'mask'"):
+        finetune.main([*args[:2], "--store-path", str(unmasked), *args[4:], "--output-dir", str(tmp_path / "x"),
+                       "--mask-loss-weight", "0.5"])
+    with pytest.raises(ValueError, match="mask_loss_weight"):
+        finetune.main([*args, "--output-dir", str(tmp_path / "y"), "--mask-loss-weight", "-1"])

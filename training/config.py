@@ -116,6 +116,7 @@ class FinetuneConfig:
     class_weighted_loss: bool = True
     label_smoothing: float = 0.0  # cross-entropy targets (1 - e) one-hot + e / 2
     ema_decay: float = 0.0  # > 0: validate, select and save an exponential moving average of the weights
+    mask_loss_weight: float = 0.0  # > 0: auxiliary lesion-mask loss on the last feature map (store needs `mask`)
     tta_flip: bool = False  # validation / test logits: mean over the image and its horizontal mirror
     # cross-validation
     num_folds: int = 5  # used when the store has no official folds

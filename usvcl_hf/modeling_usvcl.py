@@ -68,6 +68,8 @@ class UsvclImageClassifierOutput(ModelOutput):
         ood_score (`torch.FloatTensor` of shape `(B,)`, *optional*): out-of-distribution score of each image
             ([`UsvclFeatureDensity`]; above `config.ood_threshold` = unlike the training images); `None` for a model
             without the statistics.
+        last_hidden_state (`torch.FloatTensor` of shape `(B, num_features, h, w)`): the backbone's last feature map
+            (what the pooled features average; training's auxiliary lesion-mask loss reads it).
     """
 
     loss: torch.FloatTensor | None = None
@@ -76,6 +78,7 @@ class UsvclImageClassifierOutput(ModelOutput):
     embeddings: torch.FloatTensor | None = None
     pooler_output: torch.FloatTensor | None = None
     ood_score: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
 
 
 class UsvclHeadLinear(nn.Linear):
@@ -338,6 +341,7 @@ class UsvclForImageClassification(UsvclPreTrainedModel):
             embeddings=encoded.embeddings,
             pooler_output=encoded.pooler_output,
             ood_score=None if self.feature_density is None else self.feature_density(encoded.pooler_output),
+            last_hidden_state=encoded.last_hidden_state,
         )
         return self._output(output, return_dict)
 

@@ -35,9 +35,11 @@ from training.finetune.outputs import (
 )
 from training.finetune.train import (
     FoldOutcome,
+    build_mask_head,
     build_optimizer,
     classification_loss,
     make_ema,
+    mask_loss,
     predict_logits,
     run_fold,
     step_schedule,
@@ -46,9 +48,9 @@ from training.finetune.train import (
 
 __all__ = [
     "PREDICTION_COLUMNS", "SELECTION", "SPLIT_PREFIX", "Fold", "FoldOutcome", "LabeledData", "SquareDataset",
-    "build_classifier", "build_optimizer", "build_processor", "check_no_leak", "class_weights",
+    "build_classifier", "build_mask_head", "build_optimizer", "build_processor", "check_no_leak", "class_weights",
     "classification_loss", "draw_label_subset", "fold_metrics", "for_fold", "inner_split", "label_names",
-    "load_labeled_data", "main", "make_ema", "make_folds", "make_loader", "mean_std", "predict_logits",
+    "load_labeled_data", "main", "make_ema", "make_folds", "make_loader", "mask_loss", "mean_std", "predict_logits",
     "prediction_table", "resolve_image_size", "run_fold", "save_model", "step_schedule", "train_model",
     "training_function", "write_config", "write_csv",
 ]

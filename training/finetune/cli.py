@@ -93,6 +93,8 @@ def validate_config(config: FinetuneConfig) -> None:
         raise ValueError(f"`augment_policy` must be one of {list(AUGMENT_POLICIES)}, got {config.augment_policy!r}.")
     if not (0.0 <= config.label_smoothing < 1.0 and 0.0 <= config.ema_decay < 1.0 and config.backbone_lr_scale > 0):
         raise ValueError("`label_smoothing` and `ema_decay` must be in [0, 1) and `backbone_lr_scale` > 0.")
+    if config.mask_loss_weight < 0:
+        raise ValueError(f"`mask_loss_weight` must be >= 0 (0 = no lesion-mask loss), got {config.mask_loss_weight}.")
 
 
 def prepare_run(config: FinetuneConfig) -> FinetuneRun:
@@ -106,7 +108,7 @@ def prepare_run(config: FinetuneConfig) -> FinetuneRun:
     reference = for_fold(config, (config.folds or [1])[0])
     image_size, resize_mode = resolve_image_size(reference)
     processor = build_processor(reference, image_size, resize_mode)
-    data = load_labeled_data(config.store_path, image_size, resize_mode)
+    data = load_labeled_data(config.store_path, image_size, resize_mode, with_masks=config.mask_loss_weight > 0)
     folds = make_folds(data.labels, data.patient_ids, data.split_columns, config.num_folds, config.val_fraction,
                        config.seed)
     if config.folds:

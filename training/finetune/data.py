@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any
 
 import datasets
@@ -11,8 +12,9 @@ import torch
 from torch.utils.data import DataLoader
 
 import usvcl_hf
-from training.augment import SEED_BOUND, AugmentConfig, augment_batch, params_tensor, sample_view
+from training.augment import SEED_BOUND, AugmentConfig, augment_batch, params_tensor, render_views, sample_view
 from training.common import EpochSeededSampler
+from training.lesion_masks import mask_at_shape
 from usvcl_hf.image_processing_usvcl import normalize, resize_to_square, to_grey_float
 
 SPLIT_PREFIX = "split_"
@@ -28,6 +30,7 @@ class LabeledData:
     image_ids: np.ndarray  # (n,) str
     split_columns: dict[int, np.ndarray]  # official fold k -> (n,) "train"/"val"/"test"
     class_names: list[str] = dataclasses.field(default_factory=list)  # label k's name (the store's ClassLabel)
+    masks: np.ndarray | None = None  # (n, S, S) float32 lesion masks squared like `squares`; NaN = no mask
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -68,6 +71,8 @@ class SquareDataset(torch.utils.data.Dataset):
         row = int(self.rows[position])
         square = torch.from_numpy(self.data.squares[row])  # (S, S) in [0, 1]
         item = {"squares": square, "labels": torch.tensor(int(self.data.labels[row])), "row": torch.tensor(row)}
+        if self.data.masks is not None:
+            item["masks"] = torch.from_numpy(self.data.masks[row])  # (S, S)
         if self.augment:
             rng = np.random.default_rng((self.seed, self.epoch, row))
             item["views"] = params_tensor([sample_view(*square.shape, rng, self.policy)])[0]  # (10,)
@@ -83,6 +88,14 @@ class SquareDataset(torch.utils.data.Dataset):
         channels = squares[:, None].expand(-1, self.in_chans, -1, -1)  # (B, S, S) -> (B, C, S, S)
         return normalize(channels, self.mean, self.std)
 
+    def mask_targets(self, batch: dict[str, torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
+        """`(B, 1, h, w)` lesion share of each cell of a `grid = (h, w)` feature map, the masks cut with the same
+        views as `pixel_values` (NaN where the row has no mask)."""
+        masks = batch["masks"]  # (B, S, S)
+        if self.augment:
+            masks = render_views(masks, batch["views"], masks.shape[-1])  # same crop, rotation and flip
+        return torch.nn.functional.adaptive_avg_pool2d(masks[:, None].float(), grid)  # (B, S, S) -> (B, 1, h, w)
+
 
 def label_names(store: datasets.Dataset) -> list[str]:
     """The names of the store's `label` classes: its `ClassLabel` names, else the label values as text."""
@@ -92,15 +105,26 @@ def label_names(store: datasets.Dataset) -> list[str]:
     return [str(value) for value in range(int(max(store["label"])) + 1)]
 
 
-def load_labeled_data(store_path: str, image_size: int, resize_mode: str) -> LabeledData:
-    """Decode the store's images to `(S, S)` squares the way `UsvclImageProcessor` does (no normalisation)."""
+def square_mask(mask: Any, shape: tuple[int, int], image_size: int, resize_mode: str) -> np.ndarray:
+    """`(S, S)` float32 lesion mask squared exactly like its `(H, W)` image (NaN when the row has no mask)."""
+    if mask is None:
+        return np.full((image_size, image_size), np.nan, dtype=np.float32)
+    return resize_to_square(mask_at_shape(mask, shape).astype(np.float32), image_size, resize_mode)
+
+
+def load_labeled_data(store_path: str, image_size: int, resize_mode: str, with_masks: bool = False) -> LabeledData:
+    """Decode the store's images to `(S, S)` squares the way `UsvclImageProcessor` does (no normalisation); with
+    `with_masks`, also its `mask` column (`training.prepare_data images --masks DIR`) squared the same way."""
     store = datasets.load_from_disk(store_path)
-    for column in ("image", "label", "patient_id"):
+    for column in ("image", "label", "patient_id", *(("mask",) if with_masks else ())):
         if column not in store.column_names:
             raise ValueError(f"{store_path}: a labelled store needs column {column!r}; has {store.column_names}.")
-    squares = np.stack([
-        resize_to_square(to_grey_float(image), image_size, resize_mode) for image in store["image"]
-    ])  # (n, S, S)
+    squares, masks = [], []
+    for image, mask in zip(store["image"], store["mask"] if with_masks else itertools.repeat(None)):
+        grey = to_grey_float(image)  # (H, W)
+        squares.append(resize_to_square(grey, image_size, resize_mode))
+        if with_masks:
+            masks.append(square_mask(mask, grey.shape, image_size, resize_mode))
     split_columns = {
         int(name.removeprefix(SPLIT_PREFIX)): np.asarray(store[name]).astype(str)
         for name in store.column_names
@@ -108,12 +132,13 @@ def load_labeled_data(store_path: str, image_size: int, resize_mode: str) -> Lab
     }
     image_ids = store["image_id"] if "image_id" in store.column_names else [str(i) for i in range(len(store))]
     return LabeledData(
-        squares=squares.astype(np.float32),
+        squares=np.stack(squares).astype(np.float32),  # (n, S, S)
         labels=np.asarray(store["label"], dtype=int),
         patient_ids=np.asarray(store["patient_id"]).astype(str),
         image_ids=np.asarray(image_ids).astype(str),
         split_columns=dict(sorted(split_columns.items())),
         class_names=label_names(store),
+        masks=np.stack(masks) if with_masks else None,  # (n, S, S)
     )
 
 

@@ -77,13 +77,16 @@ def step_schedule(config: FinetuneConfig, loader_steps: int, num_epochs: int) ->
     return steps_per_epoch, config.max_steps, passes, max(1, passes // max(1, num_epochs))
 
 
-def build_optimizer(config: FinetuneConfig, model: usvcl_hf.UsvclForImageClassification) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters; the backbone's at `learning_rate * backbone_lr_scale`, the heads' at
-    `learning_rate` (the schedule scales both)."""
+def build_optimizer(
+    config: FinetuneConfig, model: usvcl_hf.UsvclForImageClassification, mask_head: torch.nn.Module | None = None
+) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; the backbone's at `learning_rate * backbone_lr_scale`, the heads' (and
+    the training-only `mask_head`'s) at `learning_rate` (the schedule scales both)."""
     backbone = {id(parameter) for parameter in model.usvcl.backbone.parameters()}
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    extra = list(mask_head.parameters()) if mask_head is not None else []
     groups = [
-        {"params": [p for p in trainable if id(p) not in backbone], "lr": config.learning_rate},
+        {"params": [p for p in trainable if id(p) not in backbone] + extra, "lr": config.learning_rate},
         {"params": [p for p in trainable if id(p) in backbone], "lr": config.learning_rate * config.backbone_lr_scale},
     ]
     return torch.optim.AdamW([group for group in groups if group["params"]], lr=config.learning_rate,
@@ -99,6 +102,25 @@ def classification_loss(
     return torch.nn.functional.cross_entropy(logits.float(), labels, weight=weight, label_smoothing=smoothing)
 
 
+def build_mask_head(config: FinetuneConfig, model: usvcl_hf.UsvclForImageClassification) -> torch.nn.Conv2d | None:
+    """The training-only lesion-mask head (a 1x1 convolution, features -> one logit per cell of the last feature
+    map) when `mask_loss_weight` > 0, else None. Not saved: the exported classifier is the same without it."""
+    if config.mask_loss_weight <= 0:
+        return None
+    return torch.nn.Conv2d(model.usvcl.num_features, 1, kernel_size=1)
+
+
+def mask_loss(mask_head: torch.nn.Module, feature_map: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Auxiliary lesion-mask loss: binary cross-entropy between `mask_head(feature_map)` `(B, 1, h, w)` logits and
+    `targets (B, 1, h, w)`, the lesion share of each cell in [0, 1] (soft targets), averaged over the cells of the
+    rows that have a mask (rows with NaN targets are left out; 0 when no row has one)."""
+    logits = mask_head(feature_map).float()  # (B, F, h, w) -> (B, 1, h, w)
+    known = torch.isfinite(targets).flatten(1).all(dim=1)  # (B,)
+    if not bool(known.any()):
+        return logits.sum() * 0.0  # keeps the head in the graph (DDP expects every parameter to get a gradient)
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits[known], targets[known].float())
+
+
 def make_ema(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
     """Exponential moving average of the weights and buffers, w_ema <- decay w_ema + (1 - decay) w (None if 0)."""
     if decay <= 0:
@@ -112,13 +134,19 @@ def train_epoch(
     accelerator: Accelerator, config: FinetuneConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     scheduler: Any, train_loader: DataLoader, train_set: SquareDataset, steps_per_epoch: int,
     weights: list[float] | None, ema: torch.optim.swa_utils.AveragedModel | None,
+    mask_head: torch.nn.Module | None = None,
 ) -> None:
-    """One pass over the (epoch-seeded) training loader, at most `steps_per_epoch` optimizer steps."""
+    """One pass over the (epoch-seeded) training loader, at most `steps_per_epoch` optimizer steps; the loss is the
+    classification loss plus `mask_loss_weight` times the lesion-mask loss when there is a `mask_head`."""
     for step, batch in enumerate(train_loader):
         if step >= steps_per_epoch:
             break
-        logits = model(pixel_values=train_set.pixel_values(batch)).logits  # (B, 2)
-        loss = classification_loss(logits, batch["labels"], weights, config.label_smoothing)
+        output = model(pixel_values=train_set.pixel_values(batch))
+        loss = classification_loss(output.logits, batch["labels"], weights, config.label_smoothing)  # logits (B, 2)
+        if mask_head is not None:
+            feature_map = output.last_hidden_state  # (B, F, h, w)
+            targets = train_set.mask_targets(batch, tuple(feature_map.shape[-2:]))  # (B, 1, h, w)
+            loss = loss + config.mask_loss_weight * mask_loss(mask_head, feature_map, targets)
         backward_and_step(accelerator, model, loss, optimizer, scheduler, config.max_grad_norm)
         if ema is not None:
             ema.update_parameters(accelerator.unwrap_model(model))
@@ -145,8 +173,12 @@ def train_model(
     train_set = SquareDataset(data, train_rows, processor, config.augment, seed,
                               AUGMENT_POLICIES[config.augment_policy])
     train_loader = make_loader(train_set, config.batch_size, seed, config.num_workers)
-    optimizer = build_optimizer(config, model)
-    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    mask_head = build_mask_head(config, model)
+    optimizer = build_optimizer(config, model, mask_head)
+    model, optimizer, train_loader, *prepared_head = accelerator.prepare(
+        model, optimizer, train_loader, *([mask_head] if mask_head is not None else [])
+    )
+    mask_head = prepared_head[0] if prepared_head else None
     steps_per_epoch, total_steps, passes, validate_every = step_schedule(config, len(train_loader), num_epochs)
     scheduler = accelerator.prepare(
         build_scheduler(optimizer, config.warmup_steps, total_steps, config.min_lr / config.learning_rate,
@@ -163,7 +195,7 @@ def train_model(
         train_set.set_epoch(epoch)
         train_loader.set_epoch(epoch)
         train_epoch(accelerator, config, model, optimizer, scheduler, train_loader, train_set,
-                    min(steps_per_epoch, total_steps - (epoch - 1) * steps_per_epoch), weights, ema)
+                    min(steps_per_epoch, total_steps - (epoch - 1) * steps_per_epoch), weights, ema, mask_head)
         evaluated = ema.module if ema is not None else accelerator.unwrap_model(model)
         if val_loader is not None and (epoch % validate_every == 0 or epoch == passes):
             val_logits = predict_logits(accelerator, evaluated, val_loader, len(val_rows), config.tta_flip)
