@@ -193,3 +193,14 @@ def test_report_needs_the_predictions(synthetic_root) -> None:
     (synthetic_root / "experiments/results/new/arm_b/predictions.csv").unlink()
     with pytest.raises(FileNotFoundError, match=r"no predictions\.csv"):
         report.main(["--root", str(synthetic_root)])
+
+
+def test_recipe_names_the_lesion_mask_loss_only_when_used() -> None:
+    from types import SimpleNamespace
+
+    config = {"backbone": "tf_efficientnet_lite0", "image_size": 192, "init": "imagenet", "learning_rate": 1e-3,
+              "num_epochs": 15, "max_steps": -1}
+    arm = SimpleNamespace(runs=[SimpleNamespace(results=[{"config": config}])])
+    assert report.recipe(arm) == "tf_efficientnet_lite0 192 px, imagenet, lr 1e-3, 15 epochs"
+    config["mask_loss_weight"] = 0.5
+    assert report.recipe(arm) == "tf_efficientnet_lite0 192 px, imagenet, lr 1e-3, 15 epochs, mask loss 0.5"
