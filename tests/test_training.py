@@ -263,15 +263,34 @@ def test_label_efficiency_writes_every_draw_and_a_ci_over_draws(stores, tmp_path
         assert size["auc_ci_low"] <= size["auc_mean"] <= size["auc_ci_high"]
 
 
+@pytest.mark.parametrize(("precision", "device_type", "native", "warns"), [
+    ("bf16", "cpu", False, True),  # emulated bf16: the one case that warns
+    ("bf16", "cpu", True, False),
+    ("bf16", "cuda", False, False),
+    ("no", "cpu", False, False),
+    ("fp16", "cuda", False, False),
+])
+def test_emulated_bf16_warning_only_for_bf16_on_a_cpu_without_it(precision, device_type, native, warns) -> None:
+    from training.common import emulated_bf16_warning
+
+    warning = emulated_bf16_warning(precision, device_type, native)
+    assert (warning is not None) == warns
+    if warns:
+        assert "--mixed-precision no" in warning and "AVX-512 BF16" in warning
+
+
 def test_finetune_bf16_channels_last_saves_a_standard_model(stores, tmp_path) -> None:
     import torch
 
     import usvcl_hf
+    from training.common import cpu_has_native_bf16
 
     output_dir = tmp_path / "bf16_cl"  # own process: Accelerate's precision is fixed once per process
-    run([sys.executable, "-m", "training.finetune", "--config", str(FINETUNE_CONFIG), "--store-path",
+    result = run([sys.executable, "-m", "training.finetune", "--config", str(FINETUNE_CONFIG), "--store-path",
          str(stores["labeled"]), "--output-dir", str(output_dir), "--init", "random", "--backbone", "resnet18",
          "--image-size", "32", "--folds", "1", "--mixed-precision", "bf16", "--channels-last"])
+    # the warning is logged exactly where this CPU emulates bf16 (same machine as the child process)
+    assert ("torch emulates bf16" in result.stderr) == (not cpu_has_native_bf16())
     results = json.loads((output_dir / "results.json").read_text())
     assert results["config"]["channels_last"] is True and results["config"]["mixed_precision"] == "bf16"
     assert np.isfinite(results["folds"][0]["metrics"]["auc"]["value"])

@@ -1,10 +1,12 @@
-"""Helpers shared by pretraining and fine-tuning, one implementation each: the accelerator, the epoch-seeded
+"""Helpers shared by pretraining and fine-tuning, one implementation each: the accelerator (with its warning when
+bf16 is only emulated on this CPU), the epoch-seeded
 sampler, the learning-rate schedule, a CPU copy of the weights and the wall-clock guard (logging: `training.logs`)."""
 
 from __future__ import annotations
 
 import copy
 import functools
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -18,13 +20,33 @@ from torch.utils.data import Sampler
 from training import imagenet_init
 
 SECONDS_PER_MINUTE = 60.0
+LOGGER = logging.getLogger(__name__)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX tiles); elsewhere torch emulates it."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def emulated_bf16_warning(mixed_precision: str, device_type: str, native_bf16: bool) -> str | None:
+    """The warning for bf16 autocast on a CPU that only emulates bf16, else None. There it is usually slower than
+    float32 (docs/benchmarks.md, "Fine-tuning speed by precision and memory layout": 6.1 s against 3.7 s a step)."""
+    if mixed_precision != "bf16" or device_type != "cpu" or native_bf16:
+        return None
+    return ("mixed precision bf16 on a CPU without AVX-512 BF16 or AMX: torch emulates bf16 here, usually slower than "
+            "float32; consider --mixed-precision no (benchmarks/finetune_precision.py measures both on this machine)")
 
 
 def make_accelerator(mixed_precision: str, gradient_accumulation_steps: int = 1) -> Accelerator:
-    """An `Accelerator`; `fp16` falls back to `no` without a GPU (fp16 autocast needs one; bf16 works on CPU)."""
+    """An `Accelerator`; `fp16` falls back to `no` without a GPU (fp16 autocast needs one; bf16 works on CPU, and
+    a warning says when this CPU only emulates it)."""
     if mixed_precision == "fp16" and not torch.cuda.is_available():
         mixed_precision = "no"
-    return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=gradient_accumulation_steps)
+    accelerator = Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=gradient_accumulation_steps)
+    warning = emulated_bf16_warning(mixed_precision, accelerator.device.type, cpu_has_native_bf16())
+    if warning is not None and accelerator.is_main_process:
+        LOGGER.warning(warning)
+    return accelerator
 
 
 class EpochSeededSampler(Sampler[int]):
@@ -136,8 +158,10 @@ __all__ = [
     "backward_and_step",
     "build_scheduler",
     "cosine_with_warmup",
+    "cpu_has_native_bf16",
     "cpu_state_dict",
     "create_model",
+    "emulated_bf16_warning",
     "make_accelerator",
     "wall_clock_guard",
 ]
