@@ -1,6 +1,6 @@
 """Helpers shared by pretraining and fine-tuning, one implementation each: the accelerator (with its warning when
-bf16 is only emulated on this CPU), the epoch-seeded
-sampler, the learning-rate schedule, a CPU copy of the weights and the wall-clock guard (logging: `training.logs`)."""
+this CPU only emulates bf16), the epoch-seeded sampler, the learning-rate schedule, a CPU copy of the weights and the
+wall-clock guard (logging: `training.logs`)."""
 
 from __future__ import annotations
 
