@@ -138,12 +138,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("parts", nargs="+", type=Path, help="fine-tuning output folders, one per part")
     parser.add_argument("--output", type=Path, required=True, help="JSON file for the pooled metrics")
     parser.add_argument("--results-json", type=Path, help="also write one finetune-format results.json here")
-    parser.add_argument("--choices", type=Path, help="YAML list of choices made outside the runs (for --results-json)")
+    parser.add_argument("--choices", nargs="+", type=Path, default=[],
+                        help="YAML lists of choices made outside the runs, in order (for --results-json)")
     args = parser.parse_args(argv)
     pooled = pool(args.parts)
     args.output.write_text(json.dumps(pooled, indent=2))
     if args.results_json:
-        extra = yaml.safe_load(args.choices.read_text()) if args.choices else None
+        extra = [choice for path in args.choices for choice in yaml.safe_load(path.read_text()) or []]
         merged = merged_results(args.parts, extra)
         config = merged["config"]
         merged["figures"] = write_figures(args.parts, args.results_json.parent, merged.get("class_names", CLASSES),

@@ -74,10 +74,15 @@ def test_cli_writes_the_arm_results_and_its_figures(tmp_path) -> None:
     write_part(tmp_path / "part2", (3, 4, 5), final=True)
     out = tmp_path / "arm"
     out.mkdir()
+    choice_files = []
+    for name in ("input size", "loss"):  # two files, recorded in the order given
+        choice_files.append(tmp_path / f"{name}.yaml")
+        choice_files[-1].write_text(f"- {{choice: {name}, data: none, criterion: compute, validation_only: true}}\n")
     pool_predictions.main([str(tmp_path / "part1"), str(tmp_path / "part2"), "--output", str(out / "pooled.json"),
-                           "--results-json", str(out / "arm_results.json")])
+                           "--results-json", str(out / "arm_results.json"), "--choices", *map(str, choice_files)])
     merged = json.loads((out / "arm_results.json").read_text())
     assert [fold["fold"] for fold in merged["folds"]] == [1, 2, 3, 4, 5]
+    assert [choice["choice"] for choice in merged["choices"]] == ["input size", "loss"]
     for name in ("roc", "reliability", "confusion"):
         assert (out / merged["figures"][name]).stat().st_size > 0, name
 

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# In-domain contrastive pretraining from ImageNet on the 2-core CPU (issue #15, item 2, the arm the paper's idea
+# implies when no breast clips exist): ImageNet EfficientNet-Lite0 -> the paper's hard triplet loss on BUS-BRA images
+# grouped by patient (a patient's images are its "clip": positives from them, negatives from other patients; no
+# label) -> the default recipe at the chosen schedule (15 epochs, seed 42) on the 5 official folds. Pretrained once
+# per fold without that fold's test patients (--exclude-test-of split_K) and once on every image for the final model
+# ("{fold}" in the pretrained path). The pretraining sees the unlabelled images of each fold's inner-validation
+# patients, never their labels. Hard triplet, not InfoNCE: on the lung clips the two were tied and hard triplet had
+# the higher mean inner-validation AUC (0.879 against 0.877, experiments/results/cpu8_lung). Pretraining as the lung
+# arms (experiments/cpu_imagenet_arms.sh: 4 anchors x (1 + 7 positives) + 64 shared negatives, lr 1e-4, selection by
+# the training loss, no label probe) for PRE_STEPS steps. Then the arm against the shipped 15-epoch arm by mean
+# inner-validation AUC over the 5 folds (experiments/choose_by_validation.py): $RUNS/busbra_choice.json.
+# Two 1-thread lanes: pretrain folds 1-3 then fine-tune them; pretrain folds 4-5 and all, then fine-tune folds 4-5
+# and the final model. About 100 min.
+#   bash experiments/cpu_busbra_arm.sh        # RUNS=runs/cpu (default)
+set -euo pipefail
+RUNS=${RUNS:-runs/cpu}
+PRE_STEPS=${PRE_STEPS:-90}
+EPOCHS=${EPOCHS:-15}
+SHIPPED=${SHIPPED:-experiments/results/cpu9_recipe/lite0_B_15ep/arm_results.json}
+source experiments/common.sh
+PRETRAIN=(--config experiments/configs/pretrain_gpu_lite0.yaml --store-paths "$STORES/bus_bra" --loss hard_triplet
+          --batch-size 4 --num-positives 7 --num-negatives 64 --max-steps "$PRE_STEPS" --warmup-steps 10
+          --max-wall-minutes 30 --num-workers 1 --monitor-store "")
+mkdir -p "$RUNS"
+
+pretrain_fold() {  # pretrain_fold K|all: the encoder of fold K (its test patients excluded) or of every image
+  local fold=$1 exclude=(--exclude-test-of "split_$1")
+  [ "$fold" = all ] && exclude=()
+  OMP_NUM_THREADS=1 python -m training.pretrain "${PRETRAIN[@]}" "${exclude[@]}" \
+    --output-dir "$RUNS/pretrain_busbra_$fold" > "$RUNS/pretrain_busbra_$fold.log" 2>&1
+}
+
+lane() {  # lane NAME PRETRAIN_FOLDS -- FINETUNE_ARGS...: the lane's pretrainings, then its fine-tuning
+  local name=$1; shift
+  while [ "$1" != -- ]; do pretrain_fold "$1"; shift; done
+  shift
+  OMP_NUM_THREADS=1 python -m training.finetune "${DEFAULT_RECIPE[@]}" --num-epochs "$EPOCHS" --seed 42 \
+    --init pretrained --pretrained-path "$RUNS/pretrain_busbra_{fold}/model" "$@" --output-dir "$RUNS/$name" \
+    > "$RUNS/$name.log" 2>&1
+}
+
+lane lite0_B_busbra_folds1-3 1 2 3 -- --folds 1 2 3 --no-final-model &
+lane lite0_B_busbra_folds4-5 4 5 all -- --folds 4 5 &
+wait
+mkdir -p "$RUNS/lite0_B_busbra"
+python experiments/pool_predictions.py "$RUNS/lite0_B_busbra_folds1-3" "$RUNS/lite0_B_busbra_folds4-5" \
+  --output "$RUNS/lite0_B_busbra/pooled.json" --results-json "$RUNS/lite0_B_busbra/arm_results.json" \
+  --choices experiments/configs/cpu9_choices.yaml experiments/configs/cpu12_choices.yaml
+chosen=$(python experiments/choose_by_validation.py "$SHIPPED" "$RUNS/lite0_B_busbra/arm_results.json" \
+  --output "$RUNS/busbra_choice.json" --choice "in-domain pretraining (the arm shipped)" | tail -n 1)
+echo "encoders in $RUNS/pretrain_busbra_*; arm in $RUNS/lite0_B_busbra; chosen on inner validation: $chosen"
