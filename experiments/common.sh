@@ -8,6 +8,11 @@ FINETUNE_CONFIG=${FINETUNE_CONFIG:-experiments/configs/finetune_cpu.yaml}
 # fold 1's inner validation), for the scripts that rerun it (seeds, label efficiency, pretrained arms)
 DEFAULT_RECIPE=(--config experiments/configs/finetune_gpu_lite0.yaml --store-path "$STORES/bus_bra" --image-size 192
                 --learning-rate 1e-3 --backbone-lr-scale 0.3 --ema-decay 0.99 --tta-flip)
+# Contrastive pretraining of the ImageNet Lite0 cut to one CPU thread (the lung and BUS-BRA arms): 4 anchors x
+# (1 + 7 positives) + 64 shared negatives a step, lr 1e-4 (the config's), no label probe (selection: training loss);
+# add --store-paths, --loss and --max-steps
+CPU_PRETRAIN=(--config experiments/configs/pretrain_gpu_lite0.yaml --batch-size 4 --num-positives 7
+              --num-negatives 64 --warmup-steps 10 --max-wall-minutes 30 --num-workers 1 --monitor-store "")
 
 # Build the three stores once (idempotent: an existing store is kept).
 prepare_stores() {

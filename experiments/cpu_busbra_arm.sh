@@ -19,9 +19,7 @@ PRE_STEPS=${PRE_STEPS:-90}
 EPOCHS=${EPOCHS:-15}
 SHIPPED=${SHIPPED:-experiments/results/cpu9_recipe/lite0_B_15ep/arm_results.json}
 source experiments/common.sh
-PRETRAIN=(--config experiments/configs/pretrain_gpu_lite0.yaml --store-paths "$STORES/bus_bra" --loss hard_triplet
-          --batch-size 4 --num-positives 7 --num-negatives 64 --max-steps "$PRE_STEPS" --warmup-steps 10
-          --max-wall-minutes 30 --num-workers 1 --monitor-store "")
+PRETRAIN=("${CPU_PRETRAIN[@]}" --store-paths "$STORES/bus_bra" --loss hard_triplet --max-steps "$PRE_STEPS")
 mkdir -p "$RUNS"
 
 pretrain_fold() {  # pretrain_fold K|all: the encoder of fold K (its test patients excluded) or of every image

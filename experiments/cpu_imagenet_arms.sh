@@ -15,10 +15,8 @@ set -euo pipefail
 RUNS=${RUNS:-runs/cpu}
 PRE_STEPS=${PRE_STEPS:-180}
 LOSSES=(${LOSSES:-hard_triplet info_nce})
-PRETRAIN=(--config experiments/configs/pretrain_gpu_lite0.yaml --store-paths stores/covid_blues stores/pocus
-          --batch-size 4 --num-positives 7 --num-negatives 64 --max-steps "$PRE_STEPS" --warmup-steps 10
-          --max-wall-minutes 30 --num-workers 1 --monitor-store "")
 source experiments/common.sh
+PRETRAIN=("${CPU_PRETRAIN[@]}" --store-paths "$STORES/covid_blues" "$STORES/pocus" --max-steps "$PRE_STEPS")
 RECIPE_B=("${DEFAULT_RECIPE[@]}" --no-final-model --num-epochs 10 --seed 42 --folds 1 2 3 4 5)
 mkdir -p "$RUNS"
 
