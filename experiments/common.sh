@@ -14,6 +14,23 @@ DEFAULT_RECIPE=(--config experiments/configs/finetune_gpu_lite0.yaml --store-pat
 CPU_PRETRAIN=(--config experiments/configs/pretrain_gpu_lite0.yaml --batch-size 4 --num-positives 7
               --num-negatives 64 --warmup-steps 10 --max-wall-minutes 30 --num-workers 1 --monitor-store "")
 
+# finetune_lane NAME ARGS...: the default recipe plus ARGS as one 1-thread fine-tuning into $RUNS/NAME, its log
+# beside it (two lanes side by side use both cores: 1.65x the throughput of one 2-thread process here)
+finetune_lane() {
+  local name=$1; shift
+  OMP_NUM_THREADS=1 python -m training.finetune "${DEFAULT_RECIPE[@]}" "$@" --output-dir "$RUNS/$name" \
+    > "$RUNS/$name.log" 2>&1
+}
+
+# pool_arm ARM PARTS...: the parts pooled into $RUNS/ARM (pooled.json, arm_results.json, figures) with the choices
+# of the caller's CHOICES array (YAML files, experiments/pool_predictions.py --choices)
+pool_arm() {
+  local arm=$1; shift
+  mkdir -p "$RUNS/$arm"
+  python experiments/pool_predictions.py "$@" --output "$RUNS/$arm/pooled.json" \
+    --results-json "$RUNS/$arm/arm_results.json" --choices "${CHOICES[@]}"
+}
+
 # Build the three stores once (idempotent: an existing store is kept).
 prepare_stores() {
   [ -d "$STORES/covid_blues" ] || python -m training.prepare_data videos \

@@ -18,6 +18,7 @@ RUNS=${RUNS:-runs/cpu}
 PRE_STEPS=${PRE_STEPS:-90}
 EPOCHS=${EPOCHS:-15}
 SHIPPED=${SHIPPED:-experiments/results/cpu9_recipe/lite0_B_15ep/arm_results.json}
+CHOICES=(experiments/configs/cpu9_choices.yaml experiments/configs/cpu12_choices.yaml)
 source experiments/common.sh
 PRETRAIN=("${CPU_PRETRAIN[@]}" --store-paths "$STORES/bus_bra" --loss hard_triplet --max-steps "$PRE_STEPS")
 mkdir -p "$RUNS"
@@ -41,10 +42,7 @@ lane() {  # lane NAME PRETRAIN_FOLDS -- FINETUNE_ARGS...: the lane's pretraining
 lane lite0_B_busbra_folds1-3 1 2 3 -- --folds 1 2 3 --no-final-model &
 lane lite0_B_busbra_folds4-5 4 5 all -- --folds 4 5 &
 wait
-mkdir -p "$RUNS/lite0_B_busbra"
-python experiments/pool_predictions.py "$RUNS/lite0_B_busbra_folds1-3" "$RUNS/lite0_B_busbra_folds4-5" \
-  --output "$RUNS/lite0_B_busbra/pooled.json" --results-json "$RUNS/lite0_B_busbra/arm_results.json" \
-  --choices experiments/configs/cpu9_choices.yaml experiments/configs/cpu12_choices.yaml
+pool_arm lite0_B_busbra "$RUNS/lite0_B_busbra_folds1-3" "$RUNS/lite0_B_busbra_folds4-5"
 chosen=$(python experiments/choose_by_validation.py "$SHIPPED" "$RUNS/lite0_B_busbra/arm_results.json" \
   --output "$RUNS/busbra_choice.json" --choice "in-domain pretraining (the arm shipped)" | tail -n 1)
 echo "encoders in $RUNS/pretrain_busbra_*; arm in $RUNS/lite0_B_busbra; chosen on inner validation: $chosen"

@@ -14,14 +14,8 @@ EPOCHS=${EPOCHS:-15}
 source experiments/common.sh
 mkdir -p "$RUNS"
 
-lane() {  # lane NAME ARGS...: one 1-thread fine-tuning into $RUNS/NAME, its log beside it
-  local name=$1; shift
-  OMP_NUM_THREADS=1 python -m training.finetune "${DEFAULT_RECIPE[@]}" --num-epochs "$EPOCHS" --seed 42 "$@" \
-    --output-dir "$RUNS/$name" > "$RUNS/$name.log" 2>&1
-}
-
-lane "lite0_B_${EPOCHS}ep_folds1-3" --folds 1 2 3 --no-final-model &
-lane "lite0_B_${EPOCHS}ep_folds4-5" --folds 4 5 &
+finetune_lane "lite0_B_${EPOCHS}ep_folds1-3" --num-epochs "$EPOCHS" --seed 42 --folds 1 2 3 --no-final-model &
+finetune_lane "lite0_B_${EPOCHS}ep_folds4-5" --num-epochs "$EPOCHS" --seed 42 --folds 4 5 &
 wait
 echo "folds in $RUNS/lite0_B_${EPOCHS}ep_folds1-3 and $RUNS/lite0_B_${EPOCHS}ep_folds4-5;" \
   "final model in $RUNS/lite0_B_${EPOCHS}ep_folds4-5/final_model"

@@ -12,24 +12,11 @@
 set -euo pipefail
 RUNS=${RUNS:-runs/cpu}
 TEN_EPOCHS=${TEN_EPOCHS:-experiments/results/cpu6_lite0/imagenet_lite0/arm_results.json}
-CHOICES=experiments/configs/cpu9_choices.yaml
+CHOICES=(experiments/configs/cpu9_choices.yaml)
 source experiments/common.sh
-
-pool_arm() {  # pool_arm ARM PARTS...: the parts pooled into $RUNS/ARM (pooled.json, arm_results.json, figures)
-  local arm=$1; shift
-  mkdir -p "$RUNS/$arm"
-  python experiments/pool_predictions.py "$@" --output "$RUNS/$arm/pooled.json" \
-    --results-json "$RUNS/$arm/arm_results.json" --choices "$CHOICES"
-}
 
 epochs_of() {  # epochs_of RESULTS_JSON: the run's num_epochs
   python -c "import json, sys; print(json.load(open(sys.argv[1]))['config']['num_epochs'])" "$1"
-}
-
-lane() {  # lane NAME ARGS...: one 1-thread fine-tuning into $RUNS/NAME, its log beside it
-  local name=$1; shift
-  OMP_NUM_THREADS=1 python -m training.finetune "${DEFAULT_RECIPE[@]}" --seed 42 "$@" --output-dir "$RUNS/$name" \
-    > "$RUNS/$name.log" 2>&1
 }
 
 pool_arm lite0_B_15ep "$RUNS/lite0_B_15ep_folds1-3" "$RUNS/lite0_B_15ep_folds4-5"
@@ -40,8 +27,9 @@ schedule_results=$TEN_EPOCHS
 epochs=$(epochs_of "$schedule_results")
 echo "schedule chosen on inner validation: $epochs epochs ($schedule)"
 
-lane "lite0_B_mask_folds1-3" --num-epochs "$epochs" --mask-loss-weight 0.5 --folds 1 2 3 --no-final-model &
-lane "lite0_B_mask_folds4-5" --num-epochs "$epochs" --mask-loss-weight 0.5 --folds 4 5 &
+MASK_ARM=(--seed 42 --num-epochs "$epochs" --mask-loss-weight 0.5)
+finetune_lane "lite0_B_mask_folds1-3" "${MASK_ARM[@]}" --folds 1 2 3 --no-final-model &
+finetune_lane "lite0_B_mask_folds4-5" "${MASK_ARM[@]}" --folds 4 5 &
 wait
 pool_arm lite0_B_mask "$RUNS/lite0_B_mask_folds1-3" "$RUNS/lite0_B_mask_folds4-5"
 chosen=$(python experiments/choose_by_validation.py "$schedule_results" "$RUNS/lite0_B_mask/arm_results.json" \

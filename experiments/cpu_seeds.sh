@@ -19,19 +19,12 @@ RUNS=${RUNS:-runs/cpu}
 MAX_STEPS=${MAX_STEPS:-200}
 SIZES=${SIZES:-100}
 source experiments/common.sh
-RECIPE_B=("${DEFAULT_RECIPE[@]}" --no-final-model)
 STEPS=${*:-seeds label_efficiency}
 mkdir -p "$RUNS"
 
-lane() {  # lane NAME ARGS...: one 1-thread fine-tuning into $RUNS/NAME, its log beside it
-  local name=$1; shift
-  OMP_NUM_THREADS=1 python -m training.finetune "${RECIPE_B[@]}" "$@" --output-dir "$RUNS/$name" \
-    > "$RUNS/$name.log" 2>&1
-}
-
 if [[ " $STEPS " == *" seeds "* ]]; then
   for seed in 43 44; do
-    lane "lite0_B_seed$seed" --num-epochs 10 --seed "$seed" --folds 1 2 3 4 5 &
+    finetune_lane "lite0_B_seed$seed" --no-final-model --num-epochs 10 --seed "$seed" --folds 1 2 3 4 5 &
   done
   wait
   echo "seeds in $RUNS/lite0_B_seed43 and $RUNS/lite0_B_seed44"
@@ -39,8 +32,8 @@ fi
 if [[ " $STEPS " == *" label_efficiency "* ]]; then
   for fold in 1 2; do
     # shellcheck disable=SC2086  # SIZES is a list
-    lane "le_imagenet_fold$fold" --num-epochs 4 --max-steps "$MAX_STEPS" --folds "$fold" --num-labels $SIZES \
-      --label-draws 5 &
+    finetune_lane "le_imagenet_fold$fold" --no-final-model --num-epochs 4 --max-steps "$MAX_STEPS" --folds "$fold" \
+      --num-labels $SIZES --label-draws 5 &
   done
   wait
   echo "label efficiency in $RUNS/le_imagenet_fold1 and $RUNS/le_imagenet_fold2"

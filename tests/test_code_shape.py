@@ -1,8 +1,11 @@
-"""Issue #18's shape rules, checked: no function in usvcl_hf/, training/ or app.py over 60 lines, no file over 500."""
+"""Issue #18's shape rules, checked: no function in usvcl_hf/, training/ or app.py over 60 lines, no file over 500;
+experiment scripts that parse."""
 
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,3 +24,19 @@ def test_short_functions_and_files(path: Path) -> None:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
             and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
     assert not long, f"{path.name}: {long}"
+
+
+SCRIPTS = sorted(REPO.glob("experiments/**/*.sh"))
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda path: str(path.relative_to(REPO)))
+def test_experiment_scripts_parse(path: Path) -> None:
+    """Every experiment script is valid bash (`bash -n`), and one that calls a helper of experiments/common.sh
+    sources it."""
+    result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, f"{path.name}: {result.stderr}"
+    text = path.read_text()
+    helpers = re.findall(r"^(\w+)\(\) \{", (REPO / "experiments/common.sh").read_text(), flags=re.MULTILINE)
+    called = [name for name in helpers if re.search(rf"^\s*{name} ", text, flags=re.MULTILINE)]
+    sourced = re.search(r"^source .*common\.sh", text, flags=re.MULTILINE)
+    assert not called or sourced, f"{path.name} calls {called} without sourcing common.sh"
