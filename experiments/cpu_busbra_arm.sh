@@ -34,9 +34,8 @@ lane() {  # lane NAME PRETRAIN_FOLDS -- FINETUNE_ARGS...: the lane's pretraining
   local name=$1; shift
   while [ "$1" != -- ]; do pretrain_fold "$1"; shift; done
   shift
-  OMP_NUM_THREADS=1 python -m training.finetune "${DEFAULT_RECIPE[@]}" --num-epochs "$EPOCHS" --seed 42 \
-    --init pretrained --pretrained-path "$RUNS/pretrain_busbra_{fold}/model" "$@" --output-dir "$RUNS/$name" \
-    > "$RUNS/$name.log" 2>&1
+  finetune_lane "$name" --num-epochs "$EPOCHS" --seed 42 --init pretrained \
+    --pretrained-path "$RUNS/pretrain_busbra_{fold}/model" "$@"
 }
 
 lane lite0_B_busbra_folds1-3 1 2 3 -- --folds 1 2 3 --no-final-model &

@@ -17,15 +17,14 @@ PRE_STEPS=${PRE_STEPS:-180}
 LOSSES=(${LOSSES:-hard_triplet info_nce})
 source experiments/common.sh
 PRETRAIN=("${CPU_PRETRAIN[@]}" --store-paths "$STORES/covid_blues" "$STORES/pocus" --max-steps "$PRE_STEPS")
-RECIPE_B=("${DEFAULT_RECIPE[@]}" --no-final-model --num-epochs 10 --seed 42 --folds 1 2 3 4 5)
+RECIPE_B=(--no-final-model --num-epochs 10 --seed 42 --folds 1 2 3 4 5)
 mkdir -p "$RUNS"
 
 lane() {  # lane LOSS: pretrain with LOSS, then fine-tune from its encoder; logs beside the run folders
-  local loss=$1 pre=$RUNS/pretrain_lung_$1 ft=$RUNS/lite0_B_lung_$1
+  local loss=$1 pre=$RUNS/pretrain_lung_$1
   OMP_NUM_THREADS=1 python -m training.pretrain "${PRETRAIN[@]}" --loss "$loss" --output-dir "$pre" > "$pre.log" 2>&1
-  OMP_NUM_THREADS=1 python -m training.finetune "${RECIPE_B[@]}" --init pretrained --pretrained-path "$pre/model" \
-    --output-dir "$ft" > "$ft.log" 2>&1
-  echo "lane $loss: encoder in $pre/model, fine-tuning in $ft"
+  finetune_lane "lite0_B_lung_$loss" "${RECIPE_B[@]}" --init pretrained --pretrained-path "$pre/model"
+  echo "lane $loss: encoder in $pre/model, fine-tuning in $RUNS/lite0_B_lung_$loss"
 }
 
 for loss in "${LOSSES[@]}"; do lane "$loss" & done
