@@ -2,8 +2,8 @@
 # Input size on the 2-core CPU (issue #15, item 3): the default recipe at its chosen schedule (15 epochs, seed 42) at
 # SIZE px (224: the shared BUS-BRA copy's shorter side, so no downscaling, and Lite0's ImageNet resolution) instead
 # of 192 px, all 5 official folds. Why this candidate: the 192 px of the shipped recipe was fixed in advance for
-# compute (experiments/configs/cpu9_choices.yaml); at 224 px a random Lite0 takes the demo's 10-s clip 1.11x as
-# long as at 192 px (benchmarks/demo_latency.py), which may fit the 1.0 s target. Two 1-thread lanes as in
+# compute (experiments/configs/cpu9_choices.yaml); 224 px costs about 1.36x the pixels, which may still fit the
+# demo's 1.0 s target for a 10-s clip (benchmarks/demo_latency.py measures it). Two 1-thread lanes as in
 # experiments/cpu_longer.sh (folds 1-3; folds 4-5 and the final model), about 95 min. Then 192 or SIZE px by mean
 # inner-validation AUC over the 5 folds against the shipped arm (experiments/choose_by_validation.py):
 # $RUNS/size_choice.json; no test fold is looked at.
