@@ -215,6 +215,7 @@ def test_finetune_two_folds_from_pretrained(stores, pretrained, tmp_path) -> Non
         rows = list(csv.DictReader(handle))
     assert len(rows) == sum(fold["n_test"] for fold in results["folds"])
     assert {"image_id", "patient_id", "fold", "label", "prob_malignant"} <= rows[0].keys()
+    check_validation_predictions(output_dir / "val_predictions.csv", results["folds"], rows)
     final = json.loads((Path(results["final_model"]["path"]) / "config.json").read_text())
     assert final["decision_threshold"] == pytest.approx(results["final_model"]["threshold"])
     assert final["calibration_temperature"] == pytest.approx(results["final_model"]["temperature"])
@@ -230,6 +231,37 @@ def test_finetune_two_folds_from_pretrained(stores, pretrained, tmp_path) -> Non
     assert yaml.safe_load((output_dir / "config.yaml").read_text()) == results["config"]
     assert results["mean_val_auc"] == pytest.approx(np.mean([fold["val_auc"] for fold in results["folds"]]))
     assert all(entry["validation_only"] for entry in results["selection"])
+
+
+def check_validation_predictions(path: Path, folds: list[dict], test_rows: list[dict]) -> None:
+    """`val_predictions.csv` holds each fold's inner validation images, none of its test images, scored by the
+    chosen epoch: its AUC is the fold's `val_auc` (the selection criterion) and its threshold the fold's."""
+    from training import evaluation
+
+    with path.open() as handle:
+        val_rows = list(csv.DictReader(handle))
+    for fold in folds:
+        mine = [row for row in val_rows if int(row["fold"]) == fold["fold"]]
+        tested = {row["patient_id"] for row in test_rows if int(row["fold"]) == fold["fold"]}
+        assert len(mine) == fold["n_val"] and not tested & {row["patient_id"] for row in mine}
+        labels = np.array([int(row["label"]) for row in mine])
+        scores = np.array([float(row["prob_uncalibrated"]) for row in mine])
+        assert evaluation.auc(labels, scores) == pytest.approx(fold["val_auc"], abs=1e-6)
+        assert [float(row["threshold"]) for row in mine] == pytest.approx([fold["threshold"]] * len(mine))
+
+
+def test_split_seed_shares_the_inner_validation_between_training_seeds(stores, pretrained, tmp_path) -> None:
+    from training.finetune.cli import prepare_run
+
+    def folds(**overrides):
+        config = FinetuneConfig(**{**yaml.safe_load(FINETUNE_CONFIG.read_text()), **overrides},
+                                store_path=str(stores["labeled"]), output_dir=str(tmp_path / "run"),
+                                pretrained_path=str(pretrained / "model"))
+        return [(fold.number, fold.val.tolist(), fold.test.tolist()) for fold in prepare_run(config).folds]
+
+    assert folds(seed=1, split_seed=7) == folds(seed=2, split_seed=7)
+    assert folds(seed=1) == folds(seed=3, split_seed=1)  # unset: the training seed draws the splits
+    assert folds(seed=1) != folds(seed=2)
 
 
 def test_step_schedule_counts_optimizer_steps() -> None:

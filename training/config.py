@@ -122,6 +122,9 @@ class FinetuneConfig:
     num_folds: int = 5  # used when the store has no official folds
     folds: list[int] | None = None  # run only these folds (1-based)
     val_fraction: float = 0.2  # inner validation share of each fold's non-test rows (always redrawn by patient)
+    split_seed: int | None = dataclasses.field(
+        default=None, metadata={"help": "seed of the inner validation splits (default: `seed`); fix it so that "
+                                        "runs of several training seeds share them (ensembles)"})
     # optimisation
     batch_size: int = 16
     eval_batch_size: int = 64

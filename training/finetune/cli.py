@@ -67,11 +67,12 @@ class FinetuneRun:
 
 @dataclasses.dataclass
 class CrossValidation:
-    """The folds' outcomes, their results.json entries and their test prediction records."""
+    """The folds' outcomes, their results.json entries and their test / inner-validation prediction records."""
 
     outcomes: list[FoldOutcome] = dataclasses.field(default_factory=list)
     fold_results: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     records: list[tuple[int, np.ndarray, np.ndarray, float, float]] = dataclasses.field(default_factory=list)
+    val_records: list[tuple[int, np.ndarray, np.ndarray, float, float]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -109,8 +110,9 @@ def prepare_run(config: FinetuneConfig) -> FinetuneRun:
     image_size, resize_mode = resolve_image_size(reference)
     processor = build_processor(reference, image_size, resize_mode)
     data = load_labeled_data(config.store_path, image_size, resize_mode, with_masks=config.mask_loss_weight > 0)
+    split_seed = config.seed if config.split_seed is None else config.split_seed
     folds = make_folds(data.labels, data.patient_ids, data.split_columns, config.num_folds, config.val_fraction,
-                       config.seed)
+                       split_seed)
     if config.folds:
         folds = [fold for fold in folds if fold.number in set(config.folds)]
         if not folds:
@@ -133,7 +135,8 @@ def fold_entry(run: FinetuneRun, fold: Fold, outcome: FoldOutcome) -> dict[str, 
 
 def cross_validate(run: FinetuneRun) -> CrossValidation:
     """Every fold: a fresh model trained, chosen and calibrated on its inner validation, scored on its test fold.
-    What is finished is written after each fold (`folds_done.json`, `predictions_done.csv`)."""
+    What is finished is written after each fold (`folds_done.json`, `predictions_done.csv`), and so are the inner
+    validation predictions that each fold's choices used (`val_predictions.csv`: ensembles chosen on validation)."""
     done = CrossValidation()
     for fold in run.folds:
         outcome = run_fold(run.accelerator, run.config, run.data, run.processor, fold, fold.train,
@@ -141,12 +144,15 @@ def cross_validate(run: FinetuneRun) -> CrossValidation:
         done.outcomes.append(outcome)
         done.fold_results.append(fold_entry(run, fold, outcome))
         done.records.append((fold.number, fold.test, outcome.test_logits, outcome.temperature, outcome.threshold))
+        done.val_records.append((fold.number, fold.val, outcome.val_logits, outcome.temperature, outcome.threshold))
         LOGGER.info("fold %d: test AUC %s", fold.number,
                     evaluation.format_interval(done.fold_results[-1]["metrics"]["auc"]))
         if run.accelerator.is_main_process:  # kept if a later fold is interrupted
             write_json_atomic(run.output_dir / "folds_done.json", done.fold_results)
             write_csv(run.output_dir / "predictions_done.csv", PREDICTION_COLUMNS,
                       prediction_table(run.data, done.records))
+            write_csv(run.output_dir / "val_predictions.csv", PREDICTION_COLUMNS,
+                      prediction_table(run.data, done.val_records))
     return done
 
 

@@ -34,6 +34,7 @@ class FoldOutcome:
     temperature: float
     test_logits: np.ndarray  # (n_test, 2)
     val_auc: float
+    val_logits: np.ndarray  # (n_val, 2), of the chosen epoch: what the temperature and threshold were fitted on
 
 
 @torch.no_grad()
@@ -256,7 +257,7 @@ def run_fold(
         fold_dir = Path(config.output_dir) / f"fold_{fold.number}" / "model"
         save_model(accelerator.unwrap_model(model), processor, fold_dir, threshold, temperature)
     accelerator.wait_for_everyone()
-    return FoldOutcome(best_epoch, threshold, temperature, test_logits, val_auc)
+    return FoldOutcome(best_epoch, threshold, temperature, test_logits, val_auc, val_logits)
 
 
 def train_final_model(
