@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# More training seeds of the shipped recipe on the 2-core CPU (issue #17 item 3, issue #15 item 3): ImageNet
+# EfficientNet-Lite0, recipe B, 15 epochs, 192 px, as experiments/results/cpu9_recipe/lite0_B_15ep (seed 42). Gives the
+# default model's seed spread, and a seed ensemble that can be chosen (or distilled) on validation: every seed draws
+# its inner validation splits with --split-seed 42, the shipped arm's, so all seeds are scored on the same inner
+# validation images (val_predictions.csv) and their mean can be compared with one seed there. Seed 42 itself has to
+# run again for its val_predictions.csv (its runs predate the file; training here repeats to the last digit,
+# experiments/results/cpu13_le/README.md, so its test predictions must equal the shipped arm's).
+# One lane per seed, one torch thread each; FOLDS splits the 5 folds over sessions (about 22 min a fold on a lane),
+# each part into its own folder (experiments.report reads part*/ folders as one run). No final model.
+#   SEEDS="43 44" FOLDS="1 2" bash experiments/cpu_default_seeds.sh   # -> $RUNS/lite0_B_15ep_seed43_folds1-2, ...
+set -euo pipefail
+RUNS=${RUNS:-runs/cpu}
+SEEDS=(${SEEDS:-43 44})
+FOLDS=(${FOLDS:-1 2 3 4 5})
+source experiments/common.sh
+mkdir -p "$RUNS"
+part=folds$(IFS=-; echo "${FOLDS[*]}")
+
+for seed in "${SEEDS[@]}"; do
+  finetune_lane "lite0_B_15ep_seed${seed}_$part" --num-epochs 15 --seed "$seed" --split-seed 42 \
+    --folds "${FOLDS[@]}" --no-final-model &
+done
+wait
+echo "seeds ${SEEDS[*]}, folds ${FOLDS[*]}: $RUNS/lite0_B_15ep_seed*_$part"
