@@ -34,6 +34,7 @@ from training.finetune.model import INITS, build_processor, class_weights, for_f
 from training.finetune.outputs import (
     PREDICTION_COLUMNS,
     SELECTION,
+    PredictionRecord,
     fold_metrics,
     mean_std,
     prediction_table,
@@ -71,8 +72,8 @@ class CrossValidation:
 
     outcomes: list[FoldOutcome] = dataclasses.field(default_factory=list)
     fold_results: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    records: list[tuple[int, np.ndarray, np.ndarray, float, float]] = dataclasses.field(default_factory=list)
-    val_records: list[tuple[int, np.ndarray, np.ndarray, float, float]] = dataclasses.field(default_factory=list)
+    records: list[PredictionRecord] = dataclasses.field(default_factory=list)
+    val_records: list[PredictionRecord] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass

@@ -14,14 +14,14 @@ from training.atomic import write_json_atomic
 from training.config import FinetuneConfig
 from training.finetune.data import LabeledData
 from training.finetune.folds import Fold, draw_label_subset
-from training.finetune.outputs import PREDICTION_COLUMNS, prediction_table, write_csv
+from training.finetune.outputs import PREDICTION_COLUMNS, PredictionRecord, prediction_table, write_csv
 from training.finetune.train import SEED_STREAM_LABELS, run_fold
 
 
 def label_draw(
     accelerator: Accelerator, config: FinetuneConfig, data: LabeledData, processor: usvcl_hf.UsvclImageProcessor,
     folds: list[Fold], size: int, draw: int,
-) -> tuple[dict[str, Any], list[tuple[int, np.ndarray, np.ndarray, float, float]]]:
+) -> tuple[dict[str, Any], list[PredictionRecord]]:
     """One draw of `size` training labels per fold: per-fold results and the prediction records of its test folds."""
     fold_results, records = [], []
     for fold in folds:

@@ -37,6 +37,8 @@ SELECTION = (  # the choices a run makes itself and the data each used (results.
      "data": "a patient-grouped holdout of the final model's training data", "criterion": "lowest NLL",
      "validation_only": True},
 )
+# (fold number, rows, (n, 2) logits, temperature, threshold): what prediction_table writes a row of per image
+PredictionRecord = tuple[int, np.ndarray, np.ndarray, float, float]
 PREDICTION_COLUMNS = ["image_id", "patient_id", "fold", "label", "prob_malignant", "prob_uncalibrated", "threshold"]
 METRIC_NAMES = ("auc", "sensitivity", "specificity", "accuracy", "ece_before", "ece_after")
 EXACT_DIGITS = 17  # significant digits that write a float64 back exactly (metrics pooled from the file match)
@@ -67,8 +69,7 @@ def mean_std(fold_results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return summary
 
 
-def prediction_table(data: LabeledData, records: list[tuple[int, np.ndarray, np.ndarray, float, float]]
-                     ) -> list[list[Any]]:
+def prediction_table(data: LabeledData, records: list[PredictionRecord]) -> list[list[Any]]:
     """Rows of `PREDICTION_COLUMNS` for `(fold, rows, logits, temperature, threshold)` records, every digit kept."""
     table = []
     for fold_number, rows, logits, temperature, threshold in records:
