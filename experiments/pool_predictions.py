@@ -88,17 +88,20 @@ def check_choices(choices: list[dict] | None) -> list[dict]:
 
 
 def merged_results(folders: list[Path], extra_choices: list[dict] | None = None) -> dict:
-    """One finetune-format results.json for an arm split over `folders` (exactly one of them trained the final
+    """One finetune-format results.json for an arm split over `folders` (at most one of them trained the final
     model; its threshold is the median over its own folds' thresholds). `extra_choices`: choices made outside the
     runs (fixed in advance, or by licence), each with `choice`, `data`, `criterion` and `validation_only`."""
     results = [report.read_part(folder)[1] for folder in folders]
     check_same_recipe([part["config"] for part in results])
     finals = [part for part in results if (part.get("final_model") or {}).get("path")]
-    if len(finals) != 1:
-        raise ValueError(f"{len(finals)} parts trained a final model; exactly one must")
+    if len(finals) > 1:
+        raise ValueError(f"{len(finals)} parts trained a final model; at most one may")
     pooled = pool(folders)
     folds = sorted((fold for part in results for fold in part["folds"]), key=lambda fold: fold["fold"])
-    merged = dict(finals[0])
+    merged = dict(finals[0] if finals else results[0])
+    if not finals:  # an arm without a final model: the threshold it would take, as training.finetune records it
+        merged["final_model"] = {"path": None, "threshold": float(np.median([fold["threshold"] for fold in folds])),
+                                 "temperature": 1.0}
     merged.update(
         command=" ; ".join(module_command(part["command"]) for part in results),
         commit=" + ".join(dict.fromkeys(part["commit"] for part in results)),

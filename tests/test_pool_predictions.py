@@ -27,7 +27,7 @@ def write_part(folder: Path, folds: tuple[int, ...], final: bool, learning_rate:
         rows = predictions[predictions["fold"] == fold]
         auc = evaluation.auc(rows["label"].to_numpy(), rows["prob_malignant"].to_numpy())
         metrics = {name: {"value": auc if name == "auc" else 0.5} for name in METRIC_NAMES}
-        fold_results.append({"fold": fold, "val_auc": 0.8, "metrics": metrics})
+        fold_results.append({"fold": fold, "val_auc": 0.8, "threshold": 0.3 + fold / 100, "metrics": metrics})
     final_model = {"path": str(folder / "final_model") if final else None, "threshold": 0.4, "temperature": 1.3}
     results = {"config": config, "folds": fold_results, "command": f"finetune --folds {folds}", "commit": "abc1234",
                "machine": "a CPU", "wall_time_s": 10.0, "init": "imagenet", "final_model": final_model}
@@ -53,11 +53,18 @@ def test_merged_results_pool_every_part(tmp_path) -> None:
 def test_parts_of_different_recipes_or_finals_are_refused(tmp_path) -> None:
     write_part(tmp_path / "a", (1,), final=False)
     write_part(tmp_path / "b", (2, 3), final=True, learning_rate=1e-3)
-    write_part(tmp_path / "c", (4, 5), final=False)
+    write_part(tmp_path / "c", (4, 5), final=True, learning_rate=1e-3)
     with pytest.raises(ValueError, match="learning_rate"):
         pool_predictions.merged_results([tmp_path / "a", tmp_path / "b"])
-    with pytest.raises(ValueError, match="0 parts trained a final model"):
-        pool_predictions.merged_results([tmp_path / "a", tmp_path / "c"])
+    with pytest.raises(ValueError, match="2 parts trained a final model; at most one may"):
+        pool_predictions.merged_results([tmp_path / "b", tmp_path / "c"])
+
+
+def test_an_arm_without_a_final_model_records_the_threshold_it_would_take(tmp_path) -> None:
+    write_part(tmp_path / "a", (1, 2, 3), final=False)
+    write_part(tmp_path / "b", (4, 5), final=False)
+    merged = pool_predictions.merged_results([tmp_path / "a", tmp_path / "b"])
+    assert merged["final_model"] == {"path": None, "threshold": pytest.approx(0.33), "temperature": 1.0}
 
 
 def test_choices_made_outside_the_runs_are_recorded_whole(tmp_path) -> None:

@@ -118,6 +118,12 @@ class FinetuneConfig:
     ema_decay: float = 0.0  # > 0: validate, select and save an exponential moving average of the weights
     mask_loss_weight: float = 0.0  # > 0: auxiliary lesion-mask loss on the last feature map (store needs `mask`)
     tta_flip: bool = False  # validation / test logits: mean over the image and its horizontal mirror
+    lesion_crop: bool = False  # classify the lesion's box plus `crop_margin` (training / validation boxes: `mask`)
+    crop_margin: float = 0.2  # lesion crops: the box grown by this share of its width / height on each side
+    eval_boxes: list[str] | None = dataclasses.field(
+        default=None, metadata={"help": "lesion crops: `training.train_lesion` boxes.csv files; each fold's "
+                                        "validation and test images are cut by the boxes of that fold's segmenter "
+                                        "(same seed: same inner splits), else by their masks' (an upper bound)"})
     # cross-validation
     num_folds: int = 5  # used when the store has no official folds
     folds: list[int] | None = None  # run only these folds (1-based)

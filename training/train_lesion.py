@@ -14,7 +14,9 @@ against their crops) and the lesion threshold (Youden's J on that score). Report
 of each lesion image at its stored size (per fold and pooled, patient-bootstrap 95% CIs) and presence AUROC,
 sensitivity and specificity of lesion images against lesion-free crops. The final model is trained on every image
 for the median chosen epoch, with the median threshold and the presence score most folds chose.
-Outputs in --output-dir: predictions.csv, results.json, results.md, manifest.json, final_model/.
+Also each fold's predicted lesion box of its inner-validation and test images (boxes.csv: lesion crops for
+`training.finetune --lesion-crop --eval-boxes`, whose inner splits are the same with the same seed).
+Outputs in --output-dir: predictions.csv, boxes.csv, results.json, results.md, manifest.json, final_model/.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from training.atomic import write_json_atomic
 from training.common import EpochSeededSampler, backward_and_step, build_scheduler, cpu_state_dict
 from training.config import config_to_dict, load_config
 from training.finetune import Fold, make_folds, write_csv
+from training.lesion_boxes import BOX_FILE_COLUMNS, Box, box_cells, mask_box
 from training.lesion_data import (
     CROP,
     KIND_NAMES,
@@ -111,6 +114,7 @@ class ItemScores:
     dice: np.ndarray  # (m,) NaN for crops
     iou: np.ndarray  # (m,) NaN for crops
     presence: dict[str, np.ndarray]  # score name -> (m,)
+    boxes: list[Box | None]  # (m,) bounding box of the predicted mask of lesion items (None for crops / no lesion)
 
 
 @dataclasses.dataclass
@@ -123,6 +127,7 @@ class FoldOutcome:
     presence_score: str
     threshold: float
     test: ItemScores
+    val: ItemScores
 
 
 def build_model(config: LesionTrainConfig) -> usvcl_hf.LesionSegmentationModel:
@@ -161,13 +166,15 @@ def overlap_scores(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, flo
 @torch.no_grad()
 def score_items(accelerator: Accelerator, model: torch.nn.Module, dataset: LesionDataset,
                 processor: usvcl_hf.UsvclImageProcessor, batch_size: int) -> ItemScores:
-    """Dice / IoU of each lesion item at its stored size (`post_process_semantic_segmentation`) and both presence
-    scores of every item, gathered over processes (no loader workers: un-augmented items are cheap)."""
+    """Dice / IoU and the predicted mask's box of each lesion item at its stored size
+    (`post_process_semantic_segmentation`) and both presence scores of every item, gathered over processes (no
+    loader workers: un-augmented items are cheap)."""
     model.eval()
     loader = accelerator.prepare(make_loader(dataset, batch_size, None, 0))
     count = len(dataset)
     dice, iou = np.full(count, np.nan), np.full(count, np.nan)
     presence = {name: np.zeros(count) for name in PRESENCE_SCORES}
+    boxes: list[Box | None] = [None] * count
     for batch in loader:
         output = model(pixel_values=normalise(batch["squares"], processor))
         positions, logits, heads = accelerator.gather_for_metrics(
@@ -180,8 +187,9 @@ def score_items(accelerator: Accelerator, model: torch.nn.Module, dataset: Lesio
                 (predicted,) = processor.post_process_semantic_segmentation(
                     {"logits": mask_logits[None]}, target_sizes=[truth.shape])
                 dice[position], iou[position] = overlap_scores(predicted.numpy().astype(bool), truth)
+                boxes[position] = mask_box(predicted.numpy().astype(bool))
     model.train()
-    return ItemScores(dataset.items, dice, iou, presence)
+    return ItemScores(dataset.items, dice, iou, presence, boxes)
 
 
 def presence_auc(scores: ItemScores, name: str) -> float:
@@ -255,7 +263,8 @@ def run_fold(accelerator: Accelerator, config: LesionTrainConfig, data: MaskedDa
 
     val = scores(fold.val)
     presence_score, val_auc, threshold = choose_presence(val)
-    return FoldOutcome(best_epoch, float(np.nanmean(val.dice)), val_auc, presence_score, threshold, scores(fold.test))
+    return FoldOutcome(best_epoch, float(np.nanmean(val.dice)), val_auc, presence_score, threshold, scores(fold.test),
+                       val)
 
 
 def segmentation_metrics(dice: np.ndarray, iou: np.ndarray, patients: np.ndarray, n_boot: int,
@@ -301,7 +310,8 @@ def concatenate(outcomes: list[FoldOutcome]) -> ItemScores:
     tests = [outcome.test for outcome in outcomes]
     return ItemScores(np.concatenate([test.items for test in tests]), np.concatenate([test.dice for test in tests]),
                       np.concatenate([test.iou for test in tests]),
-                      {name: np.concatenate([test.presence[name] for test in tests]) for name in PRESENCE_SCORES})
+                      {name: np.concatenate([test.presence[name] for test in tests]) for name in PRESENCE_SCORES},
+                      [box for test in tests for box in test.boxes])
 
 
 def prediction_rows(data: MaskedData, folds: list[Fold], outcomes: list[FoldOutcome]) -> list[list[Any]]:
@@ -315,6 +325,18 @@ def prediction_rows(data: MaskedData, folds: list[Fold], outcomes: list[FoldOutc
             table.append([data.image_ids[row], data.patient_ids[row], fold.number, KIND_NAMES[kind],
                           *(f"{value:.{EXACT_DIGITS}g}" for value in numbers), outcome.presence_score,
                           f"{outcome.threshold:.{EXACT_DIGITS}g}"])
+    return table
+
+
+def box_rows(data: MaskedData, folds: list[Fold], outcomes: list[FoldOutcome]) -> list[list[Any]]:
+    """`BOX_FILE_COLUMNS` rows: the predicted mask's box of every inner-validation and test image of every fold
+    (`training.lesion_boxes`; lesion crops for a classifier that shares these inner splits)."""
+    table = []
+    for fold, outcome in zip(folds, outcomes):
+        for split, scores in (("val", outcome.val), ("test", outcome.test)):
+            for (row, kind), box in zip(scores.items, scores.boxes):
+                if kind == LESION:
+                    table.append([fold.number, split, data.image_ids[row], *box_cells(box)])
     return table
 
 
@@ -412,7 +434,7 @@ def training_function(config: LesionTrainConfig) -> dict[str, Any]:
                "n_test": int(sum(len(fold.test) for fold in folds)), "folds": fold_results,
                "pooled": pooled_summary(data, outcomes, config), "final_model": final}
     if accelerator.is_main_process:
-        write_outputs(output_dir, results, prediction_rows(data, folds, outcomes))
+        write_outputs(output_dir, results, prediction_rows(data, folds, outcomes), box_rows(data, folds, outcomes))
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return results
@@ -436,14 +458,16 @@ def select_folds(folds: list[Fold], wanted: list[int] | None) -> list[Fold]:
     return chosen
 
 
-def write_outputs(output_dir: Path, results: dict[str, Any], predictions: list[list[Any]]) -> None:
-    """predictions.csv, results.json, results.md (main process)."""
+def write_outputs(output_dir: Path, results: dict[str, Any], predictions: list[list[Any]],
+                  boxes: list[list[Any]]) -> None:
+    """predictions.csv, boxes.csv, results.json, results.md (main process)."""
     write_csv(output_dir / "predictions.csv", PREDICTION_COLUMNS, predictions)
+    write_csv(output_dir / "boxes.csv", BOX_FILE_COLUMNS, boxes)
     write_json_atomic(output_dir / "results.json", results)
     (output_dir / "results.md").write_text(results_markdown(results))
-    LOGGER.info(f"Results written to {output_dir / 'results.json'}, {output_dir / 'results.md'} and "
-                f"{output_dir / 'predictions.csv'}; final model: {results['final_model']['path']}",
-                main_process_only=True)
+    LOGGER.info(f"Results written to {output_dir / 'results.json'}, {output_dir / 'results.md'}, "
+                f"{output_dir / 'predictions.csv'} and {output_dir / 'boxes.csv'}; "
+                f"final model: {results['final_model']['path']}", main_process_only=True)
 
 
 def main(argv: list[str] | None = None) -> None:

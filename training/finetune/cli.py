@@ -27,7 +27,7 @@ from training.atomic import write_json_atomic
 from training.augment import AUGMENT_POLICIES
 from training.common import make_accelerator
 from training.config import FinetuneConfig, config_to_dict, load_config
-from training.finetune.data import LabeledData, load_labeled_data
+from training.finetune.data import LabeledData, LesionCrops, load_labeled_data
 from training.finetune.folds import Fold, make_folds
 from training.finetune.label_efficiency import run_label_efficiency
 from training.finetune.model import INITS, build_processor, class_weights, for_fold, resolve_image_size
@@ -43,6 +43,7 @@ from training.finetune.outputs import (
     write_outputs,
 )
 from training.finetune.train import FoldOutcome, run_fold, train_final_model
+from training.lesion_boxes import read_boxes
 from training.logs import setup_logging
 from training.provenance import device_facts, git_commit, machine_description, run_command
 
@@ -97,6 +98,32 @@ def validate_config(config: FinetuneConfig) -> None:
         raise ValueError("`label_smoothing` and `ema_decay` must be in [0, 1) and `backbone_lr_scale` > 0.")
     if config.mask_loss_weight < 0:
         raise ValueError(f"`mask_loss_weight` must be >= 0 (0 = no lesion-mask loss), got {config.mask_loss_weight}.")
+    if config.lesion_crop and (config.mask_loss_weight > 0 or config.crop_margin < 0):
+        raise ValueError("`lesion_crop` needs `crop_margin` >= 0 and no lesion-mask loss (its masks are not cut).")
+    if config.eval_boxes and not config.lesion_crop:
+        raise ValueError("`eval_boxes` are lesion boxes of the validation and test images: they need `lesion_crop`.")
+
+
+def lesion_crops(config: FinetuneConfig) -> LesionCrops | None:
+    """The run's lesion crops (`--lesion-crop`), with the segmenters' boxes read from `--eval-boxes` files."""
+    if not config.lesion_crop:
+        return None
+    return LesionCrops(config.crop_margin, read_boxes(config.eval_boxes) if config.eval_boxes else None)
+
+
+def check_eval_boxes(crops: LesionCrops | None, data: LabeledData, folds: list[Fold], files: list[str]) -> None:
+    """Raise `ValueError` naming the box files unless each chosen fold's segmenter boxed exactly this run's
+    validation and test images of that fold: validated on other images, it trained on some of this run's."""
+    if crops is None or crops.eval_boxes is None:
+        return
+    for fold in folds:
+        for split, rows in (("val", fold.val), ("test", fold.test)):
+            boxed = {image_id for number, side, image_id in crops.eval_boxes if number == fold.number and side == split}
+            if boxed != set(data.image_ids[rows]):
+                raise ValueError(
+                    f"{', '.join(files)}: fold {fold.number}'s segmenter boxed {len(boxed)} {split} images, not this "
+                    f"run's {len(rows)}; train it on the same folds and inner splits (training.train_lesion with "
+                    f"this run's split seed and val fraction).")
 
 
 def prepare_run(config: FinetuneConfig) -> FinetuneRun:
@@ -110,7 +137,9 @@ def prepare_run(config: FinetuneConfig) -> FinetuneRun:
     reference = for_fold(config, (config.folds or [1])[0])
     image_size, resize_mode = resolve_image_size(reference)
     processor = build_processor(reference, image_size, resize_mode)
-    data = load_labeled_data(config.store_path, image_size, resize_mode, with_masks=config.mask_loss_weight > 0)
+    crops = lesion_crops(config)
+    data = load_labeled_data(config.store_path, image_size, resize_mode, with_masks=config.mask_loss_weight > 0,
+                             crops=crops)
     split_seed = config.seed if config.split_seed is None else config.split_seed
     folds = make_folds(data.labels, data.patient_ids, data.split_columns, config.num_folds, config.val_fraction,
                        split_seed)
@@ -118,6 +147,7 @@ def prepare_run(config: FinetuneConfig) -> FinetuneRun:
         folds = [fold for fold in folds if fold.number in set(config.folds)]
         if not folds:
             raise ValueError(f"--folds {config.folds}: no such fold.")
+    check_eval_boxes(crops, data, folds, config.eval_boxes or [])
     return FinetuneRun(config, accelerator, processor, data, folds, started, git_commit())
 
 

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 import usvcl_hf
 from training.augment import SEED_BOUND, AugmentConfig, augment_batch, params_tensor, render_views, sample_view
 from training.common import EpochSeededSampler
+from training.lesion_boxes import Box, BoxKey, crop_to_box, mask_box
 from training.lesion_masks import mask_at_shape
 from usvcl_hf.image_processing_usvcl import normalize, resize_to_square, to_grey_float
 
@@ -31,6 +32,18 @@ class LabeledData:
     split_columns: dict[int, np.ndarray]  # official fold k -> (n,) "train"/"val"/"test"
     class_names: list[str] = dataclasses.field(default_factory=list)  # label k's name (the store's ClassLabel)
     masks: np.ndarray | None = None  # (n, S, S) float32 lesion masks squared like `squares`; NaN = no mask
+    fold_squares: dict[int, dict[int, np.ndarray]] = dataclasses.field(default_factory=dict)  # fold -> row -> (S, S)
+
+    def for_fold(self, number: int) -> LabeledData:
+        """The data fold `number` trains, validates and tests on: its own squares of the rows it has them for (its
+        segmenter's lesion crops of its validation and test images), `squares` elsewhere."""
+        own = self.fold_squares.get(number)
+        if not own:
+            return self
+        squares = self.squares.copy()  # (n, S, S)
+        rows = np.fromiter(own, dtype=int)
+        squares[rows] = np.stack([own[row] for row in rows.tolist()])
+        return dataclasses.replace(self, squares=squares, fold_squares={})
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -112,16 +125,44 @@ def square_mask(mask: Any, shape: tuple[int, int], image_size: int, resize_mode:
     return resize_to_square(mask_at_shape(mask, shape).astype(np.float32), image_size, resize_mode)
 
 
-def load_labeled_data(store_path: str, image_size: int, resize_mode: str, with_masks: bool = False) -> LabeledData:
+@dataclasses.dataclass(frozen=True)
+class LesionCrops:
+    """Classify lesion crops (`training.lesion_boxes`): each image's mask box grown by `margin`; with `eval_boxes`
+    ((fold, split, image id) -> box of that fold's segmenter), a fold's validation and test images cut by those."""
+
+    margin: float
+    eval_boxes: dict[BoxKey, Box | None] | None = None
+
+    def boxes_of(self) -> dict[str, list[tuple[int, Box | None]]]:
+        """Image id -> [(fold, segmenter box)] of `eval_boxes`."""
+        by_image: dict[str, list[tuple[int, Box | None]]] = {}
+        for (fold, _, image_id), box in (self.eval_boxes or {}).items():
+            by_image.setdefault(image_id, []).append((fold, box))
+        return by_image
+
+
+def load_labeled_data(store_path: str, image_size: int, resize_mode: str, with_masks: bool = False,
+                      crops: LesionCrops | None = None) -> LabeledData:
     """Decode the store's images to `(S, S)` squares the way `UsvclImageProcessor` does (no normalisation); with
-    `with_masks`, also its `mask` column (`training.prepare_data images --masks DIR`) squared the same way."""
+    `with_masks`, also its `mask` column (`training.prepare_data images --masks DIR`) squared the same way; with
+    `crops`, each image cut to its mask's lesion box, and `fold_squares` cut by the folds' segmenter boxes."""
     store = datasets.load_from_disk(store_path)
-    for column in ("image", "label", "patient_id", *(("mask",) if with_masks else ())):
+    needs_mask = with_masks or crops is not None
+    for column in ("image", "label", "patient_id", *(("mask",) if needs_mask else ())):
         if column not in store.column_names:
             raise ValueError(f"{store_path}: a labelled store needs column {column!r}; has {store.column_names}.")
-    squares, masks = [], []
-    for image, mask in zip(store["image"], store["mask"] if with_masks else itertools.repeat(None)):
+    image_ids = store["image_id"] if "image_id" in store.column_names else [str(i) for i in range(len(store))]
+    segmenter_boxes = crops.boxes_of() if crops is not None else {}
+    squares, masks, fold_squares = [], [], {}
+    for row, (image, mask, image_id) in enumerate(zip(
+            store["image"], store["mask"] if needs_mask else itertools.repeat(None), image_ids)):
         grey = to_grey_float(image)  # (H, W)
+        for fold, box in segmenter_boxes.get(image_id, []):
+            fold_squares.setdefault(fold, {})[row] = resize_to_square(crop_to_box(grey, box, crops.margin),
+                                                                      image_size, resize_mode)
+        if crops is not None:
+            grey = crop_to_box(grey, mask_box(mask_at_shape(mask, grey.shape)) if mask is not None else None,
+                               crops.margin)
         squares.append(resize_to_square(grey, image_size, resize_mode))
         if with_masks:
             masks.append(square_mask(mask, grey.shape, image_size, resize_mode))
@@ -130,7 +171,6 @@ def load_labeled_data(store_path: str, image_size: int, resize_mode: str, with_m
         for name in store.column_names
         if name.startswith(SPLIT_PREFIX) and name.removeprefix(SPLIT_PREFIX).isdigit()
     }
-    image_ids = store["image_id"] if "image_id" in store.column_names else [str(i) for i in range(len(store))]
     return LabeledData(
         squares=np.stack(squares).astype(np.float32),  # (n, S, S)
         labels=np.asarray(store["label"], dtype=int),
@@ -139,6 +179,7 @@ def load_labeled_data(store_path: str, image_size: int, resize_mode: str, with_m
         split_columns=dict(sorted(split_columns.items())),
         class_names=label_names(store),
         masks=np.stack(masks) if with_masks else None,  # (n, S, S)
+        fold_squares=fold_squares,
     )
 
 

@@ -241,8 +241,9 @@ def run_fold(
     train_rows: np.ndarray,
     description: str,
 ) -> FoldOutcome:
-    """Train a fresh model on `train_rows`, select/calibrate/threshold on `fold.val`, predict `fold.test`."""
-    config = for_fold(config, fold.number)
+    """Train a fresh model on `train_rows`, select/calibrate/threshold on `fold.val`, predict `fold.test` (the
+    fold's own squares of its rows: `LabeledData.for_fold`)."""
+    config, data = for_fold(config, fold.number), data.for_fold(fold.number)
     model, best_epoch, val_auc = train_model(
         accelerator, config, data, processor, train_rows, fold.val, config.num_epochs,
         seed=config.seed + SEED_STREAM_FOLD * 1000 + fold.number, description=description,
