@@ -284,15 +284,16 @@ def mean_validation_auc(arm: Arm, folds: set[int] | None = None) -> float:
 
 
 def recipe(arm: Arm) -> str:
-    """Backbone, input size, init, learning rate and schedule (and the lesion-mask loss's weight when it was used),
-    from the run's configuration."""
+    """Backbone, input size, init, learning rate and schedule (and the lesion-mask loss's weight, or the lesion
+    crops' margin, when used), from the run's configuration."""
     config = arm.runs[0].results[0]["config"]
     schedule = (f"{config['max_steps']} steps" if config.get("max_steps", -1) > 0
                 else f"{config['num_epochs']} epochs")
     init = config["init"]
     rate = f"{config['learning_rate']:.0e}".replace("e-0", "e-")  # 0.0003 -> 3e-4
     mask = f", mask loss {config['mask_loss_weight']:g}" if config.get("mask_loss_weight", 0) > 0 else ""
-    return f"{config['backbone']} {config['image_size'] or 224} px, {init}, lr {rate}, {schedule}{mask}"
+    crops = f", lesion crops (margin {config['crop_margin']:g})" if config.get("lesion_crop") else ""
+    return f"{config['backbone']} {config['image_size'] or 224} px, {init}, lr {rate}, {schedule}{mask}{crops}"
 
 
 def provenance(arm: Arm) -> tuple[str, str, str]:

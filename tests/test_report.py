@@ -195,7 +195,7 @@ def test_report_needs_the_predictions(synthetic_root) -> None:
         report.main(["--root", str(synthetic_root)])
 
 
-def test_recipe_names_the_lesion_mask_loss_only_when_used() -> None:
+def test_recipe_names_the_lesion_mask_loss_and_crops_only_when_used() -> None:
     from types import SimpleNamespace
 
     config = {"backbone": "tf_efficientnet_lite0", "image_size": 192, "init": "imagenet", "learning_rate": 1e-3,
@@ -204,3 +204,5 @@ def test_recipe_names_the_lesion_mask_loss_only_when_used() -> None:
     assert report.recipe(arm) == "tf_efficientnet_lite0 192 px, imagenet, lr 1e-3, 15 epochs"
     config["mask_loss_weight"] = 0.5
     assert report.recipe(arm) == "tf_efficientnet_lite0 192 px, imagenet, lr 1e-3, 15 epochs, mask loss 0.5"
+    config.update(mask_loss_weight=0.0, lesion_crop=True, crop_margin=0.2, image_size=128)
+    assert report.recipe(arm) == "tf_efficientnet_lite0 128 px, imagenet, lr 1e-3, 15 epochs, lesion crops (margin 0.2)"
