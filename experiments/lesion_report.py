@@ -55,17 +55,38 @@ def table_row(name: str, rows: pd.DataFrame, seed: int) -> list[str]:
             ", ".join(scores) if len(scores) > 1 else f"{scores[0]} at {rows['lesion_threshold'].iloc[0]:.3f}"]
 
 
+def run_parts(folder: Path) -> list[Path]:
+    """The run folder itself when it holds predictions.csv, else its part*/ folders that do (folds split over
+    lanes)."""
+    if (folder / "predictions.csv").is_file():
+        return [folder]
+    parts = sorted(path for path in folder.glob("part*") if (path / "predictions.csv").is_file())
+    if not parts:
+        raise FileNotFoundError(f"{folder}: no predictions.csv, neither here nor in part*/ folders")
+    return parts
+
+
+def provenance(results: dict[str, Any], folds: list[int]) -> str:
+    """`Run (folds ...): command; commit; machine; wall time.`, and the final model's choices when it has one."""
+    final = results["final_model"]
+    text = (f"Run (folds {', '.join(map(str, folds))}): `{results['command']}`; commit {results['commit']}; "
+            f"{results['machine']}; wall time {results['wall_time_s']:.0f} s.")
+    if final.get("path"):
+        text += (f" Final model: {final.get('epochs', '—')} epochs, `{final.get('presence_score', '—')}` at "
+                 f"threshold {final.get('lesion_threshold', float('nan')):.3f}.")
+    return text
+
+
 def run_table(folder: Path) -> str:
-    """Markdown: a row per fold and a pooled row, then the run's provenance."""
-    rows = pd.read_csv(folder / "predictions.csv")
-    results: dict[str, Any] = json.loads((folder / "results.json").read_text())
+    """Markdown: a row per fold and a pooled row (over the run's parts), then each part's provenance."""
+    parts = run_parts(folder)
+    frames = [pd.read_csv(part / "predictions.csv") for part in parts]
+    rows = pd.concat(frames, ignore_index=True)
     table = [table_row(str(fold), part, SEED + int(fold)) for fold, part in rows.groupby("fold", sort=True)]
     table.append(table_row("pooled", rows, SEED))
-    provenance = (f"\nRun: `{results['command']}`; commit {results['commit']}; {results['machine']}; wall time "
-                  f"{results['wall_time_s']:.0f} s. Final model: {results['final_model'].get('epochs', '—')} epochs, "
-                  f"`{results['final_model'].get('presence_score', '—')}` at threshold "
-                  f"{results['final_model'].get('lesion_threshold', float('nan')):.3f}.\n")
-    return markdown_table(HEADERS, table) + provenance
+    lines = [provenance(json.loads((part / "results.json").read_text()), sorted(frame["fold"].unique().tolist()))
+             for part, frame in zip(parts, frames)]
+    return markdown_table(HEADERS, table) + "\n" + "\n".join(lines) + "\n"
 
 
 def lesion_table(spec: dict[str, Any], root: Path) -> str:
@@ -76,7 +97,8 @@ def lesion_table(spec: dict[str, Any], root: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Print the table of one run folder."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", type=Path, help="a training.train_lesion output folder (predictions.csv, results.json)")
+    parser.add_argument("run", type=Path, help="a training.train_lesion output folder (predictions.csv, results.json), "
+                                               "or one of part*/ such folders")
     args = parser.parse_args(argv)
     sys.stdout.write(run_table(args.run))
     return 0

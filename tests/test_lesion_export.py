@@ -71,3 +71,24 @@ def test_results_table_is_rebuilt_from_the_predictions(lesion_run) -> None:
     assert f"| {results['pooled']['metrics']['presence']['auc']['value']:.3f} [" in pooled
     assert [line.split("|")[1].strip() for line in table.splitlines()[2:4]] == ["1", "2"]
     assert results["commit"] in table
+
+
+def test_results_table_pools_a_run_split_into_parts(lesion_run, tmp_path) -> None:
+    import pandas as pd
+
+    from experiments import lesion_report
+
+    predictions = pd.read_csv(lesion_run / "predictions.csv")
+    results = json.loads((lesion_run / "results.json").read_text())
+    for fold in (1, 2):
+        part = tmp_path / "split" / f"part{fold}"
+        part.mkdir(parents=True)
+        predictions[predictions["fold"] == fold].to_csv(part / "predictions.csv", index=False)
+        (part / "results.json").write_text(json.dumps({**results, "final_model": {"path": None}}))
+    whole, split = lesion_report.run_table(lesion_run), lesion_report.run_table(tmp_path / "split")
+    assert split.splitlines()[:5] == whole.splitlines()[:5]  # header, rule, folds 1-2 and pooled
+    assert [line.startswith(f"Run (folds {fold}):") for fold, line in zip((1, 2), split.splitlines()[-2:])] == [
+        True, True]
+    assert "Final model" in whole and "Final model" not in split
+    with pytest.raises(FileNotFoundError, match=r"no predictions\.csv"):
+        lesion_report.run_table(tmp_path)
