@@ -4,6 +4,9 @@ DATA=${DATA:-../shared/data}           # the development data (see ../shared/dat
 STORES=${STORES:-stores}               # frame stores: stores/ in the repository root (git-ignored)
 RUNS=${RUNS:-runs}                     # pretraining / fine-tuning outputs: runs/ (git-ignored)
 FINETUNE_CONFIG=${FINETUNE_CONFIG:-experiments/configs/finetune_cpu.yaml}
+# The shipped arm's pooled results (the default model's folds), what a new candidate arm is chosen against on
+# validation (experiments/choose_by_validation.py)
+SHIPPED=${SHIPPED:-experiments/results/cpu9_recipe/lite0_B_15ep/arm_results.json}
 # The default model's fine-tuning recipe (ImageNet EfficientNet-Lite0, recipe B, chosen by experiments/cpu_lite0.sh on
 # fold 1's inner validation), for the scripts that rerun it (seeds, label efficiency, pretrained arms)
 DEFAULT_RECIPE=(--config experiments/configs/finetune_gpu_lite0.yaml --store-path "$STORES/bus_bra" --image-size 192

@@ -17,7 +17,6 @@ set -euo pipefail
 RUNS=${RUNS:-runs/cpu}
 PRE_STEPS=${PRE_STEPS:-90}
 EPOCHS=${EPOCHS:-15}
-SHIPPED=${SHIPPED:-experiments/results/cpu9_recipe/lite0_B_15ep/arm_results.json}
 CHOICES=(experiments/configs/cpu9_choices.yaml experiments/configs/cpu12_choices.yaml)
 source experiments/common.sh
 PRETRAIN=("${CPU_PRETRAIN[@]}" --store-paths "$STORES/bus_bra" --loss hard_triplet --max-steps "$PRE_STEPS")

@@ -11,7 +11,6 @@
 set -euo pipefail
 RUNS=${RUNS:-runs/cpu}
 SIZE=${SIZE:-224}
-SHIPPED=${SHIPPED:-experiments/results/cpu9_recipe/lite0_B_15ep/arm_results.json}
 CHOICES=(experiments/configs/cpu9_choices.yaml experiments/configs/cpu13_choices.yaml)
 source experiments/common.sh
 ARM=lite0_B_${SIZE}px

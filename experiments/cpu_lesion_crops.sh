@@ -17,7 +17,6 @@ set -euo pipefail
 RUNS=${RUNS:-runs/cpu}
 MARGIN=${MARGIN:-0.2}
 SIZE=${SIZE:-128}
-SHIPPED=${SHIPPED:-experiments/results/cpu9_recipe/lite0_B_15ep/arm_results.json}
 CHOICES=(experiments/configs/cpu9_choices.yaml experiments/configs/cpu15_choices.yaml)
 source experiments/common.sh
 ARM=lite0_B_crops
