@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from experiments.run_folders import run_parts
 from training.evaluation import markdown_table
 from training.train_lesion import presence_metrics, segmentation_metrics
 from usvcl_hf.configuration_lesion import PRESENCE_SCORES
@@ -55,17 +56,6 @@ def table_row(name: str, rows: pd.DataFrame, seed: int) -> list[str]:
             ", ".join(scores) if len(scores) > 1 else f"{scores[0]} at {rows['lesion_threshold'].iloc[0]:.3f}"]
 
 
-def run_parts(folder: Path) -> list[Path]:
-    """The run folder itself when it holds predictions.csv, else its part*/ folders that do (folds split over
-    lanes)."""
-    if (folder / "predictions.csv").is_file():
-        return [folder]
-    parts = sorted(path for path in folder.glob("part*") if (path / "predictions.csv").is_file())
-    if not parts:
-        raise FileNotFoundError(f"{folder}: no predictions.csv, neither here nor in part*/ folders")
-    return parts
-
-
 def provenance(results: dict[str, Any], folds: list[int]) -> str:
     """`Run (folds ...): command; commit; machine; wall time.`, and the final model's choices when it has one."""
     final = results["final_model"]
@@ -79,7 +69,7 @@ def provenance(results: dict[str, Any], folds: list[int]) -> str:
 
 def run_table(folder: Path) -> str:
     """Markdown: a row per fold and a pooled row (over the run's parts), then each part's provenance."""
-    parts = run_parts(folder)
+    parts = run_parts(folder, ("predictions.csv",))
     frames = [pd.read_csv(part / "predictions.csv") for part in parts]
     rows = pd.concat(frames, ignore_index=True)
     table = [table_row(str(fold), part, SEED + int(fold)) for fold, part in rows.groupby("fold", sort=True)]

@@ -38,6 +38,7 @@ import pandas as pd
 import yaml
 
 from experiments import lesion_report
+from experiments.run_folders import run_parts
 from training import evaluation
 
 logger = logging.getLogger("experiments.report")
@@ -85,20 +86,6 @@ def read_predictions(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"patient_id": str, "image_id": str})
 
 
-def run_parts(folder: Path, names: tuple[str, ...] = (FINISHED, STOPPED)) -> list[Path]:
-    """The folder itself when it holds one of the files `names`, else its part*/ folders that do (folds split over
-    processes)."""
-    def holds(path: Path) -> bool:
-        return any((path / name).is_file() for name in names)
-
-    if holds(folder):
-        return [folder]
-    parts = sorted(path for path in folder.glob("part*") if holds(path))
-    if not parts:
-        raise FileNotFoundError(f"{folder}: no {names[0]}, neither here nor in part*/ folders")
-    return parts
-
-
 def read_part(part: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A part's predictions and results: results.json, or for a run stopped by a deadline its predictions_done.csv,
     folds_done.json and config.yaml (`partial` set; only its finished folds are reported)."""
@@ -113,7 +100,7 @@ def read_part(part: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 def load_runs(folder: Path) -> list[Run]:
     """The runs of one folder: one, or one per value of a `seed` column in its predictions."""
-    parts = run_parts(folder)
+    parts = run_parts(folder, (FINISHED, STOPPED))
     read = [read_part(part) for part in parts]
     predictions = pd.concat([rows for rows, _ in read], ignore_index=True)
     results = [part_results for _, part_results in read]
