@@ -8,9 +8,10 @@ The tables are declared in `experiments/report.yaml`:
 - `arms`: name -> label and run folders (relative to `experiments/results/`), one folder per training seed; a folder
   without `predictions.csv` pools its `part*/` folders (folds split over processes); a `predictions.csv` with a
   `seed` column holds several seeds.
-- `tables`: name -> document, kind (`metrics`, `fold_auc`, `paired`, `arms`, `choice`, `label_efficiency`,
-  `lesion`), the arms (or, for `label_efficiency` and `lesion`, the run folders), a reference arm for comparisons and
-  optionally the columns.
+- `tables`: name -> document, kind (`metrics`, `fold_auc`, `paired`, `arms`, `choice`, `ensembles`,
+  `label_efficiency`, `lesion`), the arms (or, for `label_efficiency` and `lesion`, the run folders; for `ensembles`,
+  candidates: label and ensembles, each a list of members `ARM` or `ARM:SEED`), a reference arm (candidate) for
+  comparisons and optionally the columns.
 - `cards`: bundled model folders whose README.md is rendered again from their results.json (`training.export`).
 
 In a document a table sits between `<!-- report:NAME -->` and `<!-- /report -->`; everything else is hand-written.
@@ -37,7 +38,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from experiments import lesion_report
+from experiments import ensembles, lesion_report
 from experiments.run_folders import run_parts
 from training import evaluation
 
@@ -45,6 +46,7 @@ logger = logging.getLogger("experiments.report")
 RESULTS_DIR = Path("experiments/results")
 DEFAULT_SPEC = Path("experiments/report.yaml")
 FINISHED, STOPPED = "predictions.csv", "predictions_done.csv"  # a run's test predictions; those of a stopped run
+VALIDATION = "val_predictions.csv"  # a run's inner-validation predictions (each fold's, calibrated)
 BLOCK = re.compile(r"(<!-- report:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /report -->)", re.DOTALL)
 METRICS = ("auc", "sensitivity", "specificity", "accuracy", "ece_before", "ece_after")
 COMPARISON_BOOTSTRAP, COMPARISON_SEED = 1000, 0
@@ -61,6 +63,7 @@ class Run:
     results: list[dict[str, Any]]  # results.json of the folder, or of each part
     manifests: list[dict[str, Any]]  # manifest.json beside each results.json (empty dicts where missing)
     seed: int
+    validation: pd.DataFrame | None = None  # inner-validation predictions (val_predictions.csv of every part)
 
 
 @dataclasses.dataclass
@@ -108,12 +111,18 @@ def load_runs(folder: Path) -> list[Run]:
                  for part in parts]
     if "seed" not in predictions.columns:
         predictions = predictions.assign(seed=results[0]["config"]["seed"])
+    validation = None
+    if all((part / VALIDATION).is_file() for part in parts):
+        validation = pd.concat([read_predictions(part / VALIDATION) for part in parts], ignore_index=True)
     runs = []
     for seed, rows in predictions.groupby("seed", sort=True):
         rows = rows.sort_values("image_id", kind="stable").reset_index(drop=True)
         if rows["image_id"].duplicated().any():
             raise ValueError(f"{folder}: an image is scored twice for seed {seed} (a fold in two parts?)")
-        runs.append(Run(folder, rows, results, manifests, int(seed)))
+        seed_validation = validation
+        if validation is not None and "seed" in validation.columns:
+            seed_validation = validation[validation["seed"] == seed]
+        runs.append(Run(folder, rows, results, manifests, int(seed), seed_validation))
     return runs
 
 
@@ -404,6 +413,68 @@ def choice_table(spec: dict[str, Any], stats: Statistics) -> str:
     return markdown(["candidate", "mean inner-validation AUC (folds)", "choice"], rows)
 
 
+def member_run(stats: Statistics, member: str) -> Run:
+    """The run an ensemble member names: `ARM` (an arm of one seed) or `ARM:SEED`."""
+    name, _, seed = member.partition(":")
+    runs = [run for run in stats.arms[name].runs if not seed or run.seed == int(seed)]
+    if len(runs) != 1:
+        seeds = [run.seed for run in stats.arms[name].runs]
+        raise ValueError(f"ensemble member {member!r}: arm {name!r} has seeds {seeds}; name one as ARM:SEED")
+    return runs[0]
+
+
+def ensemble_rows(stats: Statistics, members: list[str], which: str) -> pd.DataFrame:
+    """The members' mean score on their test images (`which="predictions"`) or inner validation ("validation")."""
+    runs = [member_run(stats, member) for member in members]
+    missing = [run.folder for run in runs if getattr(run, which) is None]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]}: no {VALIDATION} in every part (needed to choose an ensemble)")
+    return ensembles.mean_score([getattr(run, which) for run in runs], [run.folder for run in runs])
+
+
+def candidate_scores(stats: Statistics, spec: dict[str, Any]) -> dict[str, Any]:
+    """A candidate's numbers: mean inner-validation AUC over its ensembles and folds; test labels, patients and
+    scores `(S, n)` (one row per ensemble, e.g. per seed of a member) on the test images, sorted by image id."""
+    validation = [ensembles.mean_fold_auc(ensemble_rows(stats, members, "validation"))
+                  for members in spec["ensembles"]]
+    tests = [ensemble_rows(stats, members, "predictions").sort_values("image_id", kind="stable")
+             for members in spec["ensembles"]]
+    return {"validation": float(np.mean(validation)), "labels": tests[0]["label"].to_numpy(),
+            "patients": tests[0]["patient_id"].to_numpy(), "images": tests[0]["image_id"].to_numpy(),
+            "scores": np.stack([rows["prob_malignant"].to_numpy() for rows in tests])}  # (S, n)
+
+
+def ensembles_table(spec: dict[str, Any], stats: Statistics) -> str:
+    """Ensemble candidates (each: one or more ensembles of runs, their mean calibrated score) chosen by mean
+    inner-validation AUC; then, read after the choice, test pooled AUC (seeds and patients resampled) and the
+    paired difference to the reference candidate."""
+    scores = {name: candidate_scores(stats, entry) for name, entry in spec["candidates"].items()}
+    chosen = max(scores, key=lambda name: scores[name]["validation"])
+    reference = scores[spec["reference"]]
+    rows = []
+    for name, entry in spec["candidates"].items():
+        candidate = scores[name]
+        if not np.array_equal(candidate["images"], reference["images"]):
+            raise ValueError(f"ensemble candidate {name!r} scores other test images than {spec['reference']!r}")
+        test = evaluation.mean_auc_ci(candidate["labels"], candidate["scores"], candidate["patients"],
+                                      COMPARISON_BOOTSTRAP, COMPARISON_SEED)
+        row = [entry["label"], str(len(entry["ensembles"][0])), str(len(entry["ensembles"])),
+               f"{candidate['validation']:.3f}", "**chosen**" if name == chosen else "",
+               interval(test["value"], test["ci_low"], test["ci_high"])]
+        if name == spec["reference"]:
+            row += ["reference", ""]
+        else:
+            result = evaluation.paired_auc_difference(candidate["labels"], candidate["scores"], reference["scores"],
+                                                      candidate["patients"], COMPARISON_BOOTSTRAP, COMPARISON_SEED)
+            row += [interval(result["difference"], result["ci_low"], result["ci_high"], signed=True),
+                    verdict(result["ci_low"], result["ci_high"])]
+        rows.append(row)
+    label = spec["candidates"][spec["reference"]]["label"]
+    return markdown(["candidate", "models averaged", "ensembles (seeds)", "mean inner-validation AUC", "choice",
+                     "test pooled AUC [95% CI, seeds and patients resampled]", f"AUC − {label}, paired [95% CI]",
+                     "reading"], rows)
+
+
 def label_draws(folder: Path) -> dict[int, pd.DataFrame]:
     """label_efficiency_predictions.csv of a run, per training-set size; a folder without one pools its part*/
     folders (test folds split over processes: the draws are seeded by size and draw, not by the folds run)."""
@@ -451,7 +522,7 @@ def label_efficiency_table(spec: dict[str, Any], root: Path) -> str:
 
 
 TABLE_KINDS = {"metrics": metrics_table, "fold_auc": fold_auc_table, "paired": paired_table, "arms": arms_table,
-               "choice": choice_table}
+               "choice": choice_table, "ensembles": ensembles_table}
 # kinds built from run folders named in the table itself, not from arms: (table spec, repository root) -> Markdown
 RUN_TABLE_KINDS = {"label_efficiency": label_efficiency_table, "lesion": lesion_report.lesion_table}
 

@@ -157,6 +157,10 @@ class FinetuneConfig:
     label_draws: int = 3
     # final model
     final_model: bool = True
+    final_from: list[str] | None = dataclasses.field(
+        default=None, metadata={"help": "train the final model only, with the median best epoch and threshold of "
+                                        "these cross-validation runs' folds (their results.json files, e.g. the parts "
+                                        "of a run split by --folds); no cross-validation is run"})
     final_holdout_fraction: float = 0.15  # patient-grouped share held out to fit the final temperature
     save_fold_models: bool = False  # keep each fold's model in output_dir/fold_<k>/model (saliency study)
 

@@ -3,6 +3,7 @@
     python -m training.finetune --config training/configs/finetune_bus_bra.yaml --pretrained-path RUN/model
     accelerate launch [--num_processes N] [--cpu] -m training.finetune ... [--folds 1 2] [--no-final-model]
     ... --train-sizes 25 50 100 200 --label-draws 3     # label efficiency (same test folds, fewer training labels)
+    ... --final-from RUN_A/results.json RUN_B/results.json  # the final model only, from finished folds' choices
 
 Every fold gets a FRESH model from the init source; the best epoch (validation AUC), the calibration temperature
 and the decision threshold are chosen on the fold's inner validation split only, never on its test fold.
@@ -12,6 +13,7 @@ Structure follows accelerate's `examples/complete_cv_example.py`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -100,6 +102,9 @@ def validate_config(config: FinetuneConfig) -> None:
         raise ValueError(f"`mask_loss_weight` must be >= 0 (0 = no lesion-mask loss), got {config.mask_loss_weight}.")
     if config.lesion_crop and (config.mask_loss_weight > 0 or config.crop_margin < 0):
         raise ValueError("`lesion_crop` needs `crop_margin` >= 0 and no lesion-mask loss (its masks are not cut).")
+    if config.final_from and (not config.final_model or config.eval_boxes or config.train_sizes):
+        raise ValueError("`final_from` trains the final model only: it needs `final_model` and takes no "
+                         "`eval_boxes` or `train_sizes` (no cross-validation is run).")
     if config.eval_boxes and not config.lesion_crop:
         raise ValueError("`eval_boxes` are lesion boxes of the validation and test images: they need `lesion_crop`.")
 
@@ -198,15 +203,42 @@ def pool_folds(run: FinetuneRun, done: CrossValidation) -> Pooled:
     return Pooled(rows, logits, temperature, threshold, metrics)
 
 
-def final_model(run: FinetuneRun, done: CrossValidation) -> dict[str, Any]:
+def final_model(run: FinetuneRun, best_epochs: list[int], thresholds: list[float]) -> dict[str, Any]:
     """The final model (median best epoch and threshold of the folds; temperature on its own holdout), if asked."""
-    threshold = float(np.median([outcome.threshold for outcome in done.outcomes]))
+    threshold = float(np.median(thresholds))
     if not run.config.final_model:
         return {"path": None, "threshold": threshold, "temperature": 1.0}
-    epochs = max(1, int(np.median([outcome.best_epoch for outcome in done.outcomes])))
+    epochs = max(1, int(np.median(best_epochs)))
     folder, temperature = train_final_model(run.accelerator, run.config, run.data, run.processor, epochs, threshold,
                                             run.output_dir)
-    return {"path": str(folder), "threshold": threshold, "temperature": temperature}
+    return {"path": str(folder), "threshold": threshold, "temperature": temperature, "epochs": epochs}
+
+
+def finished_folds(files: list[str]) -> list[dict[str, Any]]:
+    """The `folds` entries of cross-validation results.json files (`--final-from`), each fold once."""
+    folds: dict[int, dict[str, Any]] = {}
+    for path in files:
+        for fold in json.loads(Path(path).read_text())["folds"]:
+            if fold["fold"] in folds:
+                raise ValueError(f"{path}: fold {fold['fold']} is also in another --final-from file.")
+            folds[fold["fold"]] = fold
+    return [folds[number] for number in sorted(folds)]
+
+
+def final_only(run: FinetuneRun) -> dict[str, Any]:
+    """`--final-from`: the final model from finished cross-validation runs' fold choices; its results.json."""
+    folds = finished_folds(run.config.final_from)
+    final = final_model(run, [fold["best_epoch"] for fold in folds], [fold["threshold"] for fold in folds])
+    results = {"command": run_command("training.finetune"), "commit": run.commit,
+               "machine": machine_description(device_facts()), "wall_time_s": time.perf_counter() - run.started,
+               "config": config_to_dict(run.config), "final_from": {"files": run.config.final_from,
+                                                                     "folds": [fold["fold"] for fold in folds]},
+               "final_model": final}
+    if run.accelerator.is_main_process:
+        write_json_atomic(run.output_dir / "results.json", results)
+        LOGGER.info("final model from folds %s of %s: %s", results["final_from"]["folds"],
+                    ", ".join(run.config.final_from), final["path"])
+    return results
 
 
 def assemble_results(
@@ -241,10 +273,13 @@ def assemble_results(
 def training_function(config: FinetuneConfig) -> dict[str, Any]:
     """Cross-validate, evaluate, optionally run label efficiency and train the final model; returns results."""
     run = prepare_run(config)
+    if config.final_from:
+        return final_only(run)
     done = cross_validate(run)
     pooled = pool_folds(run, done)
     label_summary = run_label_efficiency(run.accelerator, config, run.data, run.processor, run.folds, run.output_dir)
-    final = final_model(run, done)
+    final = final_model(run, [outcome.best_epoch for outcome in done.outcomes],
+                        [outcome.threshold for outcome in done.outcomes])
     results = assemble_results(run, done, pooled, label_summary, final)
     if run.accelerator.is_main_process:
         write_outputs(config, run.data, run.folds, done.outcomes, pooled.rows, pooled.logits, pooled.temperature,

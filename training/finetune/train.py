@@ -256,7 +256,7 @@ def run_fold(
     test_logits = evaluate_rows(accelerator, config, model, data, processor, fold.test)
     if config.save_fold_models and accelerator.is_main_process:
         fold_dir = Path(config.output_dir) / f"fold_{fold.number}" / "model"
-        save_model(accelerator.unwrap_model(model), processor, fold_dir, threshold, temperature)
+        save_model(accelerator.unwrap_model(model), processor, fold_dir, threshold, temperature, config)
     accelerator.wait_for_everyone()
     return FoldOutcome(best_epoch, threshold, temperature, test_logits, val_auc, val_logits)
 
@@ -275,7 +275,7 @@ def train_final_model(
     temperature = evaluation.fit_temperature(holdout_logits, data.labels[holdout_rows])
     final_dir = output_dir / "final_model"
     if accelerator.is_main_process:
-        save_model(model, processor, final_dir, threshold, temperature)
+        save_model(model, processor, final_dir, threshold, temperature, config)
     accelerator.wait_for_everyone()
     return final_dir, temperature
 
