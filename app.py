@@ -1,12 +1,14 @@
 """usvcl Gradio demo: benign/malignant breast-tumour classification of an ultrasound clip or still images.
 
 Run:
-    python app.py [--model DIR_OR_HUB_ID] [--lesion-model DIR_OR_HUB_ID | none] [--port 7860] [--host 127.0.0.1]
-                  [--share]
+    python app.py [--model DIR_OR_HUB_ID] [--lesion-model DIR_OR_HUB_ID | none] [--crop-model DIR_OR_HUB_ID | none]
+                  [--port 7860] [--host 127.0.0.1] [--share]
 
 Environment (for Hugging Face Spaces and containers; command-line options win):
     USVCL_MODEL          model folder or Hub id (default models/usvcl-lite0-busbra)
     USVCL_LESION_MODEL   lesion segmenter folder or Hub id (default models/usvcl-lesion-busbra when present; none)
+    USVCL_CROP_MODEL     lesion-crop classifier folder or Hub id, the second view (default
+                         models/usvcl-lite0-crops-busbra when present and a lesion model is loaded; none)
     GRADIO_SERVER_NAME   host to bind
     GRADIO_SERVER_PORT   port
 
@@ -39,7 +41,7 @@ from gradio.components.label import LabelConfidence, LabelData
 from gradio.data_classes import Base64ImageData
 from starlette.formparsers import MultiPartException
 
-from usvcl_hf.clip_prediction import DEFAULT_FRAME_STRIDE, ClipPrediction, load_model, predict_clip
+from usvcl_hf.clip_prediction import DEFAULT_FRAME_STRIDE, ClipPrediction, check_crop_model, load_model, predict_clip
 from usvcl_hf.configuration_usvcl import CLIP_AGGREGATIONS, POSITIVE_LABEL
 from usvcl_hf.demo_storage import AnalysisGate, DemoStorage, GateFullError, UploadGoneError, UploadNameGuard
 from usvcl_hf.demo_summary import (
@@ -58,6 +60,7 @@ from usvcl_hf.video import DICOM_SUFFIXES, IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, V
 LOGGER = logging.getLogger("usvcl.app")
 DEFAULT_MODEL = "models/usvcl-lite0-busbra"
 DEFAULT_LESION_MODEL = "models/usvcl-lesion-busbra"  # used when present; `--lesion-model none` turns it off
+DEFAULT_CROP_MODEL = "models/usvcl-lite0-crops-busbra"  # the second view, with the lesion model; `none` turns it off
 NO_MODEL = "none"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -147,11 +150,15 @@ def decision_label(prediction: ClipPrediction) -> LabelData:
 
 @dataclass
 class LesionModel:
-    """A loaded lesion segmenter for the demo: frames without a lesion are left out, clips without one say so."""
+    """A loaded lesion segmenter for the demo: frames without a lesion are left out, clips without one say so; with
+    a lesion-crop classifier, each frame is also classified on its lesion crop (two views)."""
 
     model: Any
     processor: Any
     name: str
+    crop_model: Any = None
+    crop_processor: Any = None
+    crop_name: str | None = None
 
 
 def upload_paths(files: Any) -> list[str]:
@@ -210,6 +217,8 @@ def build_demo(
         gr.Markdown("# usvcl — benign or malignant? Breast ultrasound clip classifier")
         gr.Markdown(NOTICE, elem_id="notice")
         lesion_note = f"; lesion model: `{lesion.name}`" if lesion else "; no lesion model (every frame counts)"
+        if lesion and lesion.crop_model is not None:
+            lesion_note += f"; lesion-crop model: `{lesion.crop_name}` (two views)"
         gr.Markdown(f"{EXPLANATION}\n\n{LIMITS}\n\nModel: `{model_name}`{lesion_note}")
         inputs, outputs, button = page_layout(model.config.clip_aggregation, list(examples))
         analyse = analysis_handler(model, processor, model_name, storage, examples, lesion)
@@ -306,6 +315,7 @@ def run_analysis(
         model, processor, paths, frame_stride=frame_stride, clip_aggregation=method, crop=crop,
         max_frames=MAX_FRAMES, max_seconds=MAX_SECONDS, max_pixels=MAX_PIXELS, max_decoded_pixels=MAX_DECODED_PIXELS,
         lesion_model=lesion.model if lesion else None, lesion_processor=lesion.processor if lesion else None,
+        crop_model=lesion.crop_model if lesion else None, crop_processor=lesion.crop_processor if lesion else None,
     )
     suspicious = prediction.frames[prediction.most_suspicious_frame]
     table, x_column = frame_table(prediction)
@@ -383,6 +393,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lesion-model", default=os.environ.get("USVCL_LESION_MODEL", DEFAULT_LESION_MODEL),
                         help=f"lesion segmenter folder or Hub id, or '{NO_MODEL}' (env USVCL_LESION_MODEL; default "
                              f"{DEFAULT_LESION_MODEL} when that folder exists, else none)")
+    parser.add_argument("--crop-model", default=os.environ.get("USVCL_CROP_MODEL", DEFAULT_CROP_MODEL),
+                        help=f"lesion-crop classifier folder or Hub id (the second view; needs the lesion model), or "
+                             f"'{NO_MODEL}' (env USVCL_CROP_MODEL; default {DEFAULT_CROP_MODEL} when that folder "
+                             "exists, else none)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", DEFAULT_HOST),
                         help=f"host to bind (env GRADIO_SERVER_NAME; default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", DEFAULT_PORT)),
@@ -402,7 +416,7 @@ def main(argv: list[str] | None = None) -> None:
         model, processor = load_model(location)
     except (OSError, ValueError) as error:
         raise SystemExit(f"{missing_model_message(args.model)}\nLoading failed with: {error}") from error
-    lesion = load_demo_lesion_model(args.lesion_model)
+    lesion = load_demo_lesion_model(args.lesion_model, args.crop_model)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM ends the server like Ctrl-C does
     with private_gradio_folder():
         demo = build_demo(model, processor, args.model, lesion)
@@ -412,8 +426,9 @@ def main(argv: list[str] | None = None) -> None:
             close_demo(demo)
 
 
-def load_demo_lesion_model(name: str) -> LesionModel | None:
-    """The lesion segmenter asked for; None for `none` or when the default folder is absent (stated in the log)."""
+def load_demo_lesion_model(name: str, crop_name: str = NO_MODEL) -> LesionModel | None:
+    """The lesion segmenter asked for, with the lesion-crop classifier asked for; None for `none` or when the
+    default folder is absent (stated in the log)."""
     if name.lower() == NO_MODEL:
         return None
     location = str(APP_DIR / DEFAULT_LESION_MODEL) if name == DEFAULT_LESION_MODEL else name
@@ -425,7 +440,25 @@ def load_demo_lesion_model(name: str) -> LesionModel | None:
     except (OSError, ValueError) as error:
         raise SystemExit(f"Lesion model {name!r} could not be loaded: {error}\n"
                          f"Pass another with --lesion-model, or --lesion-model {NO_MODEL}.") from error
-    return LesionModel(model, processor, name)
+    return LesionModel(model, processor, name, *load_demo_crop_model(crop_name))
+
+
+def load_demo_crop_model(name: str) -> tuple[Any, Any, str | None]:
+    """(model, processor, name) of the lesion-crop classifier asked for; Nones for `none` or when the default
+    folder is absent (stated in the log)."""
+    if name.lower() == NO_MODEL:
+        return None, None, None
+    location = str(APP_DIR / DEFAULT_CROP_MODEL) if name == DEFAULT_CROP_MODEL else name
+    if name == DEFAULT_CROP_MODEL and not Path(location).is_dir():
+        LOGGER.warning("no lesion-crop model at %s: frames are classified whole only (one view)", location)
+        return None, None, None
+    try:
+        model, processor = load_model(location)
+        check_crop_model(model)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"Lesion-crop model {name!r} could not be loaded: {error}\n"
+                         f"Pass another with --crop-model, or --crop-model {NO_MODEL}.") from error
+    return model, processor, name
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,10 +15,11 @@ from tests.test_lesion_training import TINY
 from tests.test_training import FINETUNE_CONFIG
 from training import finetune
 from training.finetune.data import LesionCrops, load_labeled_data
-from training.lesion_boxes import BOX_COLUMNS, BOX_FILE_COLUMNS, crop_to_box, expand_box, mask_box, read_boxes
+from training.lesion_boxes import BOX_COLUMNS, BOX_FILE_COLUMNS, read_boxes
 from training.lesion_masks import mask_at_shape
 from training.train_lesion import LesionTrainConfig, training_function
 from usvcl_hf.image_processing_usvcl import resize_to_square, to_grey_float
+from usvcl_hf.lesion_crop import crop_to_box, expand_box, mask_box
 
 CROP_ARGS = ["--init", "random", "--backbone", "resnet10t", "--image-size", "32", "--num-epochs", "1",
              "--no-final-model", "--lesion-crop"]
@@ -137,3 +139,26 @@ def test_finetune_on_lesion_crops_validates_and_tests_on_the_segmenter_boxes(seg
         finetune.main([*args[:-1], "--folds", "1", "--eval-boxes", boxes, "--output-dir", str(tmp_path / "y")])
     with pytest.raises(ValueError, match="no lesion-mask loss"):
         finetune.main([*args, "--folds", "1", "--mask-loss-weight", "0.5", "--output-dir", str(tmp_path / "z")])
+
+
+def test_final_from_trains_the_final_crop_model_from_finished_parts(segmented, tmp_path) -> None:
+    args = ["--config", str(FINETUNE_CONFIG), "--store-path", str(segmented / "store"), *CROP_ARGS]
+    parts = []
+    for folds in (["1", "2"], ["3"]):
+        parts.append(tmp_path / f"part{folds[0]}")
+        finetune.main([*args, "--folds", *folds, "--output-dir", str(parts[-1])])
+    files = [str(part / "results.json") for part in parts]
+    final_args = [arg for arg in args if arg != "--no-final-model"]
+    finetune.main([*final_args, "--final-from", *files, "--output-dir", str(tmp_path / "final")])
+    results = json.loads((tmp_path / "final" / "results.json").read_text())
+    folds = [fold for path in files for fold in json.loads(Path(path).read_text())["folds"]]
+    assert results["final_from"] == {"files": files, "folds": [1, 2, 3]}
+    assert results["final_model"]["threshold"] == pytest.approx(np.median([fold["threshold"] for fold in folds]))
+    assert results["final_model"]["epochs"] == max(1, int(np.median([fold["best_epoch"] for fold in folds])))
+    config = json.loads((tmp_path / "final" / "final_model" / "config.json").read_text())
+    assert config["lesion_crop_margin"] == pytest.approx(0.2)
+    assert config["decision_threshold"] == pytest.approx(results["final_model"]["threshold"])
+    with pytest.raises(ValueError, match=r"part3/results\.json: fold 3 is also in another --final-from file"):
+        finetune.main([*final_args, "--final-from", *files, files[1], "--output-dir", str(tmp_path / "twice")])
+    with pytest.raises(ValueError, match="trains the final model only"):
+        finetune.main([*args, "--final-from", *files, "--output-dir", str(tmp_path / "none")])

@@ -206,3 +206,62 @@ def test_recipe_names_the_lesion_mask_loss_and_crops_only_when_used() -> None:
     assert report.recipe(arm) == "tf_efficientnet_lite0 192 px, imagenet, lr 1e-3, 15 epochs, mask loss 0.5"
     config.update(mask_loss_weight=0.0, lesion_crop=True, crop_margin=0.2, image_size=128)
     assert report.recipe(arm) == "tf_efficientnet_lite0 128 px, imagenet, lr 1e-3, 15 epochs, lesion crops (margin 0.2)"
+
+
+def test_ensembles_are_chosen_on_validation_and_scored_on_test(tmp_path) -> None:
+    """Candidates (ensembles of runs, mean score) ranked by the mean over folds of their inner-validation AUC; the
+    test columns computed from the members' mean test score, paired against the reference candidate."""
+    results = tmp_path / "experiments/results"
+    strengths = {"a1": (0.1, 0.3), "a2": (0.15, 0.25), "c": (0.3, 0.1)}  # (validation, test): c validates best
+    folders = {"a1": "ens/a/seed1", "a2": "ens/a/seed2", "c": "ens/c"}
+    for index, (name, (val, test)) in enumerate(strengths.items()):
+        write_run(results / folders[name], synthetic_predictions(index, test), seed=1 + (name == "a2"))
+        synthetic_predictions(10 + index, val).to_csv(results / folders[name] / "val_predictions.csv", index=False)
+    candidates = {"one": {"label": "A, one seed", "ensembles": [["a:1"], ["a:2"]]},
+                  "pair": {"label": "A + C", "ensembles": [["a:1", "c"], ["a:2", "c"]]},
+                  "c": {"label": "C", "ensembles": [["c"]]}}
+    arms = {"a": {"label": "A", "runs": [folders["a1"], folders["a2"]]}, "c": {"label": "C", "runs": ["ens/c"]}}
+    table = {"document": "doc.md", "kind": "ensembles", "reference": "one", "candidates": candidates}
+    spec = {"arms": arms, "tables": {"ens": table}}
+    (tmp_path / "experiments/report.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    (tmp_path / "doc.md").write_text("<!-- report:ens -->\n<!-- /report -->\n")
+    assert report.main(["--root", str(tmp_path)]) == 0
+    rows = table_rows((tmp_path / "doc.md").read_text(), "ens")
+
+    def read(name: str, file: str) -> pd.DataFrame:
+        return pd.read_csv(results / folders[name] / file).sort_values(["fold", "image_id"]).reset_index(drop=True)
+
+    def mean_fold_auc(frames: list[pd.DataFrame]) -> float:
+        score = np.mean([frame["prob_malignant"] for frame in frames], axis=0)  # (M, n) -> (n,)
+        folds = frames[0]["fold"].to_numpy()
+        return np.mean([evaluation.auc(frames[0]["label"][folds == k], score[folds == k]) for k in np.unique(folds)])
+
+    validation = {"one": np.mean([mean_fold_auc([read("a1", "val_predictions.csv")]),
+                                  mean_fold_auc([read("a2", "val_predictions.csv")])]),
+                  "pair": np.mean([mean_fold_auc([read(a, "val_predictions.csv"), read("c", "val_predictions.csv")])
+                                   for a in ("a1", "a2")]),
+                  "c": mean_fold_auc([read("c", "val_predictions.csv")])}
+    assert [row[3] for row in rows] == [f"{validation[name]:.3f}" for name in candidates]
+    chosen = max(validation, key=validation.get)
+    assert [row[4] for row in rows] == ["**chosen**" if name == chosen else "" for name in candidates]
+    tests = {name: read(name, "predictions.csv").sort_values("image_id") for name in folders}
+    labels, patients = tests["a1"]["label"].to_numpy(), tests["a1"]["patient_id"].astype(str).to_numpy()
+    pair = np.stack([(tests[a]["prob_malignant"].to_numpy() + tests["c"]["prob_malignant"].to_numpy()) / 2
+                     for a in ("a1", "a2")])  # (2, n): one ensemble per seed of A
+    one = np.stack([tests[a]["prob_malignant"].to_numpy() for a in ("a1", "a2")])  # (2, n)
+    summary = evaluation.mean_auc_ci(labels, pair, patients, report.COMPARISON_BOOTSTRAP, report.COMPARISON_SEED)
+    difference = evaluation.paired_auc_difference(labels, pair, one, patients, report.COMPARISON_BOOTSTRAP,
+                                                  report.COMPARISON_SEED)
+    assert rows[1][:3] == ["A + C", "2", "2"] and rows[0][6] == "reference"
+    assert rows[1][5] == report.interval(summary["value"], summary["ci_low"], summary["ci_high"])
+    assert rows[1][6] == report.interval(difference["difference"], difference["ci_low"], difference["ci_high"],
+                                         signed=True)
+    candidates["pair"]["ensembles"] = [["a", "c"]]
+    (tmp_path / "experiments/report.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    with pytest.raises(ValueError, match=r"member 'a': arm 'a' has seeds \[1, 2\]; name one as ARM:SEED"):
+        report.main(["--root", str(tmp_path)])
+    candidates["pair"]["ensembles"] = [["a:1", "c"]]
+    (tmp_path / "experiments/report.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    (results / "ens/c/val_predictions.csv").unlink()
+    with pytest.raises(FileNotFoundError, match=r"ens/c: no val_predictions\.csv"):
+        report.main(["--root", str(tmp_path)])

@@ -42,7 +42,7 @@ from training.atomic import write_json_atomic
 from training.common import EpochSeededSampler, backward_and_step, build_scheduler, cpu_state_dict
 from training.config import config_to_dict, load_config
 from training.finetune import Fold, make_folds, write_csv
-from training.lesion_boxes import BOX_FILE_COLUMNS, Box, box_cells, mask_box
+from training.lesion_boxes import BOX_FILE_COLUMNS, box_cells
 from training.lesion_data import (
     CROP,
     KIND_NAMES,
@@ -56,6 +56,7 @@ from training.lesion_data import (
 )
 from training.provenance import git_commit, machine_description, run_command
 from usvcl_hf.configuration_lesion import PRESENCE_SCORES
+from usvcl_hf.lesion_crop import Box, mask_box
 
 LOGGER = get_logger(__name__)
 MODEL = usvcl_hf.LesionConfig()  # the model's defaults, so this config cannot drift from them

@@ -11,6 +11,11 @@ With a lesion segmenter (`usvcl_hf.lesion.load_lesion_model`) passed as `lesion_
 frame also gets a lesion probability, the clip's answer aggregates over lesion frames only, and a clip in which no
 frame shows a lesion is answered `label == "no lesion"` with no benign/malignant probabilities.
 
+With a lesion-crop classifier (`config.lesion_crop_margin` set) passed as `crop_model`/`crop_processor` as well
+(two views), each frame's malignancy is the mean of the whole frame's and its lesion crop's calibrated probability
+(the crop: the segmenter's mask box plus the margin, `usvcl_hf.lesion_crop`), and the decision threshold the mean of
+the two models' thresholds (`two_view_threshold`).
+
 Frame probabilities are softmax outputs of the model's logits, which the model already divides by
 `config.calibration_temperature`, so they (and the clip probabilities) are calibrated. Decoding goes through
 `usvcl_hf.video` (PyAV, pydicom, Pillow); this module is not a Hub file.
@@ -34,7 +39,8 @@ from .aggregation import aggregate_probabilities
 from .configuration_usvcl import CLIP_AGGREGATIONS, POSITIVE_LABEL, positive_label_id
 from .image_processing_usvcl import to_grey_uint8
 from .input_checks import CHECKED_SIZES, check_frame_sizes
-from .lesion import NO_LESION_LABEL, check_model_location, frame_lesion_probabilities
+from .lesion import NO_LESION_LABEL, check_model_location, frame_lesions
+from .lesion_crop import lesion_crops
 from .ood import clip_ood_score, ood_warning
 from .video import (
     VIDEO_SUFFIXES,
@@ -53,6 +59,7 @@ DEFAULT_BATCH_SIZE = 16
 # the longer side of a kept frame stays below 2 x 2 x image_size, enough for the imaging-region crop and the resize.
 WORKING_SIDE_FACTOR = 2
 UNLIMITED = sys.maxsize
+WHOLE_VIEW, CROP_VIEW = "whole image", "lesion crop"  # the two views of a two-view prediction
 
 Box = tuple[int, int, int, int]
 ImageLike = str | Path | np.ndarray | PIL.Image.Image
@@ -84,6 +91,8 @@ class ClipPrediction:
     ood_score: float = math.nan  # out-of-distribution score of the clip (median over frames); nan without statistics
     ood_warning: str | None = None  # set when `ood_score` is above `config.ood_threshold` (usvcl_hf.ood)
     frame_ood_scores: np.ndarray | None = None  # (T,) out-of-distribution score of each kept frame
+    view_probabilities: dict[str, np.ndarray] | None = None  # two views: (T,) calibrated malignancy of each view
+    lesion_boxes: list[Box | None] | None = None  # two views: (T,) lesion box of each frame (None: none found)
 
     @property
     def lesion_frames(self) -> np.ndarray:
@@ -294,27 +303,29 @@ def calibrated_logits(output: Any) -> torch.Tensor:
     return output.logits if calibrated is None else calibrated
 
 
-def clip_decision(config: Any, malignancy: float) -> tuple[str, dict[str, float]]:
-    """Label by `config.decision_threshold` and the two calibrated class probabilities."""
+def clip_decision(config: Any, malignancy: float, threshold: float | None = None) -> tuple[str, dict[str, float]]:
+    """Label by `threshold` (default `config.decision_threshold`) and the two calibrated class probabilities."""
     positive = positive_class_index(config)
     id2label = {int(index): str(name) for index, name in config.id2label.items()}
     positive_name, negative_name = id2label[positive], id2label[1 - positive]
-    label = positive_name if malignancy >= config.decision_threshold else negative_name
+    threshold = config.decision_threshold if threshold is None else threshold
+    label = positive_name if malignancy >= threshold else negative_name
     return label, {negative_name: 1.0 - malignancy, positive_name: malignancy}
 
 
 def decide_over_lesion_frames(
     model: Any, frame_probabilities: np.ndarray, lesion_frames: np.ndarray, aggregation: str,
-    lesion_probabilities: np.ndarray | None,
+    lesion_probabilities: np.ndarray | None, threshold: float | None = None,
 ) -> tuple[str, dict[str, float], int]:
-    """Label, clip probabilities and most suspicious frame from the lesion frames' malignancy only.
+    """Label (by `threshold`, default the model's), clip probabilities and most suspicious frame from the lesion
+    frames' malignancy only.
 
     No lesion frame: `NO_LESION_LABEL`, no probabilities, and the frame most likely to show a lesion."""
     if not lesion_frames.any():
         return NO_LESION_LABEL, {}, int(np.argmax(lesion_probabilities))
     kept = np.flatnonzero(lesion_frames)  # positions of the lesion frames
     malignancy = aggregate_probabilities(frame_probabilities[kept], aggregation, top_k=model.config.clip_top_k)
-    label, probabilities = clip_decision(model.config, malignancy)
+    label, probabilities = clip_decision(model.config, malignancy, threshold)
     return label, probabilities, int(kept[np.argmax(frame_probabilities[kept])])
 
 
@@ -326,14 +337,55 @@ def resolve_aggregation(config: Any, clip_aggregation: str | None) -> str:
     return aggregation
 
 
-def lesion_scores(
-    lesion_model: Any, lesion_processor: Any, frames: Sequence[np.ndarray], batch_size: int
-) -> tuple[np.ndarray | None, float]:
-    """Lesion probability `(T,)` of each frame and the model's lesion threshold; `(None, nan)` without a model."""
+@dataclass
+class FrameScores:
+    """What the models say about each kept frame (`score_frames`)."""
+
+    malignancy: np.ndarray  # (T,) calibrated malignancy (two views: their mean)
+    ood: np.ndarray | None  # (T,) out-of-distribution score of the whole-image model; None without statistics
+    threshold: float  # decision threshold on the clip malignancy
+    lesion_probabilities: np.ndarray | None = None  # (T,) lesion presence; None without a lesion model
+    lesion_threshold: float = math.nan
+    views: dict[str, np.ndarray] | None = None  # two views: (T,) calibrated malignancy of each
+    lesion_boxes: list[Box | None] | None = None  # two views: (T,) each frame's lesion box
+
+
+def check_crop_model(crop_model: Any) -> None:
+    """Raise `ValueError` unless `crop_model` is a lesion-crop classifier (`config.lesion_crop_margin` set)."""
+    if getattr(crop_model.config, "lesion_crop_margin", None) is None:
+        raise ValueError("crop_model classifies whole images (its config has no `lesion_crop_margin`); pass a "
+                         "classifier trained on lesion crops (training.finetune --lesion-crop).")
+
+
+def two_view_threshold(model: Any, crop_model: Any) -> float:
+    """Decision threshold on the mean of the two views' calibrated probabilities: the mean of their thresholds."""
+    return (float(model.config.decision_threshold) + float(crop_model.config.decision_threshold)) / 2
+
+
+def score_frames(
+    model: Any, processor: Any, frames: Sequence[np.ndarray], batch_size: int, lesion_model: Any = None,
+    lesion_processor: Any = None, crop_model: Any = None, crop_processor: Any = None,
+) -> FrameScores:
+    """Each frame's calibrated malignancy and OOD score; with a lesion model its lesion probability; with a crop
+    model too, the lesion crops' malignancy averaged with the whole frames' (two views)."""
+    if crop_model is not None:
+        check_crop_model(crop_model)
+        if lesion_model is None:
+            raise ValueError("crop_model needs a lesion_model: the lesion segmenter finds the crops.")
+    malignancy, ood = frame_scores(model, processor, frames, batch_size)
+    scores = FrameScores(malignancy, ood, float(model.config.decision_threshold))
     if lesion_model is None:
-        return None, math.nan
-    probabilities = frame_lesion_probabilities(lesion_model, lesion_processor, frames, batch_size)
-    return probabilities, float(lesion_model.config.lesion_threshold)
+        return scores
+    probabilities, masks = frame_lesions(lesion_model, lesion_processor, frames, batch_size,
+                                         with_masks=crop_model is not None)
+    scores.lesion_probabilities, scores.lesion_threshold = probabilities, float(lesion_model.config.lesion_threshold)
+    if crop_model is not None:
+        crops, scores.lesion_boxes = lesion_crops(masks, frames, crop_model.config.lesion_crop_margin)
+        crop_malignancy = frame_scores(crop_model, crop_processor, crops, batch_size)[0]  # (T,)
+        scores.views = {WHOLE_VIEW: malignancy, CROP_VIEW: crop_malignancy}
+        scores.malignancy = (malignancy + crop_malignancy) / 2  # (2, T) -> (T,)
+        scores.threshold = two_view_threshold(model, crop_model)
+    return scores
 
 
 def frame_times(decoded: DecodedFrames) -> np.ndarray:
@@ -349,6 +401,7 @@ def predict_clip(
     clip_aggregation: str | None = None, crop: bool = True, max_frames: int | None = DEFAULT_MAX_FRAMES,
     max_seconds: float | None = None, max_pixels: int | None = None, max_decoded_pixels: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE, lesion_model: Any = None, lesion_processor: Any = None,
+    crop_model: Any = None, crop_processor: Any = None,
 ) -> ClipPrediction:
     """Classify a clip (or stills) as benign/malignant (or "no lesion", with a lesion model).
 
@@ -368,6 +421,8 @@ def predict_clip(
         batch_size: frames per forward pass.
         lesion_model, lesion_processor: optional lesion segmenter (`usvcl_hf.lesion.load_lesion_model`); frames
             whose lesion probability is below `lesion_model.config.lesion_threshold` are left out of the answer.
+        crop_model, crop_processor: optional lesion-crop classifier (needs the lesion model): two views, each
+            frame's malignancy the mean of its whole-frame and lesion-crop probabilities.
 
     Raises:
         ClipReadError: unreadable, empty, oversized or too long input (message names the file and the reason).
@@ -380,32 +435,37 @@ def predict_clip(
         max_frames=max_frames, max_seconds=max_seconds, crop=crop, max_pixels=max_pixels,
         side=working_side(processor), max_decoded_pixels=max_decoded_pixels,
     )
-    frame_probabilities, frame_ood = frame_scores(model, processor, decoded.frames, batch_size)
-    lesion_probabilities, lesion_threshold = lesion_scores(lesion_model, lesion_processor, decoded.frames, batch_size)
-    lesion_frames = lesion_frame_mask(lesion_probabilities, lesion_threshold, len(decoded.frames))
+    scores = score_frames(model, processor, decoded.frames, batch_size, lesion_model, lesion_processor, crop_model,
+                          crop_processor)
+    lesion_frames = lesion_frame_mask(scores.lesion_probabilities, scores.lesion_threshold, len(decoded.frames))
     label, probabilities, most_suspicious = decide_over_lesion_frames(
-        model, frame_probabilities, lesion_frames, aggregation, lesion_probabilities
+        model, scores.malignancy, lesion_frames, aggregation, scores.lesion_probabilities, scores.threshold
     )
-    ood_score = clip_ood_score(frame_ood)
+    ood_score = clip_ood_score(scores.ood)
     return ClipPrediction(
-        label=label, probabilities=probabilities, frame_probabilities=frame_probabilities,
+        label=label, probabilities=probabilities, frame_probabilities=scores.malignancy,
         frame_indices=decoded.frame_indices, times_s=frame_times(decoded), fps=decoded.fps,
         most_suspicious_frame=most_suspicious, frames=decoded.frames, sources=decoded.sources,
         frame_stride=decoded.frame_stride, crop=crop, crop_boxes=decoded.crop_boxes, aggregation=aggregation,
-        threshold=float(model.config.decision_threshold), elapsed_s=time.perf_counter() - started,
-        downscale=decoded.downscale, source_size=decoded.source_size, lesion_probabilities=lesion_probabilities,
-        lesion_threshold=lesion_threshold, ood_score=ood_score, ood_warning=ood_warning(model.config, ood_score),
-        frame_ood_scores=frame_ood,
+        threshold=scores.threshold, elapsed_s=time.perf_counter() - started,
+        downscale=decoded.downscale, source_size=decoded.source_size,
+        lesion_probabilities=scores.lesion_probabilities, lesion_threshold=scores.lesion_threshold,
+        ood_score=ood_score, ood_warning=ood_warning(model.config, ood_score), frame_ood_scores=scores.ood,
+        view_probabilities=scores.views, lesion_boxes=scores.lesion_boxes,
     )
 
 
 __all__ = [
+    "CROP_VIEW",
     "DEFAULT_FRAME_STRIDE",
     "DEFAULT_MAX_FRAMES",
     "NO_LESION_LABEL",
+    "WHOLE_VIEW",
     "ClipPrediction",
     "ClipTooLongError",
     "DecodedFrames",
+    "FrameScores",
+    "check_crop_model",
     "clip_decision",
     "decide_over_lesion_frames",
     "frame_malignancy",
@@ -414,5 +474,7 @@ __all__ = [
     "positive_class_index",
     "predict_clip",
     "read_source",
+    "score_frames",
+    "two_view_threshold",
     "working_side",
 ]

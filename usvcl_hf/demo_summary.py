@@ -121,8 +121,19 @@ def lesion_lines(prediction: ClipPrediction) -> list[str]:
     """Summary lines on lesion presence (none without a lesion model)."""
     if prediction.lesion_probabilities is None:
         return ["- lesion model: none (every frame counts)"]
-    return [f"- lesion frames: {int(prediction.lesion_frames.sum())} of {prediction.num_frames} (P(lesion) ≥ "
-            f"{prediction.lesion_threshold:.2f}); the answer uses these only"]
+    lines = [f"- lesion frames: {int(prediction.lesion_frames.sum())} of {prediction.num_frames} (P(lesion) ≥ "
+             f"{prediction.lesion_threshold:.2f}); the answer uses these only"]
+    return lines + view_lines(prediction)
+
+
+def view_lines(prediction: ClipPrediction) -> list[str]:
+    """With two views, what each said about the most suspicious frame (none for one view)."""
+    if not prediction.view_probabilities:
+        return []
+    position = prediction.most_suspicious_frame
+    said = ", ".join(f"{name} {values[position]:.3f}" for name, values in prediction.view_probabilities.items())
+    return [f"- views: each frame's P({POSITIVE_LABEL}) is the mean of {' and '.join(prediction.view_probabilities)}"
+            f" (most suspicious frame: {said})"]
 
 
 __all__ = [

@@ -85,6 +85,10 @@ class UsvclConfig(PretrainedConfig):
             with the statistics, by `python -m training.ood`.
         ood_threshold (`float`, *optional*): out-of-distribution score above which an input is flagged as unlike
             the training images (chosen on held-out BUS-BRA patients by `training.ood`).
+        lesion_crop_margin (`float`, *optional*): set when the classifier was trained on lesion crops: it expects
+            a lesion's bounding box grown by this share of its width / height on each side
+            (`usvcl_hf.lesion_crop.crop_to_box`; the box from a lesion segmenter), not a whole image. None = whole
+            images.
         init_from_imagenet (`bool`, defaults to `False`): ask timm for ImageNet weights (needs the network).
     """
 
@@ -115,6 +119,7 @@ class UsvclConfig(PretrainedConfig):
     threshold_in_logits: bool = False
     ood_components: int = 0
     ood_threshold: float | None = None
+    lesion_crop_margin: float | None = None
     init_from_imagenet: bool = False
     initializer_range: float = 0.02
 
@@ -160,6 +165,9 @@ class UsvclConfig(PretrainedConfig):
         if self.ood_threshold is not None:
             _require(self.ood_components > 0, "`ood_threshold` needs `ood_components` > 0 (the statistics).")
             _require(self.ood_threshold > 0.0, f"`ood_threshold` must be > 0, got {self.ood_threshold}.")
+        if self.lesion_crop_margin is not None:
+            _require(self.lesion_crop_margin >= 0.0,
+                     f"`lesion_crop_margin` must be >= 0 (None = whole images), got {self.lesion_crop_margin}.")
         for name in ("num_hard_positives", "num_hard_negatives", "num_positives", "num_negatives", "clip_top_k"):
             _require(getattr(self, name) >= 1, f"`{name}` must be >= 1, got {getattr(self, name)}.")
         _require(self.trainable_layers >= -1, "`trainable_layers` must be -1 (all), 0 (frozen) or a stage count.")

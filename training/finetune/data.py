@@ -14,9 +14,10 @@ from torch.utils.data import DataLoader
 import usvcl_hf
 from training.augment import SEED_BOUND, AugmentConfig, augment_batch, params_tensor, render_views, sample_view
 from training.common import EpochSeededSampler
-from training.lesion_boxes import Box, BoxKey, crop_to_box, mask_box
+from training.lesion_boxes import BoxKey
 from training.lesion_masks import mask_at_shape
 from usvcl_hf.image_processing_usvcl import normalize, resize_to_square, to_grey_float
+from usvcl_hf.lesion_crop import Box, crop_to_box, mask_box
 
 SPLIT_PREFIX = "split_"
 
