@@ -19,9 +19,10 @@ KEY = ["fold", "image_id"]  # an image can sit in the inner validation of severa
 
 
 def mean_score(members: Sequence[pd.DataFrame], names: Sequence[Path | str]) -> pd.DataFrame:
-    """One prediction table (`fold`, `image_id`, `patient_id`, `label`, `prob_malignant`), sorted by (fold, image
-    id), whose `prob_malignant` is the members' mean. Raises `ValueError` naming the member whose images or labels
-    differ from the first's."""
+    """One prediction table (`fold`, `image_id`, `patient_id`, `label`, `prob_malignant`, `threshold`), sorted by
+    (fold, image id), whose `prob_malignant` and `threshold` are the members' means (the decision rule the two-view
+    demo uses: `usvcl_hf.clip_prediction.two_view_threshold`). Raises `ValueError` naming the member whose images or
+    labels differ from the first's."""
     base = members[0].sort_values(KEY, kind="stable").reset_index(drop=True)[[*KEY, "patient_id", "label"]]
     scores = []
     for rows, name in zip(members, names):
@@ -31,8 +32,16 @@ def mean_score(members: Sequence[pd.DataFrame], names: Sequence[Path | str]) -> 
                              "inner splits: --split-seed)")
         if not np.array_equal(rows["label"].to_numpy(), base["label"].to_numpy()):
             raise ValueError(f"{name}: labels differ from {names[0]} on the same images")
-        scores.append(rows["prob_malignant"].to_numpy(dtype=float))  # (n,)
-    return base.assign(prob_malignant=np.mean(scores, axis=0))  # (M, n) -> (n,)
+        scores.append(rows[["prob_malignant", "threshold"]].to_numpy(dtype=float))  # (n, 2)
+    mean = np.mean(scores, axis=0)  # (M, n, 2) -> (n, 2)
+    return base.assign(prob_malignant=mean[:, 0], threshold=mean[:, 1])
+
+
+def sensitivity_specificity(rows: pd.DataFrame) -> tuple[float, float]:
+    """Share of malignant rows with `prob_malignant >= threshold`, and of benign rows below it."""
+    called = rows["prob_malignant"].to_numpy() >= rows["threshold"].to_numpy()
+    malignant = rows["label"].to_numpy() == 1
+    return float(called[malignant].mean()), float((~called[~malignant]).mean())
 
 
 def mean_fold_auc(rows: pd.DataFrame) -> float:
@@ -41,4 +50,4 @@ def mean_fold_auc(rows: pd.DataFrame) -> float:
                           for _, fold in rows.groupby("fold")]))
 
 
-__all__ = ["KEY", "mean_fold_auc", "mean_score"]
+__all__ = ["KEY", "mean_fold_auc", "mean_score", "sensitivity_specificity"]

@@ -9,9 +9,12 @@ bins), plus each fold's test and validation AUC. No fold may appear twice.
 `--results-json` also writes one results.json in `training.finetune`'s format for the whole arm (what
 `training.export` renders a model card from): the parts' folds, the pooled metrics, mean ± std over folds, each
 part's command (as `python -m ...`), commit and wall time, and the final model of the one part that trained it.
-The parts must share their recipe (every config field except folds, output_dir and final_model).
+The parts must share their recipe (every config field except folds, output_dir and final_model). With
+`--final-run`, the final model is the one that run trained after the parts (`training.finetune --final-from`, same
+recipe, no cross-validation): its path, threshold, temperature and epochs, and its command, commit and wall time.
 
     python experiments/pool_predictions.py RUN_PART0 RUN_PART1 ... --output pooled.json [--results-json results.json]
+        [--final-run FINAL_RUN]
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from training.finetune.outputs import SELECTION, mean_std
 
 CLASSES = ["benign", "malignant"]  # class names of results files from before `class_names` was recorded
 PART_FIELDS = ("folds", "output_dir", "final_model")  # config fields that may differ between parts of one arm
+# ... and between them and a `--final-from` run (which needs no segmenter boxes: it validates and tests nothing)
+FINAL_RUN_FIELDS = (*PART_FIELDS, "final_from", "eval_boxes")
 
 
 def pool(folders: list[Path]) -> dict:
@@ -59,9 +64,9 @@ def pool(folders: list[Path]) -> dict:
     }
 
 
-def check_same_recipe(configs: list[dict]) -> None:
-    """Raise ValueError naming the first config field (other than `PART_FIELDS`) on which two parts differ."""
-    for name in sorted(set().union(*configs) - set(PART_FIELDS)):
+def check_same_recipe(configs: list[dict], free: tuple[str, ...] = PART_FIELDS) -> None:
+    """Raise ValueError naming the first config field (other than `free`) on which two parts differ."""
+    for name in sorted(set().union(*configs) - set(free)):
         values = [config.get(name) for config in configs]
         if any(value != values[0] for value in values):
             raise ValueError(f"the parts differ in {name!r} ({values}): not one arm")
@@ -118,6 +123,20 @@ def merged_results(folders: list[Path], extra_choices: list[dict] | None = None)
     return merged
 
 
+def with_final_run(merged: dict, final_run: Path) -> dict:
+    """The arm's results with the final model of a `training.finetune --final-from` run on its parts' folds."""
+    final = report.read_json(final_run / "results.json")
+    if "final_from" not in final or not (final.get("final_model") or {}).get("path"):
+        raise ValueError(f"{final_run}: not a --final-from run with a final model")
+    if final["final_from"]["folds"] != merged["config"]["folds"]:
+        raise ValueError(f"{final_run}: its final model took the choices of folds {final['final_from']['folds']}, "
+                         f"not this arm's {merged['config']['folds']}")
+    check_same_recipe([merged["config"], final["config"]], FINAL_RUN_FIELDS)
+    run = {"folder": str(final_run), "command": module_command(final["command"]), "commit": final["commit"],
+           "wall_time_s": final["wall_time_s"]}
+    return {**merged, "final_model": final["final_model"], "final_run": run}
+
+
 def write_figures(folders: list[Path], output_dir: Path, class_names: list[str], seed: int, n_bins: int
                   ) -> dict[str, str]:
     """ROC (per fold and pooled), reliability (before / after scaling) and confusion plots of the parts' pooled
@@ -143,12 +162,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results-json", type=Path, help="also write one finetune-format results.json here")
     parser.add_argument("--choices", nargs="+", type=Path, default=[],
                         help="YAML lists of choices made outside the runs, in order (for --results-json)")
+    parser.add_argument("--final-run", type=Path,
+                        help="a `training.finetune --final-from` run on these parts: its final model (--results-json)")
     args = parser.parse_args(argv)
     pooled = pool(args.parts)
     args.output.write_text(json.dumps(pooled, indent=2))
     if args.results_json:
         extra = [choice for path in args.choices for choice in yaml.safe_load(path.read_text()) or []]
         merged = merged_results(args.parts, extra)
+        if args.final_run:
+            merged = with_final_run(merged, args.final_run)
         config = merged["config"]
         merged["figures"] = write_figures(args.parts, args.results_json.parent, merged.get("class_names", CLASSES),
                                           config["seed"], config["ece_bins"])

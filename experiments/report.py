@@ -441,7 +441,8 @@ def candidate_scores(stats: Statistics, spec: dict[str, Any]) -> dict[str, Any]:
              for members in spec["ensembles"]]
     return {"validation": float(np.mean(validation)), "labels": tests[0]["label"].to_numpy(),
             "patients": tests[0]["patient_id"].to_numpy(), "images": tests[0]["image_id"].to_numpy(),
-            "scores": np.stack([rows["prob_malignant"].to_numpy() for rows in tests])}  # (S, n)
+            "scores": np.stack([rows["prob_malignant"].to_numpy() for rows in tests]),  # (S, n)
+            "calls": np.mean([ensembles.sensitivity_specificity(rows) for rows in tests], axis=0)}  # (S, 2) -> (2,)
 
 
 def ensembles_table(spec: dict[str, Any], stats: Statistics) -> str:
@@ -460,7 +461,8 @@ def ensembles_table(spec: dict[str, Any], stats: Statistics) -> str:
                                       COMPARISON_BOOTSTRAP, COMPARISON_SEED)
         row = [entry["label"], str(len(entry["ensembles"][0])), str(len(entry["ensembles"])),
                f"{candidate['validation']:.3f}", "**chosen**" if name == chosen else "",
-               interval(test["value"], test["ci_low"], test["ci_high"])]
+               interval(test["value"], test["ci_low"], test["ci_high"]),
+               " / ".join(f"{value:.3f}" for value in candidate["calls"])]
         if name == spec["reference"]:
             row += ["reference", ""]
         else:
@@ -471,7 +473,8 @@ def ensembles_table(spec: dict[str, Any], stats: Statistics) -> str:
         rows.append(row)
     label = spec["candidates"][spec["reference"]]["label"]
     return markdown(["candidate", "models averaged", "ensembles (seeds)", "mean inner-validation AUC", "choice",
-                     "test pooled AUC [95% CI, seeds and patients resampled]", f"AUC − {label}, paired [95% CI]",
+                     "test pooled AUC [95% CI, seeds and patients resampled]",
+                     "sensitivity / specificity (mean of the members' thresholds)", f"AUC − {label}, paired [95% CI]",
                      "reading"], rows)
 
 

@@ -99,3 +99,36 @@ def test_commands_recorded_with_a_main_path_are_named_by_module() -> None:
     assert pool_predictions.module_command(recorded) == "python -m training.finetune --folds 1 --seed 3"
     typed = "python -m training.finetune --folds 2"
     assert pool_predictions.module_command(typed) == typed
+
+
+def write_final_run(folder: Path, folds: list[int], learning_rate: float = 5e-4) -> None:
+    """A `training.finetune --final-from` output: results.json with the final model and the folds it took."""
+    folder.mkdir(parents=True)
+    config = {"seed": 42, "bootstrap_samples": 100, "ece_bins": 10, "learning_rate": learning_rate,
+              "folds": None, "output_dir": str(folder), "final_model": True, "final_from": ["a", "b"],
+              "eval_boxes": None}
+    final = {"path": str(folder / "final_model"), "threshold": 0.35, "temperature": 1.7, "epochs": 9}
+    (folder / "results.json").write_text(json.dumps({
+        "config": config, "command": "finetune --final-from a b", "commit": "def5678", "wall_time_s": 30.0,
+        "final_from": {"files": ["a", "b"], "folds": folds}, "final_model": final}))
+
+
+def test_the_final_model_of_a_final_from_run_is_the_arms(tmp_path) -> None:
+    write_part(tmp_path / "part1", (1, 2), final=False)
+    write_part(tmp_path / "part2", (3, 4, 5), final=False)
+    merged = pool_predictions.merged_results([tmp_path / "part1", tmp_path / "part2"])
+    write_final_run(tmp_path / "final", [1, 2, 3, 4, 5])
+    arm = pool_predictions.with_final_run(merged, tmp_path / "final")
+    assert arm["final_model"] == {"path": str(tmp_path / "final" / "final_model"), "threshold": 0.35,
+                                  "temperature": 1.7, "epochs": 9}
+    assert arm["final_run"] == {"folder": str(tmp_path / "final"), "command": "finetune --final-from a b",
+                                "commit": "def5678", "wall_time_s": 30.0}
+    assert arm["pooled"] == merged["pooled"] and arm["folds"] == merged["folds"]
+    write_final_run(tmp_path / "other_folds", [1, 2, 3])
+    with pytest.raises(ValueError, match=r"choices of folds \[1, 2, 3\], not this arm's \[1, 2, 3, 4, 5\]"):
+        pool_predictions.with_final_run(merged, tmp_path / "other_folds")
+    write_final_run(tmp_path / "other_recipe", [1, 2, 3, 4, 5], learning_rate=1e-3)
+    with pytest.raises(ValueError, match="learning_rate"):
+        pool_predictions.with_final_run(merged, tmp_path / "other_recipe")
+    with pytest.raises(ValueError, match="not a --final-from run"):
+        pool_predictions.with_final_run(merged, tmp_path / "part2")

@@ -252,9 +252,12 @@ def test_ensembles_are_chosen_on_validation_and_scored_on_test(tmp_path) -> None
     summary = evaluation.mean_auc_ci(labels, pair, patients, report.COMPARISON_BOOTSTRAP, report.COMPARISON_SEED)
     difference = evaluation.paired_auc_difference(labels, pair, one, patients, report.COMPARISON_BOOTSTRAP,
                                                   report.COMPARISON_SEED)
-    assert rows[1][:3] == ["A + C", "2", "2"] and rows[0][6] == "reference"
+    assert rows[1][:3] == ["A + C", "2", "2"] and rows[0][7] == "reference"
     assert rows[1][5] == report.interval(summary["value"], summary["ci_low"], summary["ci_high"])
-    assert rows[1][6] == report.interval(difference["difference"], difference["ci_low"], difference["ci_high"],
+    calls = [(pair[k] >= 0.5)[labels == 1].mean() for k in range(2)], [(pair[k] < 0.5)[labels == 0].mean()
+                                                                       for k in range(2)]
+    assert rows[1][6] == f"{np.mean(calls[0]):.3f} / {np.mean(calls[1]):.3f}"  # every member's threshold is 0.5
+    assert rows[1][7] == report.interval(difference["difference"], difference["ci_low"], difference["ci_high"],
                                          signed=True)
     candidates["pair"]["ensembles"] = [["a", "c"]]
     (tmp_path / "experiments/report.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
