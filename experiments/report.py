@@ -445,12 +445,22 @@ def candidate_scores(stats: Statistics, spec: dict[str, Any]) -> dict[str, Any]:
             "calls": np.mean([ensembles.sensitivity_specificity(rows) for rows in tests], axis=0)}  # (S, 2) -> (2,)
 
 
-def ensembles_table(spec: dict[str, Any], stats: Statistics) -> str:
-    """Ensemble candidates (each: one or more ensembles of runs, their mean calibrated score) chosen by mean
-    inner-validation AUC; then, read after the choice, test pooled AUC (seeds and patients resampled) and the
-    paired difference to the reference candidate."""
+ENSEMBLE_HEADERS = {
+    "candidate": "candidate", "models": "models averaged", "ensembles": "ensembles (seeds)",
+    "validation": "mean inner-validation AUC", "choice": "choice",
+    "test": "test pooled AUC [95% CI, seeds and patients resampled]",
+    "calls": "sensitivity / specificity (mean of the members' thresholds)", "difference": "AUC − {reference}, paired "
+    "[95% CI]", "reading": "reading",
+}
+
+
+def ensemble_comparison(spec: dict[str, Any], stats: Statistics) -> list[dict[str, str]]:
+    """One row (`ENSEMBLE_HEADERS` keys, and `name`) per candidate of an `ensembles` table: chosen by mean
+    inner-validation AUC (among the `eligible` ones, default all); test AUC, calls and the paired difference to the
+    reference candidate read after."""
     scores = {name: candidate_scores(stats, entry) for name, entry in spec["candidates"].items()}
-    chosen = max(scores, key=lambda name: scores[name]["validation"])
+    eligible = [name for name, entry in spec["candidates"].items() if entry.get("eligible", True)]
+    chosen = max(eligible, key=lambda name: scores[name]["validation"])
     reference = scores[spec["reference"]]
     rows = []
     for name, entry in spec["candidates"].items():
@@ -459,23 +469,28 @@ def ensembles_table(spec: dict[str, Any], stats: Statistics) -> str:
             raise ValueError(f"ensemble candidate {name!r} scores other test images than {spec['reference']!r}")
         test = evaluation.mean_auc_ci(candidate["labels"], candidate["scores"], candidate["patients"],
                                       COMPARISON_BOOTSTRAP, COMPARISON_SEED)
-        row = [entry["label"], str(len(entry["ensembles"][0])), str(len(entry["ensembles"])),
-               f"{candidate['validation']:.3f}", "**chosen**" if name == chosen else "",
-               interval(test["value"], test["ci_low"], test["ci_high"]),
-               " / ".join(f"{value:.3f}" for value in candidate["calls"])]
-        if name == spec["reference"]:
-            row += ["reference", ""]
-        else:
+        row = {"name": name, "candidate": entry["label"], "models": str(len(entry["ensembles"][0])),
+               "ensembles": str(len(entry["ensembles"])), "validation": f"{candidate['validation']:.3f}",
+               "choice": "**chosen**" if name == chosen else ("" if name in eligible else "not a candidate"),
+               "test": interval(test["value"], test["ci_low"], test["ci_high"]),
+               "calls": " / ".join(f"{value:.3f}" for value in candidate["calls"]),
+               "difference": "reference", "reading": ""}
+        if name != spec["reference"]:
             result = evaluation.paired_auc_difference(candidate["labels"], candidate["scores"], reference["scores"],
                                                       candidate["patients"], COMPARISON_BOOTSTRAP, COMPARISON_SEED)
-            row += [interval(result["difference"], result["ci_low"], result["ci_high"], signed=True),
-                    verdict(result["ci_low"], result["ci_high"])]
+            row.update(difference=interval(result["difference"], result["ci_low"], result["ci_high"], signed=True),
+                       reading=verdict(result["ci_low"], result["ci_high"]))
         rows.append(row)
-    label = spec["candidates"][spec["reference"]]["label"]
-    return markdown(["candidate", "models averaged", "ensembles (seeds)", "mean inner-validation AUC", "choice",
-                     "test pooled AUC [95% CI, seeds and patients resampled]",
-                     "sensitivity / specificity (mean of the members' thresholds)", f"AUC − {label}, paired [95% CI]",
-                     "reading"], rows)
+    return rows
+
+
+def ensembles_table(spec: dict[str, Any], stats: Statistics) -> str:
+    """Ensemble candidates (each: one or more ensembles of runs, their mean calibrated score) chosen by mean
+    inner-validation AUC; then, read after the choice, test pooled AUC (seeds and patients resampled) and the
+    paired difference to the reference candidate."""
+    reference = spec["candidates"][spec["reference"]]["label"]
+    headers = [text.format(reference=reference) for text in ENSEMBLE_HEADERS.values()]
+    return markdown(headers, [[row[key] for key in ENSEMBLE_HEADERS] for row in ensemble_comparison(spec, stats)])
 
 
 def label_draws(folder: Path) -> dict[int, pd.DataFrame]:

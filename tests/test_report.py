@@ -208,23 +208,37 @@ def test_recipe_names_the_lesion_mask_loss_and_crops_only_when_used() -> None:
     assert report.recipe(arm) == "tf_efficientnet_lite0 128 px, imagenet, lr 1e-3, 15 epochs, lesion crops (margin 0.2)"
 
 
-def test_ensembles_are_chosen_on_validation_and_scored_on_test(tmp_path) -> None:
-    """Candidates (ensembles of runs, mean score) ranked by the mean over folds of their inner-validation AUC; the
-    test columns computed from the members' mean test score, paired against the reference candidate."""
+ENSEMBLE_FOLDERS = {"a1": "ens/a/seed1", "a2": "ens/a/seed2", "c": "ens/c"}
+
+
+@pytest.fixture
+def ensemble_root(tmp_path) -> tuple[Path, dict]:
+    """(root, spec): runs A (seeds 1, 2) and C with inner-validation predictions, and an ensembles table."""
     results = tmp_path / "experiments/results"
     strengths = {"a1": (0.1, 0.3), "a2": (0.15, 0.25), "c": (0.3, 0.1)}  # (validation, test): c validates best
-    folders = {"a1": "ens/a/seed1", "a2": "ens/a/seed2", "c": "ens/c"}
     for index, (name, (val, test)) in enumerate(strengths.items()):
-        write_run(results / folders[name], synthetic_predictions(index, test), seed=1 + (name == "a2"))
-        synthetic_predictions(10 + index, val).to_csv(results / folders[name] / "val_predictions.csv", index=False)
+        folder = results / ENSEMBLE_FOLDERS[name]
+        write_run(folder, synthetic_predictions(index, test), seed=1 + (name == "a2"))
+        synthetic_predictions(10 + index, val).to_csv(folder / "val_predictions.csv", index=False)
     candidates = {"one": {"label": "A, one seed", "ensembles": [["a:1"], ["a:2"]]},
                   "pair": {"label": "A + C", "ensembles": [["a:1", "c"], ["a:2", "c"]]},
-                  "c": {"label": "C", "ensembles": [["c"]]}}
-    arms = {"a": {"label": "A", "runs": [folders["a1"], folders["a2"]]}, "c": {"label": "C", "runs": ["ens/c"]}}
+                  "c": {"label": "C", "ensembles": [["c"]]},
+                  "all": {"label": "A + A + C", "ensembles": [["a:1", "a:2", "c"]], "eligible": False}}
+    arms = {"a": {"label": "A", "runs": [ENSEMBLE_FOLDERS["a1"], ENSEMBLE_FOLDERS["a2"]]},
+            "c": {"label": "C", "runs": [ENSEMBLE_FOLDERS["c"]]}}
     table = {"document": "doc.md", "kind": "ensembles", "reference": "one", "candidates": candidates}
     spec = {"arms": arms, "tables": {"ens": table}}
     (tmp_path / "experiments/report.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     (tmp_path / "doc.md").write_text("<!-- report:ens -->\n<!-- /report -->\n")
+    return tmp_path, spec
+
+
+def test_ensembles_are_chosen_on_validation_and_scored_on_test(ensemble_root) -> None:
+    """Candidates (ensembles of runs, mean score) ranked by the mean over folds of their inner-validation AUC; the
+    test columns computed from the members' mean test score, paired against the reference candidate."""
+    tmp_path, spec = ensemble_root
+    results, folders = tmp_path / "experiments/results", ENSEMBLE_FOLDERS
+    candidates = spec["tables"]["ens"]["candidates"]
     assert report.main(["--root", str(tmp_path)]) == 0
     rows = table_rows((tmp_path / "doc.md").read_text(), "ens")
 
@@ -241,9 +255,10 @@ def test_ensembles_are_chosen_on_validation_and_scored_on_test(tmp_path) -> None
                   "pair": np.mean([mean_fold_auc([read(a, "val_predictions.csv"), read("c", "val_predictions.csv")])
                                    for a in ("a1", "a2")]),
                   "c": mean_fold_auc([read("c", "val_predictions.csv")])}
-    assert [row[3] for row in rows] == [f"{validation[name]:.3f}" for name in candidates]
-    chosen = max(validation, key=validation.get)
-    assert [row[4] for row in rows] == ["**chosen**" if name == chosen else "" for name in candidates]
+    assert [row[3] for row in rows[:3]] == [f"{validation[name]:.3f}" for name in validation]
+    chosen = max(validation, key=validation.get)  # "all" is not eligible, whatever its validation AUC
+    assert [row[4] for row in rows] == [*("**chosen**" if name == chosen else "" for name in validation),
+                                        "not a candidate"]
     tests = {name: read(name, "predictions.csv").sort_values("image_id") for name in folders}
     labels, patients = tests["a1"]["label"].to_numpy(), tests["a1"]["patient_id"].astype(str).to_numpy()
     pair = np.stack([(tests[a]["prob_malignant"].to_numpy() + tests["c"]["prob_malignant"].to_numpy()) / 2
@@ -268,3 +283,28 @@ def test_ensembles_are_chosen_on_validation_and_scored_on_test(tmp_path) -> None
     (results / "ens/c/val_predictions.csv").unlink()
     with pytest.raises(FileNotFoundError, match=r"ens/c: no val_predictions\.csv"):
         report.main(["--root", str(tmp_path)])
+
+
+def test_record_two_view_writes_the_choice_only_when_the_table_makes_it(ensemble_root) -> None:
+    from experiments import record_two_view
+
+    tmp_path, _ = ensemble_root
+    whole, crop = tmp_path / "whole.json", tmp_path / "crop.json"
+    for path in (whole, crop):
+        path.write_text(json.dumps({"choices": [{"choice": record_two_view.CHOICE, "old": True}]}))
+    arguments = ["--table", "ens", "--root", str(tmp_path), "--whole", str(whole), "--crop", str(crop)]
+    rows = record_two_view.comparison(report.DEFAULT_SPEC, "ens", tmp_path)[1]
+    chosen = next(row["name"] for row in rows if row["choice"] == "**chosen**")
+    other = next(name for name in ("one", "pair", "c") if name != chosen)
+    with pytest.raises(SystemExit, match=f"chose '{chosen}' on validation, not '{other}'"):
+        record_two_view.main([*arguments, "--chosen", other])
+    assert "two_view" not in json.loads(whole.read_text())
+    record_two_view.main([*arguments, "--chosen", chosen])
+    for path, view, partner in ((whole, "whole image", record_two_view.CROP_MODEL),
+                                (crop, "lesion crop", record_two_view.WHOLE_MODEL)):
+        results = json.loads(path.read_text())
+        assert [choice.get("old") for choice in results["choices"]] == [None]  # the earlier entry replaced
+        assert results["choices"][0]["candidates"] == {row["candidate"]: float(row["validation"]) for row in rows
+                                                       if row["choice"] != "not a candidate"}
+        assert results["two_view"]["view"] == view and results["two_view"]["partner"] == partner
+        assert [row["test"] for row in results["two_view"]["rows"]] == [row["test"] for row in rows]

@@ -192,6 +192,7 @@ def classifier_card(
         machine=results.get("machine", ""),
         on_gpu=run_device(results)["gpu"] is not None,
         saliency=saliency_facts(results),
+        two_view=results.get("two_view"),
         pretrain_steps=pretrain_steps,
         finetune_epochs=(results.get("config") or {}).get("num_epochs"),
         wall_time_h=f"{float(results.get('wall_time_s', 0.0)) / 3600:.1f}",
