@@ -21,7 +21,9 @@ from typing import Any
 
 from experiments import report
 
-WHOLE_MODEL, CROP_MODEL, LESION_MODEL = "usvcl-lite0-busbra", "usvcl-lite0-crops-busbra", "usvcl-lesion-busbra"
+# the three models as the cards name them (Hub ids; the same names under models/ locally)
+WHOLE_MODEL, CROP_MODEL = "usvcl/usvcl-lite0-busbra", "usvcl/usvcl-lite0-crops-busbra"
+LESION_MODEL = "usvcl/usvcl-lesion-busbra"
 ROLES = {"whole": ("whole image", CROP_MODEL), "crop": ("lesion crop", WHOLE_MODEL)}  # role -> (view, partner)
 CHOICE = "two views in the demo and predict_clip: whole image + lesion crop, mean calibrated P(malignant)"
 DATA = ("the inner validation split of each fold (val_predictions.csv of every member: patients held out of its "

@@ -19,6 +19,7 @@ from usvcl_hf import UsvclConfig, UsvclForContrastivePretraining, UsvclForImageC
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_MODEL = REPO_ROOT / app.DEFAULT_MODEL  # the default model, whichever ships
+BUNDLED_CLASSIFIERS = [BUNDLED_MODEL, REPO_ROOT / app.DEFAULT_CROP_MODEL]  # the demo's two views
 TINY_CONFIG = dict(backbone="resnet18", image_size=64, embedding_dim=16, projection_hidden_dim=32,
                    classifier_hidden_dim=8, num_positives=2, num_negatives=3)
 TEST_MAX_MB = 40.0  # resnet18 in float16 is ~22 MB, over the 20 MB limit meant for densenet121
@@ -310,23 +311,28 @@ def test_cli_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert exited.value.code == 0 and "--kind" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(not BUNDLED_MODEL.is_dir(), reason=f"{BUNDLED_MODEL} is not exported yet (training.export)")
-def test_bundled_default_model() -> None:
-    assert (BUNDLED_MODEL / "model.safetensors").stat().st_size <= export.MAX_WEIGHTS_MB * export.BYTES_PER_MB
-    assert float_dtypes(BUNDLED_MODEL / "model.safetensors") <= {torch.float16, torch.bfloat16}
-    report = push_to_hub.load_in_clean_process(BUNDLED_MODEL)
+@pytest.mark.parametrize("folder", BUNDLED_CLASSIFIERS, ids=lambda folder: folder.name)
+def test_bundled_classifiers(folder: Path) -> None:
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is not exported yet (training.export)")
+    assert (folder / "model.safetensors").stat().st_size <= export.MAX_WEIGHTS_MB * export.BYTES_PER_MB
+    assert float_dtypes(folder / "model.safetensors") <= {torch.float16, torch.bfloat16}
+    report = push_to_hub.load_in_clean_process(folder)
     assert report["dtype"] == "torch.float32" and report["max_abs_diff_logits"] <= export.CHECK_ATOL
-    card = push_to_hub.check_model_card(BUNDLED_MODEL, "classifier")
+    card = push_to_hub.check_model_card(folder, "classifier")
     assert card["library_name"] == "transformers" and card["eval_results"] >= 1
+    config = json.loads((folder / "config.json").read_text())
+    assert (config.get("lesion_crop_margin") is not None) == (folder.name == Path(app.DEFAULT_CROP_MODEL).name)
 
 
-def test_bundled_remote_code_is_the_package_code() -> None:
+@pytest.mark.parametrize("folder", BUNDLED_CLASSIFIERS, ids=lambda folder: folder.name)
+def test_bundled_remote_code_is_the_package_code(folder: Path) -> None:
     """The Hub folder carries its own copy of the remote code; it must not drift from usvcl_hf."""
     package = Path(usvcl_hf.__file__).parent
-    copies = sorted(path.name for path in BUNDLED_MODEL.glob("*.py"))
-    assert copies, "the bundled model has no remote code"
+    copies = sorted(path.name for path in folder.glob("*.py"))
+    assert copies, f"{folder} has no remote code"
     for name in copies:
-        assert (BUNDLED_MODEL / name).read_text() == (package / name).read_text(), name
+        assert (folder / name).read_text() == (package / name).read_text(), name
 
 
 def test_efficientnet_lite_classifier_and_backbone_cards_name_the_imagenet_init(tmp_path: Path) -> None:
