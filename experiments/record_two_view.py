@@ -51,7 +51,7 @@ def record(path: Path, role: str, table: str, spec: dict[str, Any], rows: list[d
     results["two_view"] = {
         "view": view, "partner": partner, "lesion_model": LESION_MODEL,
         "reference": spec["candidates"][spec["reference"]]["label"],
-        "source": f"experiments/report.yaml table {table} (docs/results.md)",
+        "source": f"table `{table}` of experiments/report.yaml, in docs/results.md",
         "rows": [{key: row[key] for key in report.ENSEMBLE_HEADERS} for row in rows],
     }
     path.write_text(json.dumps(results, indent=2))
