@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -41,7 +42,15 @@ sys.path.insert(0, str(ROOT))
 import app  # noqa: E402
 from benchmarks.timing import timed_rounds  # noqa: E402
 from usvcl_hf import UsvclConfig, UsvclForImageClassification, UsvclImageProcessor  # noqa: E402
-from usvcl_hf.clip_prediction import DEFAULT_BATCH_SIZE, load_model, predict_clip, read_source  # noqa: E402
+from usvcl_hf.clip_prediction import (  # noqa: E402
+    DEFAULT_BATCH_SIZE,
+    frame_scores,
+    load_model,
+    predict_clip,
+    read_source,
+)
+from usvcl_hf.lesion import frame_lesions  # noqa: E402
+from usvcl_hf.lesion_crop import lesion_crops  # noqa: E402
 from usvcl_hf.saliency import gradcam_heatmap  # noqa: E402
 
 TARGET_RATIO = 1.3
@@ -175,8 +184,21 @@ def main() -> None:
             if two_views.crop_model is not None:  # the demo as `python app.py` runs it with every bundled model
                 measurements[DEMO_TWO_VIEWS] = lambda: app.run_analysis(model, processor, "benchmark", [str(clip)],
                                                                         args.stride, aggregation, True, two_views)
+                measurements.update(two_view_parts(two_views, decoded.frames))
         times = timed_rounds(measurements, args.repeats)
     report(args, description, aggregation, len(decoded.frames), times, time.perf_counter() - run_started)
+
+
+def two_view_parts(two_views: app.LesionModel, frames: list[np.ndarray]) -> dict[str, Callable[[], object]]:
+    """What the two views add, on the kept frames: the lesion model with masks, and the crop classifier."""
+    _, masks = frame_lesions(two_views.model, two_views.processor, frames, DEFAULT_BATCH_SIZE)
+    crops, _ = lesion_crops(masks, frames, two_views.crop_model.config.lesion_crop_margin)
+    return {
+        "lesion model, presence and masks": lambda: frame_lesions(two_views.model, two_views.processor, frames,
+                                                                  DEFAULT_BATCH_SIZE),
+        "lesion-crop classifier": lambda: frame_scores(two_views.crop_model, two_views.crop_processor, crops,
+                                                       DEFAULT_BATCH_SIZE),
+    }
 
 
 def describe_clip(args: argparse.Namespace) -> str:
