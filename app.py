@@ -428,12 +428,16 @@ def main(argv: list[str] | None = None) -> None:
 
 def load_demo_lesion_model(name: str, crop_name: str = NO_MODEL) -> LesionModel | None:
     """The lesion segmenter asked for, with the lesion-crop classifier asked for; None for `none` or when the
-    default folder is absent (stated in the log)."""
-    if name.lower() == NO_MODEL:
-        return None
+    default folder is absent (stated in the log). A crop model named without a lesion model is refused: the
+    lesion model finds its crops."""
     location = str(APP_DIR / DEFAULT_LESION_MODEL) if name == DEFAULT_LESION_MODEL else name
-    if name == DEFAULT_LESION_MODEL and not Path(location).is_dir():
-        LOGGER.warning("no lesion model at %s: every frame counts and 'no lesion' is never answered", location)
+    missing = name == DEFAULT_LESION_MODEL and not Path(location).is_dir()
+    if name.lower() == NO_MODEL or missing:
+        if crop_name.lower() not in (NO_MODEL, DEFAULT_CROP_MODEL):
+            raise SystemExit(f"--crop-model {crop_name} needs a lesion model (it finds the lesion crops); pass one "
+                             "with --lesion-model, or --crop-model none.")
+        if missing:
+            LOGGER.warning("no lesion model at %s: every frame counts and 'no lesion' is never answered", location)
         return None
     try:
         model, processor = load_lesion_model(location)

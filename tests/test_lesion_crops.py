@@ -162,3 +162,6 @@ def test_final_from_trains_the_final_crop_model_from_finished_parts(segmented, t
         finetune.main([*final_args, "--final-from", *files, files[1], "--output-dir", str(tmp_path / "twice")])
     with pytest.raises(ValueError, match="trains the final model only"):
         finetune.main([*args, "--final-from", *files, "--output-dir", str(tmp_path / "none")])
+    (tmp_path / "pooled.json").write_text(json.dumps({"pooled": {}}))
+    with pytest.raises(ValueError, match=r"pooled\.json: no finished folds"):
+        finetune.main([*final_args, "--final-from", str(tmp_path / "pooled.json"), "--output-dir", str(tmp_path / "p")])

@@ -92,5 +92,9 @@ def test_demo_loads_the_crop_model_with_the_lesion_model(folders, monkeypatch, t
     assert app.load_demo_lesion_model(str(folders["lesion"]), "none").crop_model is None
     with pytest.raises(SystemExit, match=r"classifies whole images(.|\n)*--crop-model none"):
         app.load_demo_lesion_model(str(folders["lesion"]), str(folders["whole"]))
-    monkeypatch.setattr(app, "APP_DIR", Path(tmp_path))  # no models/ folder here: the default is optional
+    with pytest.raises(SystemExit, match=r"--crop-model .* needs a lesion model"):
+        app.load_demo_lesion_model("none", str(folders["crop"]))
+    assert app.load_demo_lesion_model("none", app.DEFAULT_CROP_MODEL) is None
+    monkeypatch.setattr(app, "APP_DIR", Path(tmp_path))  # no models/ folder here: the defaults are optional
     assert app.load_demo_lesion_model(str(folders["lesion"]), app.DEFAULT_CROP_MODEL).crop_model is None
+    assert app.load_demo_lesion_model(app.DEFAULT_LESION_MODEL, app.DEFAULT_CROP_MODEL) is None

@@ -63,26 +63,12 @@ def _batches(frames: Sequence[Any], batch_size: int) -> Iterable[list[Any]]:
         yield list(frames[start : start + batch_size])
 
 
-def _lesion_outputs(model: Any, processor: Any, frames: Sequence[Any], batch_size: int,
-                    progress: Any) -> Iterable[tuple[list[Any], Any]]:
-    """(batch of frames, model output) for consecutive batches, under `inference_mode`. Frames are taken as checked
-    when decoded (`CHECKED_SIZES`: an imaging-region crop may be small)."""
-    parameter = next(model.parameters())
-    with torch.inference_mode():
-        for batch in _batches(frames, batch_size):
-            pixels = processor(batch, return_tensors="pt", **CHECKED_SIZES)["pixel_values"]  # (b, C, S, S)
-            yield batch, model(pixel_values=pixels.to(parameter.device, parameter.dtype))
-            if progress is not None:
-                progress(len(batch))
-
-
 def frame_lesion_probabilities(
     model: Any, processor: Any, frames: Sequence[Any], batch_size: int = DEFAULT_LESION_BATCH_SIZE,
     progress: Any = None,
 ) -> np.ndarray:
-    """Probability `(T,)` that each frame shows a lesion (`output.lesion_probability`), batched.
-
-    `progress`, when given, is called with each batch's size (e.g. `tqdm.update`)."""
+    """Probability `(T,)` that each frame shows a lesion (`output.lesion_probability`; `frame_lesions` without
+    masks)."""
     return frame_lesions(model, processor, frames, batch_size, progress, with_masks=False)[0]
 
 
@@ -91,14 +77,22 @@ def frame_lesions(
     progress: Any = None, with_masks: bool = True,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Lesion probability `(T,)` of each frame and, with `with_masks`, its boolean lesion mask `(H, W)` at the
-    frame's own size (`post_process_semantic_segmentation` at `model.config.mask_threshold`), in one batched pass."""
+    frame's own size (`post_process_semantic_segmentation` at `model.config.mask_threshold`), in one batched pass
+    under `inference_mode`. Frames are taken as checked when decoded (`CHECKED_SIZES`: an imaging-region crop may
+    be small). `progress`, when given, is called with each batch's size (e.g. `tqdm.update`)."""
+    parameter = next(model.parameters())
     probabilities, masks = [np.zeros(0)], []
-    for batch, output in _lesion_outputs(model, processor, frames, batch_size, progress):
-        probabilities.append(output.lesion_probability.float().cpu().numpy())  # (b,)
-        if with_masks:
-            sizes = [to_grey_float(frame).shape for frame in batch]
-            masks += [mask.numpy().astype(bool) for mask in processor.post_process_semantic_segmentation(
-                output, target_sizes=sizes, threshold=model.config.mask_threshold)]
+    with torch.inference_mode():
+        for batch in _batches(frames, batch_size):
+            pixels = processor(batch, return_tensors="pt", **CHECKED_SIZES)["pixel_values"]  # (b, C, S, S)
+            output = model(pixel_values=pixels.to(parameter.device, parameter.dtype))
+            probabilities.append(output.lesion_probability.float().cpu().numpy())  # (b,)
+            if with_masks:
+                sizes = [to_grey_float(frame).shape for frame in batch]
+                masks += [mask.numpy().astype(bool) for mask in processor.post_process_semantic_segmentation(
+                    output, target_sizes=sizes, threshold=model.config.mask_threshold)]
+            if progress is not None:
+                progress(len(batch))
     return np.concatenate(probabilities).astype(np.float64), masks  # (T,), T x (H, W)
 
 

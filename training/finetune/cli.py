@@ -218,7 +218,10 @@ def finished_folds(files: list[str]) -> list[dict[str, Any]]:
     """The `folds` entries of cross-validation results.json files (`--final-from`), each fold once."""
     folds: dict[int, dict[str, Any]] = {}
     for path in files:
-        for fold in json.loads(Path(path).read_text())["folds"]:
+        finished = json.loads(Path(path).read_text()).get("folds")
+        if not finished:
+            raise ValueError(f"{path}: no finished folds (--final-from takes the results.json of finetune runs).")
+        for fold in finished:
             if fold["fold"] in folds:
                 raise ValueError(f"{path}: fold {fold['fold']} is also in another --final-from file.")
             folds[fold["fold"]] = fold
