@@ -6,20 +6,31 @@
 # validation images (val_predictions.csv) and their mean can be compared with one seed there. Seed 42 itself has to
 # run again for its val_predictions.csv (its runs predate the file; training here repeats to the last digit,
 # experiments/results/cpu13_le/README.md, so its test predictions must equal the shipped arm's).
+# VIEW=crop runs seeds of the other shipped view instead, the lesion-crop classifier (experiments/cpu_lesion_crops.sh's
+# recipe: 128 px, margin 0.2), its validation and test images cut by the committed per-fold segmenter boxes (same
+# inner splits, seed 42); about 12 min a fold on a lane.
 # One lane per seed, one torch thread each; FOLDS splits the 5 folds over sessions (about 22 min a fold on a lane),
 # each part into its own folder (experiments.report reads part*/ folders as one run). No final model.
 #   SEEDS="43 44" FOLDS="1 2" bash experiments/cpu_default_seeds.sh   # -> $RUNS/lite0_B_15ep_seed43_folds1-2, ...
+#   VIEW=crop SEEDS=43 FOLDS="4 5" bash experiments/cpu_default_seeds.sh   # -> $RUNS/lite0_B_crops_seed43_folds4-5
 set -euo pipefail
 RUNS=${RUNS:-runs/cpu}
 SEEDS=(${SEEDS:-43 44})
 FOLDS=(${FOLDS:-1 2 3 4 5})
+VIEW=${VIEW:-whole}
+BOXES=(experiments/results/cpu15_crops/lesion_boxes/part1/boxes.csv experiments/results/cpu15_crops/lesion_boxes/part2/boxes.csv)
 source experiments/common.sh
+case $VIEW in
+  whole) NAME=lite0_B_15ep; VIEW_ARGS=() ;;
+  crop) NAME=lite0_B_crops; VIEW_ARGS=(--image-size 128 --lesion-crop --crop-margin 0.2 --eval-boxes "${BOXES[@]}") ;;
+  *) echo "VIEW must be whole or crop, got $VIEW" >&2; exit 2 ;;
+esac
 mkdir -p "$RUNS"
 part=folds$(IFS=-; echo "${FOLDS[*]}")
 
 for seed in "${SEEDS[@]}"; do
-  finetune_lane "lite0_B_15ep_seed${seed}_$part" --num-epochs 15 --seed "$seed" --split-seed 42 \
-    --folds "${FOLDS[@]}" --no-final-model &
+  finetune_lane "${NAME}_seed${seed}_$part" --num-epochs 15 --seed "$seed" --split-seed 42 \
+    "${VIEW_ARGS[@]}" --folds "${FOLDS[@]}" --no-final-model &
 done
 wait
-echo "seeds ${SEEDS[*]}, folds ${FOLDS[*]}: $RUNS/lite0_B_15ep_seed*_$part"
+echo "seeds ${SEEDS[*]}, folds ${FOLDS[*]}: $RUNS/${NAME}_seed*_$part"
