@@ -305,6 +305,14 @@ def return_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def suspicious_lesion_mask(prediction: ClipPrediction, lesion: LesionModel) -> np.ndarray:
+    """`(H, W)` bool lesion mask of the most suspicious frame: the one two views already computed, else the lesion
+    model's on that frame."""
+    if prediction.suspicious_lesion_mask is not None:
+        return prediction.suspicious_lesion_mask
+    return lesion_masks(lesion.model, lesion.processor, [prediction.frames[prediction.most_suspicious_frame]])[0]
+
+
 def run_analysis(
     model: Any, processor: Any, model_name: str, paths: list[str], frame_stride: int, method: str, crop: bool,
     lesion: LesionModel | None = None, *, waited_s: float = 0.0,
@@ -322,8 +330,7 @@ def run_analysis(
     if prediction.label == NO_LESION_LABEL:
         shown, overlay = suspicious, None  # the summary says: no lesion, Grad-CAM not computed
     else:
-        shown = suspicious if lesion is None else draw_outline(
-            suspicious, lesion_masks(lesion.model, lesion.processor, [suspicious])[0])
+        shown = suspicious if lesion is None else draw_outline(suspicious, suspicious_lesion_mask(prediction, lesion))
         overlay = overlay_heatmap(suspicious, gradcam_heatmap(model, processor, suspicious, SALIENCY_CLASS))
     plot_axes = {} if lesion is None else {"y": VALUE_COLUMN, "color": CURVE_COLUMN, "y_title": VALUE_COLUMN}
     total_s = time.perf_counter() - started

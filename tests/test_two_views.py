@@ -63,6 +63,8 @@ def test_two_views_average_the_whole_frame_and_its_lesion_crop(models, clip_path
     crops = [crop_to_box(frame, mask_box(mask), MARGIN) for frame, mask in zip(two.frames, masks)]
     crop_probabilities = frame_malignancy(*models["crop"], crops)  # (T,) one crop at a time, as a reference
     assert two.lesion_boxes == [mask_box(mask) for mask in masks]
+    np.testing.assert_array_equal(two.suspicious_lesion_mask, masks[two.most_suspicious_frame])  # the demo's outline
+    assert one.suspicious_lesion_mask is None
     np.testing.assert_allclose(two.view_probabilities[WHOLE_VIEW], one.frame_probabilities)
     np.testing.assert_allclose(two.view_probabilities[CROP_VIEW], crop_probabilities, atol=1e-6)
     np.testing.assert_allclose(two.frame_probabilities, (one.frame_probabilities + crop_probabilities) / 2,
@@ -98,3 +100,14 @@ def test_demo_loads_the_crop_model_with_the_lesion_model(folders, monkeypatch, t
     monkeypatch.setattr(app, "APP_DIR", Path(tmp_path))  # no models/ folder here: the defaults are optional
     assert app.load_demo_lesion_model(str(folders["lesion"]), app.DEFAULT_CROP_MODEL).crop_model is None
     assert app.load_demo_lesion_model(app.DEFAULT_LESION_MODEL, app.DEFAULT_CROP_MODEL) is None
+
+
+def test_demo_outlines_the_mask_two_views_already_computed(models, clip_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    import app
+
+    lesion = app.LesionModel(*models["lesion"], "tiny")
+    one, two = predict(models, clip_path, views=1), predict(models, clip_path)
+    assert app.suspicious_lesion_mask(two, lesion) is two.suspicious_lesion_mask
+    expected = lesion_masks(*models["lesion"], [one.frames[one.most_suspicious_frame]])[0]
+    np.testing.assert_array_equal(app.suspicious_lesion_mask(one, lesion), expected)

@@ -19,6 +19,7 @@ import PIL.Image
 import PIL.ImageFilter
 import torch
 
+from .batchnorm_folding import prepare_for_inference
 from .image_processing_usvcl import UINT8_MAX, to_grey_float, to_grey_uint8
 from .input_checks import CHECKED_SIZES
 
@@ -34,8 +35,11 @@ def check_model_location(name: str, what: str = "Model") -> None:
         raise FileNotFoundError(f"{what} folder {name} does not exist.")
 
 
-def load_lesion_model(model_id_or_dir: str | Path, device: str | torch.device | None = None) -> tuple[Any, Any]:
-    """A lesion segmenter and its image processor (Auto classes, `trust_remote_code=True`), in eval mode.
+def load_lesion_model(
+    model_id_or_dir: str | Path, device: str | torch.device | None = None, fold_batchnorm: bool = True,
+) -> tuple[Any, Any]:
+    """A lesion segmenter and its image processor (Auto classes, `trust_remote_code=True`), ready for inference
+    (`usvcl_hf.batchnorm_folding.prepare_for_inference`, as `usvcl_hf.clip_prediction.load_model`).
 
     Raises `FileNotFoundError` for a local-looking path that does not exist, `ValueError` for a model that is not
     a lesion segmenter, `OSError` when loading fails.
@@ -51,8 +55,7 @@ def load_lesion_model(model_id_or_dir: str | Path, device: str | torch.device | 
     processor = AutoImageProcessor.from_pretrained(name, trust_remote_code=True)
     if device is not None:
         model = model.to(device)
-    model = model.to(memory_format=torch.channels_last)  # NHWC convolutions: faster on a CPU, same outputs
-    return model.eval(), processor
+    return prepare_for_inference(model, fold_batchnorm), processor
 
 
 def _batches(frames: Sequence[Any], batch_size: int) -> Iterable[list[Any]]:
