@@ -23,7 +23,8 @@ def test_refresh_copies_the_code_and_keeps_everything_else(tmp_path: Path) -> No
     assert refresh_code.main([str(folder), "--check"]) == 1
     assert set(refresh_code.stale_files(folder)) == {"modeling_usvcl.py", "losses.py"}
     assert refresh_code.main([str(folder)]) == 0
-    expected = {"configuration_usvcl.py", "modeling_usvcl.py", "losses.py", "image_processing_usvcl.py"}
+    expected = {"configuration_usvcl.py", "modeling_usvcl.py", "losses.py", "image_processing_usvcl.py",
+                "pipeline_usvcl.py", "lesion_crop.py", "configuration_lesion.py"}  # auto_map + custom_pipelines
     assert set(refresh_code.code_files(folder)) == expected
     for name in expected:
         assert (folder / name).read_bytes() == (refresh_code.PACKAGE_DIR / name).read_bytes(), name

@@ -34,12 +34,15 @@ AUTO_MAP_FILES = ("config.json", "preprocessor_config.json")
 
 def code_files(folder: Path) -> list[str]:
     """The modules `trust_remote_code` loads for `folder`: those its `auto_map`s name (config.json,
-    preprocessor_config.json) and, recursively, what they import relatively (transformers' own rule)."""
+    preprocessor_config.json) and its `custom_pipelines` implement (config.json) and, recursively, what they import
+    relatively (transformers' own rule)."""
     modules = set()
     for name in AUTO_MAP_FILES:
         if (folder / name).is_file():
-            auto_map = json.loads((folder / name).read_text()).get("auto_map") or {}
-            modules.update(f"{reference.split('.')[0]}.py" for reference in auto_map.values())
+            config = json.loads((folder / name).read_text())
+            references = [*(config.get("auto_map") or {}).values(),
+                          *(task["impl"] for task in (config.get("custom_pipelines") or {}).values())]
+            modules.update(f"{reference.split('.')[0]}.py" for reference in references)
     files = set()
     for module in modules:
         files.add(module)

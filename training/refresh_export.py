@@ -7,6 +7,12 @@ unchanged bit for bit; the code files, `config.json` and `export_check.json` (re
 model) are new; the card, results and plots are kept.
 
     python -m training.refresh_export --folder models/usvcl-lite0-busbra
+    python -m training.refresh_export --folder models/usvcl-lite0-busbra \
+        --two-view-models usvcl/usvcl-lesion-busbra usvcl/usvcl-lite0-crops-busbra
+
+`--two-view-models LESION CROP` also names the two-view companions (Hub ids; `set_two_views`), so that
+`pipeline(model=folder, trust_remote_code=True)` answers with two views (`usvcl_hf/pipeline_usvcl.py`, copied in
+with the code it imports).
 
 Other commands change a folder the same way through `rewrite_classifier_folder` (e.g. `training.ood` adds the
 out-of-distribution statistics). To copy only the code files (nothing else rewritten): `training.refresh_code`.
@@ -37,9 +43,11 @@ from training.export import (
     read_json,
     save_model,
     set_decision_rule,
+    set_two_views,
     write_check,
 )
 from training.logs import setup_logging
+from training.refresh_code import refresh_code
 from usvcl_hf import UsvclForImageClassification
 
 LOGGER = logging.getLogger(__name__)
@@ -87,6 +95,7 @@ def rewrite_classifier_folder(
         (staging / CHECK_FILE).write_text(json.dumps(check, indent=2) + "\n")
         for path in kept_files(folder):
             shutil.copyfile(path, staging / path.name)
+        refresh_code(staging)  # the modules custom_pipelines names, which save_pretrained does not copy
         finish_folder(staging)
     return folder
 
@@ -100,7 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--folder", type=Path, required=True, help="exported classifier folder, rewritten in place")
     parser.add_argument("--max-size-mb", type=float, default=MAX_WEIGHTS_MB, help="largest allowed weights file")
+    parser.add_argument("--two-view-models", nargs=2, metavar=("LESION", "CROP"),
+                        help="also name the two-view companions: lesion segmenter and lesion-crop classifier Hub ids")
     return parser
+
+
+def folder_update(two_view_models: list[str] | None) -> Callable[[UsvclForImageClassification], None]:
+    """The decision rule again and, when named, the two-view companions."""
+    def update(model: UsvclForImageClassification) -> None:
+        fold_threshold(model)
+        if two_view_models:
+            set_two_views(model.config, *two_view_models)
+    return update
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     usvcl_hf.register_auto_classes()
     try:
-        folder = rewrite_classifier_folder(args.folder, fold_threshold, args.max_size_mb)
+        folder = rewrite_classifier_folder(args.folder, folder_update(args.two_view_models), args.max_size_mb)
     except ExportError as error:
         LOGGER.error("refresh failed: %s", error)
         return 1

@@ -8,6 +8,7 @@ from transformers import (
     AutoModelForPreTraining,
     AutoModelForSemanticSegmentation,
 )
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_lesion import LesionConfig
 from .configuration_usvcl import UsvclConfig
@@ -23,6 +24,8 @@ from .modeling_usvcl import (
     UsvclModelOutput,
     UsvclPreTrainedModel,
 )
+from .pipeline_usvcl import TASK as TWO_VIEW_TASK
+from .pipeline_usvcl import UsvclTwoViewPipeline
 
 IMAGE_PROCESSOR_BACKENDS = ("pil", "torchvision")
 
@@ -50,7 +53,16 @@ def register_auto_classes() -> None:
     LesionSegmentationModel.register_for_auto_class("AutoModelForSemanticSegmentation")
 
 
+def register_two_view_pipeline() -> None:
+    """Register the `usvcl-two-views` task (once), so that `pipeline(TWO_VIEW_TASK, model=...)` finds it in this
+    process; an exported folder names it in `config.custom_pipelines` for `trust_remote_code` loading."""
+    if TWO_VIEW_TASK not in PIPELINE_REGISTRY.supported_tasks:
+        PIPELINE_REGISTRY.register_pipeline(TWO_VIEW_TASK, pipeline_class=UsvclTwoViewPipeline,
+                                            pt_model=AutoModelForImageClassification, type="image")
+
+
 register_auto_classes()
+register_two_view_pipeline()
 
 __all__ = [
     "LesionConfig",
@@ -66,6 +78,7 @@ __all__ = [
     "UsvclModel",
     "UsvclModelOutput",
     "UsvclPreTrainedModel",
+    "UsvclTwoViewPipeline",
     "hard_triplet_loss",
     "info_nce_loss",
 ]

@@ -41,7 +41,7 @@ from .configuration_usvcl import CLIP_AGGREGATIONS, POSITIVE_LABEL, positive_lab
 from .image_processing_usvcl import to_grey_uint8
 from .input_checks import CHECKED_SIZES, check_frame_sizes
 from .lesion import NO_LESION_LABEL, check_model_location, frame_lesions
-from .lesion_crop import lesion_crops
+from .lesion_crop import CROP_VIEW, WHOLE_VIEW, lesion_crops
 from .ood import clip_ood_score, ood_warning
 from .video import (
     VIDEO_SUFFIXES,
@@ -60,7 +60,6 @@ DEFAULT_BATCH_SIZE = 16
 # the longer side of a kept frame stays below 2 x 2 x image_size, enough for the imaging-region crop and the resize.
 WORKING_SIDE_FACTOR = 2
 UNLIMITED = sys.maxsize
-WHOLE_VIEW, CROP_VIEW = "whole image", "lesion crop"  # the two views of a two-view prediction
 
 Box = tuple[int, int, int, int]
 ImageLike = str | Path | np.ndarray | PIL.Image.Image

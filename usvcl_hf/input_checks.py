@@ -14,12 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .image_processing_usvcl import image_size_problem
+from .image_processing_usvcl import CHECKED_SIZES, image_size_problem
 from .video import ClipReadError
 
-# Processor options for frames whose size was checked as decoded, before the imaging-region crop (`predict_clip`,
-# Grad-CAM of its frames): the crop may be smaller than the source without the source being too small.
-CHECKED_SIZES = {"min_image_side": 1}
 
 def check_frame_sizes(frames: Sequence[np.ndarray], sources: Sequence[str]) -> None:
     """Raise `ClipReadError` (file and reason) for the first `(H, W)` frame, as decoded, too small to judge."""

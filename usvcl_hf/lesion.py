@@ -20,10 +20,10 @@ import PIL.ImageFilter
 import torch
 
 from .batchnorm_folding import prepare_for_inference
+from .configuration_lesion import NO_LESION_LABEL
 from .image_processing_usvcl import UINT8_MAX, to_grey_float, to_grey_uint8
 from .input_checks import CHECKED_SIZES
 
-NO_LESION_LABEL = "no lesion"
 DEFAULT_LESION_BATCH_SIZE = 16
 OUTLINE_COLOUR = (0, UINT8_MAX, 0)
 OUTLINE_WIDTH = 3  # pixels of the outline drawn around a mask (odd: a centred max filter)

@@ -3,7 +3,8 @@
 
 A box is `(x0, y0, x1, y1)` in pixels of the frame, ends exclusive; `None` = no lesion found (the crop is then the
 whole frame). The crop adds `margin` times the box's width (height) on the left and right (top and bottom), clipped
-to the frame: the lesion's border and the tissue around it (posterior shadowing) stay in view. Not a Hub file.
+to the frame: the lesion's border and the tissue around it (posterior shadowing) stay in view. A Hub file (numpy
+only): the two-view pipeline (`pipeline_usvcl.py`) imports it.
 
     from usvcl_hf.lesion_crop import lesion_crops
     crops, boxes = lesion_crops(masks, frames, margin=0.2)  # masks from usvcl_hf.lesion.frame_lesions
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 Box = tuple[int, int, int, int]
+WHOLE_VIEW, CROP_VIEW = "whole image", "lesion crop"  # the two views of a two-view prediction
 
 
 def mask_box(mask: np.ndarray) -> Box | None:
@@ -56,4 +58,4 @@ def lesion_crops(masks: Sequence[np.ndarray], frames: Sequence[np.ndarray],
     return crops, boxes
 
 
-__all__ = ["Box", "crop_to_box", "expand_box", "lesion_crops", "mask_box"]
+__all__ = ["CROP_VIEW", "WHOLE_VIEW", "Box", "crop_to_box", "expand_box", "lesion_crops", "mask_box"]

@@ -14,6 +14,7 @@ LOSSES = ("hard_triplet", "info_nce")
 CLIP_AGGREGATIONS = ("mean_probability", "max_probability", "median_probability", "mean_logit", "top_k_mean")
 DEFAULT_ID2LABEL = {0: "benign", 1: "malignant"}
 POSITIVE_LABEL = "malignant"  # the class `decision_threshold` is about
+TWO_VIEW_ROLES = ("lesion_model", "crop_model")  # the companions `two_view_models` names
 AUTO_MAP = {
     "AutoConfig": "configuration_usvcl.UsvclConfig",
     "AutoModel": "modeling_usvcl.UsvclModel",
@@ -89,6 +90,9 @@ class UsvclConfig(PretrainedConfig):
             a lesion's bounding box grown by this share of its width / height on each side
             (`usvcl_hf.lesion_crop.crop_to_box`; the box from a lesion segmenter), not a whole image. None = whole
             images.
+        two_view_models (`dict[str, str]`, *optional*): for a whole-image classifier, the Hub ids of its two-view
+            companions, `{"lesion_model": ..., "crop_model": ...}` (a lesion segmenter and a lesion-crop
+            classifier), which the `usvcl-two-views` pipeline (`pipeline_usvcl.py`) loads beside it.
         init_from_imagenet (`bool`, defaults to `False`): ask timm for ImageNet weights (needs the network).
     """
 
@@ -120,6 +124,7 @@ class UsvclConfig(PretrainedConfig):
     ood_components: int = 0
     ood_threshold: float | None = None
     lesion_crop_margin: float | None = None
+    two_view_models: dict[str, str] | None = None
     init_from_imagenet: bool = False
     initializer_range: float = 0.02
 
@@ -168,6 +173,10 @@ class UsvclConfig(PretrainedConfig):
         if self.lesion_crop_margin is not None:
             _require(self.lesion_crop_margin >= 0.0,
                      f"`lesion_crop_margin` must be >= 0 (None = whole images), got {self.lesion_crop_margin}.")
+        if self.two_view_models is not None:
+            _require(set(self.two_view_models) == set(TWO_VIEW_ROLES) and all(
+                isinstance(name, str) and name for name in self.two_view_models.values()),
+                f"`two_view_models` must name {' and '.join(TWO_VIEW_ROLES)} (Hub ids), got {self.two_view_models}.")
         for name in ("num_hard_positives", "num_hard_negatives", "num_positives", "num_negatives", "clip_top_k"):
             _require(getattr(self, name) >= 1, f"`{name}` must be >= 1, got {getattr(self, name)}.")
         _require(self.trainable_layers >= -1, "`trainable_layers` must be -1 (all), 0 (frozen) or a stage count.")
@@ -196,6 +205,7 @@ __all__ = [
     "POSITIVE_LABEL",
     "POSITIVE_REDUCTIONS",
     "RESIZE_MODES",
+    "TWO_VIEW_ROLES",
     "UsvclConfig",
     "positive_label_id",
 ]

@@ -9,6 +9,7 @@ from .configuration_usvcl import RESIZE_MODES, _require, _require_choice
 
 PRESENCE_SCORES = ("max_pixel", "head")
 LESION_ID2LABEL = {0: "background", 1: "lesion"}
+NO_LESION_LABEL = "no lesion"  # the answer for an image (clip) in which no frame reaches `lesion_threshold`
 LESION_AUTO_MAP = {
     "AutoConfig": "configuration_lesion.LesionConfig",
     "AutoModel": "modeling_lesion.LesionSegmentationModel",
@@ -89,4 +90,4 @@ class LesionConfig(PretrainedConfig):
         _require(self.num_labels == 2, f"`num_labels` must be 2 (background, lesion), got {self.num_labels}.")
 
 
-__all__ = ["LESION_ID2LABEL", "PRESENCE_SCORES", "LesionConfig"]
+__all__ = ["LESION_ID2LABEL", "NO_LESION_LABEL", "PRESENCE_SCORES", "LesionConfig"]

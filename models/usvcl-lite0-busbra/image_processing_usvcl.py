@@ -31,6 +31,10 @@ DEFAULT_STD = 0.25
 MIN_IMAGE_SIDE = 32
 PALETTE_MODES = ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1", "LA", "La", "RGBa")
 OVERRIDABLE = ("image_size", "in_chans", "resize_mode", "image_mean", "image_std", "do_normalize", "min_image_side")
+# Processor options for images whose size was checked before a crop (`predict_clip`'s imaging-region and lesion
+# crops, Grad-CAM of its frames, the two-view pipeline's lesion crop): a crop may be smaller than the source without
+# the source being too small.
+CHECKED_SIZES = {"min_image_side": 1}
 
 
 def rescale_to_uint8(values: np.ndarray) -> np.ndarray:
@@ -318,6 +322,7 @@ class UsvclImageProcessor(BaseImageProcessor):
 
 
 __all__ = [
+    "CHECKED_SIZES",
     "MIN_IMAGE_SIDE",
     "UINT8_MAX",
     "UsvclImageProcessor",

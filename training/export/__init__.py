@@ -35,7 +35,13 @@ from training.export.base import BYTES_PER_MB, CHECK_FILE, RESULTS_COPY, WEIGHTS
 from training.export.cards import backbone_card, classifier_card
 from training.export.checks import CHECK_ATOL, CHECK_SEED, check_image, check_input, probability_shift, write_check
 from training.export.cli import build_parser, main
-from training.export.exports import export_backbone, export_classifier, rerender_classifier_card, set_decision_rule
+from training.export.exports import (
+    export_backbone,
+    export_classifier,
+    rerender_classifier_card,
+    set_decision_rule,
+    set_two_views,
+)
 from training.export.folders import finish_folder
 from training.export.lesion import export_lesion
 from training.export.licences import DATASETS, DatasetInfo, choose_license, detect_datasets
@@ -100,5 +106,6 @@ __all__ = [
     "save_model",
     "save_timm_backbone",
     "set_decision_rule",
+    "set_two_views",
     "write_check",
 ]

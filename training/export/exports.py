@@ -22,6 +22,8 @@ from training.export.runs import (
 )
 from training.export.weights import DEFAULT_EXPORT_DTYPE, EXPORT_DTYPES, MAX_WEIGHTS_MB, save_model, save_timm_backbone
 from usvcl_hf import UsvclConfig, UsvclForContrastivePretraining, UsvclForImageClassification
+from usvcl_hf.pipeline_usvcl import IMPLEMENTATION as TWO_VIEW_IMPLEMENTATION
+from usvcl_hf.pipeline_usvcl import TASK as TWO_VIEW_TASK
 
 
 def set_decision_rule(config: UsvclConfig, temperature: float, threshold: float) -> None:
@@ -30,6 +32,14 @@ def set_decision_rule(config: UsvclConfig, temperature: float, threshold: float)
     config.calibration_temperature = float(temperature)
     config.decision_threshold = float(threshold)
     config.threshold_in_logits = True
+    config.validate_usvcl()
+
+
+def set_two_views(config: UsvclConfig, lesion_model: str, crop_model: str) -> None:
+    """Name the two-view companions (Hub ids) and the `usvcl-two-views` pipeline that loads them
+    (`usvcl_hf/pipeline_usvcl.py`), so that `pipeline(model=folder, trust_remote_code=True)` answers with two views."""
+    config.two_view_models = {"lesion_model": lesion_model, "crop_model": crop_model}
+    config.custom_pipelines = {TWO_VIEW_TASK: dict(TWO_VIEW_IMPLEMENTATION)}
     config.validate_usvcl()
 
 
