@@ -21,7 +21,7 @@ KEY = ["fold", "image_id"]  # an image can sit in the inner validation of severa
 def mean_score(members: Sequence[pd.DataFrame], names: Sequence[Path | str]) -> pd.DataFrame:
     """One prediction table (`fold`, `image_id`, `patient_id`, `label`, `prob_malignant`, `threshold`), sorted by
     (fold, image id), whose `prob_malignant` and `threshold` are the members' means (the decision rule the two-view
-    demo uses: `usvcl_hf.clip_prediction.two_view_threshold`). Raises `ValueError` naming the member whose images or
+    demo uses: `usvcl_hf.lesion_crop.two_view_threshold`). Raises `ValueError` naming the member whose images or
     labels differ from the first's."""
     base = members[0].sort_values(KEY, kind="stable").reset_index(drop=True)[[*KEY, "patient_id", "label"]]
     scores = []

@@ -41,7 +41,7 @@ from .configuration_usvcl import CLIP_AGGREGATIONS, POSITIVE_LABEL, positive_lab
 from .image_processing_usvcl import to_grey_uint8
 from .input_checks import CHECKED_SIZES, check_frame_sizes
 from .lesion import NO_LESION_LABEL, check_model_location, frame_lesions
-from .lesion_crop import CROP_VIEW, WHOLE_VIEW, lesion_crops
+from .lesion_crop import CROP_VIEW, WHOLE_VIEW, lesion_crops, two_view_threshold
 from .ood import clip_ood_score, ood_warning
 from .video import (
     VIDEO_SUFFIXES,
@@ -360,11 +360,6 @@ def check_crop_model(crop_model: Any) -> None:
     if getattr(crop_model.config, "lesion_crop_margin", None) is None:
         raise ValueError("crop_model classifies whole images (its config has no `lesion_crop_margin`); pass a "
                          "classifier trained on lesion crops (training.finetune --lesion-crop).")
-
-
-def two_view_threshold(model: Any, crop_model: Any) -> float:
-    """Decision threshold on the mean of the two views' calibrated probabilities: the mean of their thresholds."""
-    return (float(model.config.decision_threshold) + float(crop_model.config.decision_threshold)) / 2
 
 
 def score_frames(

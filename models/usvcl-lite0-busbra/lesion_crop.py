@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +45,12 @@ def crop_to_box(image: np.ndarray, box: Box | None, margin: float) -> np.ndarray
     return image[y0:y1, x0:x1]
 
 
+def two_view_threshold(model: Any, crop_model: Any) -> float:
+    """Decision threshold on the mean of the two views' calibrated probabilities: the mean of the whole-image and
+    the lesion-crop classifiers' thresholds (`predict_clip`, the demo and the two-view pipeline alike)."""
+    return (float(model.config.decision_threshold) + float(crop_model.config.decision_threshold)) / 2
+
+
 def lesion_crops(masks: Sequence[np.ndarray], frames: Sequence[np.ndarray],
                  margin: float) -> tuple[list[np.ndarray], list[Box | None]]:
     """Each frame cut around its mask's box with `margin` (the whole frame where the mask is empty), and the boxes.
@@ -58,4 +65,6 @@ def lesion_crops(masks: Sequence[np.ndarray], frames: Sequence[np.ndarray],
     return crops, boxes
 
 
-__all__ = ["CROP_VIEW", "WHOLE_VIEW", "Box", "crop_to_box", "expand_box", "lesion_crops", "mask_box"]
+__all__ = [
+    "CROP_VIEW", "WHOLE_VIEW", "Box", "crop_to_box", "expand_box", "lesion_crops", "mask_box", "two_view_threshold",
+]

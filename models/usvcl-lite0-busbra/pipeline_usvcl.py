@@ -37,7 +37,7 @@ from transformers import (
 from .configuration_lesion import NO_LESION_LABEL
 from .configuration_usvcl import positive_label_id
 from .image_processing_usvcl import CHECKED_SIZES, to_grey_uint8
-from .lesion_crop import CROP_VIEW, WHOLE_VIEW, crop_to_box, mask_box
+from .lesion_crop import CROP_VIEW, WHOLE_VIEW, crop_to_box, mask_box, two_view_threshold
 
 TASK = "usvcl-two-views"
 IMPLEMENTATION = {"impl": "pipeline_usvcl.UsvclTwoViewPipeline", "pt": ["AutoModelForImageClassification"],
@@ -129,7 +129,7 @@ class UsvclTwoViewPipeline(Pipeline):
                           CROP_VIEW: malignancy(self.crop_model, crop_pixels)}}
 
     def postprocess(self, outputs: dict[str, Any]) -> dict[str, Any]:
-        threshold = (self.model.config.decision_threshold + self.crop_model.config.decision_threshold) / 2
+        threshold = two_view_threshold(self.model, self.crop_model)
         result = {"threshold": threshold, "lesion_probability": outputs["lesion_probability"],
                   "lesion_box": outputs["lesion_box"], "view_probabilities": outputs["views"]}
         if outputs["lesion_probability"] < self.lesion_model.config.lesion_threshold:
