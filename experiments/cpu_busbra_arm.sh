@@ -12,30 +12,55 @@
 # inner-validation AUC over the 5 folds (experiments/choose_by_validation.py): $RUNS/busbra_choice.json.
 # Two 1-thread lanes: pretrain folds 1-3 then fine-tune them; pretrain folds 4-5 and all, then fine-tune folds 4-5
 # and the final model. About 100 min.
+# SEED (other than 42) runs one more training seed of the arm (issue #17 item 3): the seed drives each fold's
+# pretraining and its fine-tuning, the inner validation splits stay seed 42's (--split-seed 42, as
+# experiments/cpu_default_seeds.sh), no final model and no choice. Folders get _seed<N>; the fine-tuning comes in
+# three parts so that the lanes balance (pretrain 1-3, fine-tune 1-2 | pretrain 4-5, fine-tune 4-5, then 3). About 90 min.
 #   bash experiments/cpu_busbra_arm.sh        # RUNS=runs/cpu (default)
+#   SEED=43 bash experiments/cpu_busbra_arm.sh
 set -euo pipefail
 RUNS=${RUNS:-runs/cpu}
 PRE_STEPS=${PRE_STEPS:-90}
 EPOCHS=${EPOCHS:-15}
+SEED=${SEED:-42}
 CHOICES=(experiments/configs/cpu9_choices.yaml experiments/configs/cpu12_choices.yaml)
 source experiments/common.sh
 PRETRAIN=("${CPU_PRETRAIN[@]}" --store-paths "$STORES/bus_bra" --loss hard_triplet --max-steps "$PRE_STEPS")
 mkdir -p "$RUNS"
 
+SUFFIX=""
+[ "$SEED" = 42 ] || SUFFIX=_seed$SEED
+ENCODERS=$RUNS/pretrain_busbra$SUFFIX
+
 pretrain_fold() {  # pretrain_fold K|all: the encoder of fold K (its test patients excluded) or of every image
   local fold=$1 exclude=(--exclude-test-of "split_$1")
   [ "$fold" = all ] && exclude=()
-  OMP_NUM_THREADS=1 python -m training.pretrain "${PRETRAIN[@]}" "${exclude[@]}" \
-    --output-dir "$RUNS/pretrain_busbra_$fold" > "$RUNS/pretrain_busbra_$fold.log" 2>&1
+  OMP_NUM_THREADS=1 python -m training.pretrain "${PRETRAIN[@]}" "${exclude[@]}" --seed "$SEED" \
+    --output-dir "${ENCODERS}_$fold" > "${ENCODERS}_$fold.log" 2>&1
+}
+
+finetune_part() {  # finetune_part NAME FINETUNE_ARGS...: fine-tuning from each fold's encoder
+  local name=$1; shift
+  finetune_lane "$name" --num-epochs "$EPOCHS" --seed "$SEED" --init pretrained \
+    --pretrained-path "${ENCODERS}_{fold}/model" "$@"
 }
 
 lane() {  # lane NAME PRETRAIN_FOLDS -- FINETUNE_ARGS...: the lane's pretrainings, then its fine-tuning
   local name=$1; shift
   while [ "$1" != -- ]; do pretrain_fold "$1"; shift; done
   shift
-  finetune_lane "$name" --num-epochs "$EPOCHS" --seed 42 --init pretrained \
-    --pretrained-path "$RUNS/pretrain_busbra_{fold}/model" "$@"
+  finetune_part "$name" "$@"
 }
+
+if [ "$SEED" != 42 ]; then
+  arm=lite0_B_busbra$SUFFIX seeds=(--split-seed 42 --no-final-model)
+  lane "${arm}_folds1-2" 1 2 3 -- --folds 1 2 "${seeds[@]}" &
+  { lane "${arm}_folds4-5" 4 5 -- --folds 4 5 "${seeds[@]}"; finetune_part "${arm}_folds3" --folds 3 "${seeds[@]}"; } &
+  wait
+  pool_arm "$arm" "$RUNS/${arm}_folds1-2" "$RUNS/${arm}_folds3" "$RUNS/${arm}_folds4-5"
+  echo "seed $SEED: encoders in ${ENCODERS}_*; arm in $RUNS/$arm"
+  exit 0
+fi
 
 lane lite0_B_busbra_folds1-3 1 2 3 -- --folds 1 2 3 --no-final-model &
 lane lite0_B_busbra_folds4-5 4 5 all -- --folds 4 5 &
