@@ -434,7 +434,9 @@ def ensemble_rows(stats: Statistics, members: list[str], which: str) -> pd.DataF
 
 def candidate_scores(stats: Statistics, spec: dict[str, Any]) -> dict[str, Any]:
     """A candidate's numbers: mean inner-validation AUC over its ensembles and folds; test labels, patients and
-    scores `(S, n)` (one row per ensemble, e.g. per seed of a member) on the test images, sorted by image id."""
+    scores `(S, n)` (one row per ensemble, e.g. per seed of a member) on the test images, sorted by image id; the
+    calls at the members' mean threshold and the ECE (10 equal-width bins) of the mean probability, each a mean over
+    the ensembles."""
     validation = [ensembles.mean_fold_auc(ensemble_rows(stats, members, "validation"))
                   for members in spec["ensembles"]]
     tests = [ensemble_rows(stats, members, "predictions").sort_values("image_id", kind="stable")
@@ -442,22 +444,24 @@ def candidate_scores(stats: Statistics, spec: dict[str, Any]) -> dict[str, Any]:
     return {"validation": float(np.mean(validation)), "labels": tests[0]["label"].to_numpy(),
             "patients": tests[0]["patient_id"].to_numpy(), "images": tests[0]["image_id"].to_numpy(),
             "scores": np.stack([rows["prob_malignant"].to_numpy() for rows in tests]),  # (S, n)
-            "calls": np.mean([ensembles.sensitivity_specificity(rows) for rows in tests], axis=0)}  # (S, 2) -> (2,)
+            "calls": np.mean([ensembles.sensitivity_specificity(rows) for rows in tests], axis=0),  # (S, 2) -> (2,)
+            "ece": float(np.mean([evaluation.binary_metrics(rows["label"], rows["prob_malignant"])["ece"]
+                                  for rows in tests]))}
 
 
 ENSEMBLE_HEADERS = {
     "candidate": "candidate", "models": "models averaged", "ensembles": "ensembles (seeds)",
     "validation": "mean inner-validation AUC", "choice": "choice",
     "test": "test pooled AUC [95% CI, seeds and patients resampled]",
-    "calls": "sensitivity / specificity (mean of the members' thresholds)", "difference": "AUC − {reference}, paired "
-    "[95% CI]", "reading": "reading",
+    "calls": "sensitivity / specificity (mean of the members' thresholds)",
+    "ece": "ECE of the mean probability", "difference": "AUC − {reference}, paired [95% CI]", "reading": "reading",
 }
 
 
 def ensemble_comparison(spec: dict[str, Any], stats: Statistics) -> list[dict[str, str]]:
     """One row (`ENSEMBLE_HEADERS` keys, and `name`) per candidate of an `ensembles` table: chosen by mean
-    inner-validation AUC (among the `eligible` ones, default all); test AUC, calls and the paired difference to the
-    reference candidate read after."""
+    inner-validation AUC (among the `eligible` ones, default all); test AUC, calls, ECE and the paired difference to
+    the reference candidate read after."""
     scores = {name: candidate_scores(stats, entry) for name, entry in spec["candidates"].items()}
     eligible = [name for name, entry in spec["candidates"].items() if entry.get("eligible", True)]
     chosen = max(eligible, key=lambda name: scores[name]["validation"])
@@ -474,6 +478,7 @@ def ensemble_comparison(spec: dict[str, Any], stats: Statistics) -> list[dict[st
                "choice": "**chosen**" if name == chosen else ("" if name in eligible else "not a candidate"),
                "test": interval(test["value"], test["ci_low"], test["ci_high"]),
                "calls": " / ".join(f"{value:.3f}" for value in candidate["calls"]),
+               "ece": f"{candidate['ece']:.3f}",
                "difference": "reference", "reading": ""}
         if name != spec["reference"]:
             result = evaluation.paired_auc_difference(candidate["labels"], candidate["scores"], reference["scores"],

@@ -233,6 +233,16 @@ def ensemble_root(tmp_path) -> tuple[Path, dict]:
     return tmp_path, spec
 
 
+def loop_ece(labels: np.ndarray, scores: np.ndarray, n_bins: int = 10) -> float:
+    """Reference ECE, one bin at a time: sum over equal-width bins of |sum(y - s)| / n (1.0 in the last bin)."""
+    total = 0.0
+    for b in range(n_bins):
+        low, high = b / n_bins, (b + 1) / n_bins
+        inside = (scores >= low) & ((scores < high) | (b == n_bins - 1))
+        total += abs(np.sum(labels[inside] - scores[inside]))
+    return total / len(labels)
+
+
 def test_ensembles_are_chosen_on_validation_and_scored_on_test(ensemble_root) -> None:
     """Candidates (ensembles of runs, mean score) ranked by the mean over folds of their inner-validation AUC; the
     test columns computed from the members' mean test score, paired against the reference candidate."""
@@ -267,12 +277,13 @@ def test_ensembles_are_chosen_on_validation_and_scored_on_test(ensemble_root) ->
     summary = evaluation.mean_auc_ci(labels, pair, patients, report.COMPARISON_BOOTSTRAP, report.COMPARISON_SEED)
     difference = evaluation.paired_auc_difference(labels, pair, one, patients, report.COMPARISON_BOOTSTRAP,
                                                   report.COMPARISON_SEED)
-    assert rows[1][:3] == ["A + C", "2", "2"] and rows[0][7] == "reference"
+    assert rows[1][:3] == ["A + C", "2", "2"] and rows[0][8] == "reference"
     assert rows[1][5] == report.interval(summary["value"], summary["ci_low"], summary["ci_high"])
     calls = [(pair[k] >= 0.5)[labels == 1].mean() for k in range(2)], [(pair[k] < 0.5)[labels == 0].mean()
                                                                        for k in range(2)]
     assert rows[1][6] == f"{np.mean(calls[0]):.3f} / {np.mean(calls[1]):.3f}"  # every member's threshold is 0.5
-    assert rows[1][7] == report.interval(difference["difference"], difference["ci_low"], difference["ci_high"],
+    assert rows[1][7] == f"{np.mean([loop_ece(labels, pair[k]) for k in range(2)]):.3f}"
+    assert rows[1][8] == report.interval(difference["difference"], difference["ci_low"], difference["ci_high"],
                                          signed=True)
     candidates["pair"]["ensembles"] = [["a", "c"]]
     (tmp_path / "experiments/report.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
