@@ -3,6 +3,10 @@
 Members are runs of the same images (a fold's inner-validation images, or the test images), for example several
 training seeds of one recipe, or a whole-image and a lesion-crop classifier. Inner validation decides between
 ensembles (`mean_fold_auc`); the test images are read only to report the chosen one.
+
+A run's calibration can be fitted again from its committed files (`recalibrate`): `prob_uncalibrated` is the softmax
+of the raw logits, so `logit(prob_uncalibrated)` is the logit difference z1 - z0 that `evaluation.fit_calibration`
+scales; `crossfit_calibration` scores a calibration method on validation images it was not fitted on.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import pandas as pd
 from training import evaluation
 
 KEY = ["fold", "image_id"]  # an image can sit in the inner validation of several folds
+CALIBRATIONS = {"temperature": False, "temperature_and_bias": True}  # method -> fit a bias (fit_calibration)
+HALVES_SEED = 0  # the patient halves of crossfit_calibration
 
 
 def mean_score(members: Sequence[pd.DataFrame], names: Sequence[Path | str]) -> pd.DataFrame:
@@ -50,4 +56,53 @@ def mean_fold_auc(rows: pd.DataFrame) -> float:
                           for _, fold in rows.groupby("fold")]))
 
 
-__all__ = ["KEY", "mean_fold_auc", "mean_score", "sensitivity_specificity"]
+def logit_difference(rows: pd.DataFrame) -> np.ndarray:
+    """`(n, 2)` logits `[0, z1 - z0]` recovered from `prob_uncalibrated` (softmax of the raw logits)."""
+    probability = np.clip(rows["prob_uncalibrated"].to_numpy(dtype=float), 1e-15, 1 - 1e-15)
+    return np.stack([np.zeros(len(rows)), np.log(probability / (1 - probability))], axis=1)  # (n, 2)
+
+
+def calibrated(rows: pd.DataFrame, calibration: tuple[float, float]) -> np.ndarray:
+    """`(n,)` P(malignant) of `rows` under `calibration` (temperature, bias)."""
+    return evaluation.positive_probability(logit_difference(rows), *calibration)
+
+
+def recalibrate(validation: pd.DataFrame, test: pd.DataFrame, method: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Copies of a run's inner-validation and test predictions with each fold's calibration fitted again by `method`
+    (`CALIBRATIONS`) on that fold's validation rows, and its threshold chosen again there (Youden's J), as
+    `training.finetune` does for a new run."""
+    validation, test = validation.copy(), test.copy()
+    for fold, rows in validation.groupby("fold"):
+        calibration = evaluation.fit_calibration(logit_difference(rows), rows["label"], CALIBRATIONS[method])
+        scores = calibrated(rows, calibration)
+        threshold = evaluation.youden_threshold(rows["label"].to_numpy(), scores)
+        validation.loc[rows.index, ["prob_malignant", "threshold"]] = np.stack(
+            [scores, np.full(len(rows), threshold)], axis=1)  # (n_val, 2)
+        on_test = test["fold"] == fold
+        test.loc[on_test, "prob_malignant"] = calibrated(test[on_test], calibration)
+        test.loc[on_test, "threshold"] = threshold
+    return validation, test
+
+
+def crossfit_calibration(validation: pd.DataFrame, method: str, seed: int = HALVES_SEED) -> dict[str, float]:
+    """Mean over folds of the NLL and ECE of `method` on inner-validation images it was not fitted on: each fold's
+    validation patients split in two halves (seeded), the calibration fitted on one half scores the other, both
+    ways."""
+    rng = np.random.default_rng(seed)
+    nll, ece = [], []
+    for _, rows in validation.groupby("fold"):
+        patients = rng.permutation(np.unique(rows["patient_id"].astype(str)))
+        first = rows["patient_id"].astype(str).isin(patients[: len(patients) // 2]).to_numpy()
+        scores = np.empty(len(rows))
+        for fit, score in ((first, ~first), (~first, first)):
+            calibration = evaluation.fit_calibration(logit_difference(rows[fit]), rows["label"][fit],
+                                                     CALIBRATIONS[method])
+            scores[score] = calibrated(rows[score], calibration)
+        labels = rows["label"].to_numpy()
+        nll.append(evaluation.binary_nll(labels, scores))
+        ece.append(float(evaluation.binary_metrics(labels, scores)["ece"]))
+    return {"nll": float(np.mean(nll)), "ece": float(np.mean(ece))}
+
+
+__all__ = ["CALIBRATIONS", "KEY", "calibrated", "crossfit_calibration", "logit_difference", "mean_fold_auc",
+           "mean_score", "recalibrate", "sensitivity_specificity"]

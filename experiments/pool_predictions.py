@@ -106,7 +106,7 @@ def merged_results(folders: list[Path], extra_choices: list[dict] | None = None)
     merged = dict(finals[0] if finals else results[0])
     if not finals:  # an arm without a final model: the threshold it would take, as training.finetune records it
         merged["final_model"] = {"path": None, "threshold": float(np.median([fold["threshold"] for fold in folds])),
-                                 "temperature": 1.0}
+                                 "temperature": 1.0, "calibration_bias": 0.0}
     merged.update(
         command=" ; ".join(module_command(part["command"]) for part in results),
         commit=" + ".join(dict.fromkeys(part["commit"] for part in results)),

@@ -8,10 +8,11 @@ The tables are declared in `experiments/report.yaml`:
 - `arms`: name -> label and run folders (relative to `experiments/results/`), one folder per training seed; a folder
   without `predictions.csv` pools its `part*/` folders (folds split over processes); a `predictions.csv` with a
   `seed` column holds several seeds.
-- `tables`: name -> document, kind (`metrics`, `fold_auc`, `paired`, `arms`, `choice`, `ensembles`,
+- `tables`: name -> document, kind (`metrics`, `fold_auc`, `paired`, `arms`, `choice`, `ensembles`, `calibration`,
   `label_efficiency`, `lesion`), the arms (or, for `label_efficiency` and `lesion`, the run folders; for `ensembles`,
-  candidates: label and ensembles, each a list of members `ARM` or `ARM:SEED`), a reference arm (candidate) for
-  comparisons and optionally the columns.
+  candidates: label, ensembles (each a list of members `ARM` or `ARM:SEED`) and optionally `calibration`, a method
+  of `experiments.ensembles.CALIBRATIONS` fitted again on each member's inner validation), a reference arm
+  (candidate) for comparisons and optionally the columns.
 - `cards`: bundled model folders whose README.md is rendered again from their results.json (`training.export`).
 
 In a document a table sits between `<!-- report:NAME -->` and `<!-- /report -->`; everything else is hand-written.
@@ -423,13 +424,24 @@ def member_run(stats: Statistics, member: str) -> Run:
     return runs[0]
 
 
-def ensemble_rows(stats: Statistics, members: list[str], which: str) -> pd.DataFrame:
-    """The members' mean score on their test images (`which="predictions"`) or inner validation ("validation")."""
+def run_tables(run: Run, calibration: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A run's inner-validation and test predictions as committed (`calibration` None), or with each fold's
+    calibration fitted again by that method of `ensembles.CALIBRATIONS` on its validation rows."""
+    if run.validation is None:
+        raise FileNotFoundError(f"{run.folder}: no {VALIDATION} in every part (needed to choose an ensemble)")
+    if calibration is None:
+        return run.validation, run.predictions
+    if calibration not in ensembles.CALIBRATIONS:
+        raise ValueError(f"calibration {calibration!r}: allowed {sorted(ensembles.CALIBRATIONS)} (or none)")
+    return ensembles.recalibrate(run.validation, run.predictions, calibration)
+
+
+def ensemble_rows(stats: Statistics, members: list[str], which: str, calibration: str | None = None) -> pd.DataFrame:
+    """The members' mean score on their test images (`which="predictions"`) or inner validation ("validation"),
+    each member calibrated as `run_tables` says."""
     runs = [member_run(stats, member) for member in members]
-    missing = [run.folder for run in runs if getattr(run, which) is None]
-    if missing:
-        raise FileNotFoundError(f"{missing[0]}: no {VALIDATION} in every part (needed to choose an ensemble)")
-    return ensembles.mean_score([getattr(run, which) for run in runs], [run.folder for run in runs])
+    tables = [run_tables(run, calibration)[0 if which == "validation" else 1] for run in runs]
+    return ensembles.mean_score(tables, [run.folder for run in runs])
 
 
 def candidate_scores(stats: Statistics, spec: dict[str, Any]) -> dict[str, Any]:
@@ -437,9 +449,10 @@ def candidate_scores(stats: Statistics, spec: dict[str, Any]) -> dict[str, Any]:
     scores `(S, n)` (one row per ensemble, e.g. per seed of a member) on the test images, sorted by image id; the
     calls at the members' mean threshold and the ECE (10 equal-width bins) of the mean probability, each a mean over
     the ensembles."""
-    validation = [ensembles.mean_fold_auc(ensemble_rows(stats, members, "validation"))
+    calibration = spec.get("calibration")
+    validation = [ensembles.mean_fold_auc(ensemble_rows(stats, members, "validation", calibration))
                   for members in spec["ensembles"]]
-    tests = [ensemble_rows(stats, members, "predictions").sort_values("image_id", kind="stable")
+    tests = [ensemble_rows(stats, members, "predictions", calibration).sort_values("image_id", kind="stable")
              for members in spec["ensembles"]]
     return {"validation": float(np.mean(validation)), "labels": tests[0]["label"].to_numpy(),
             "patients": tests[0]["patient_id"].to_numpy(), "images": tests[0]["image_id"].to_numpy(),
@@ -544,8 +557,32 @@ def label_efficiency_table(spec: dict[str, Any], root: Path) -> str:
     return markdown(headers, rows)
 
 
+def calibration_table(spec: dict[str, Any], stats: Statistics) -> str:
+    """Calibration methods (`ensembles.CALIBRATIONS`) for the named arms' runs: NLL and ECE on inner-validation
+    patients each fit did not see (`ensembles.crossfit_calibration`; means over folds and seeds), the method with the
+    lower mean NLL over the arms chosen; then, read after the choice, the pooled test ECE with each method fitted on
+    every fold's whole validation split (mean over seeds)."""
+    methods = list(ensembles.CALIBRATIONS)
+    scores = {}  # (arm, method) -> cross-fitted validation NLL, ECE and test ECE
+    for name in spec["arms"]:
+        for method in methods:
+            runs = stats.arms[name].runs
+            crossfit = [ensembles.crossfit_calibration(run_tables(run)[0], method) for run in runs]
+            tests = [run_tables(run, method)[1] for run in runs]
+            test_ece = [evaluation.binary_metrics(rows["label"], rows["prob_malignant"])["ece"] for rows in tests]
+            scores[name, method] = [np.mean([fit["nll"] for fit in crossfit]),
+                                    np.mean([fit["ece"] for fit in crossfit]), np.mean(test_ece)]
+    chosen = min(methods, key=lambda method: np.mean([scores[name, method][0] for name in spec["arms"]]))
+    rows = [[stats.arms[name].label, str(len(stats.arms[name].runs)), method.replace("_", " "),
+             *(f"{value:.3f}" for value in scores[name, method]), "**chosen**" if method == chosen else ""]
+            for name in spec["arms"] for method in methods]
+    headers = ["arm", "seeds", "calibration", "validation NLL (cross-fitted)", "validation ECE (cross-fitted)",
+               "test ECE (pooled)", "choice (lower mean NLL)"]
+    return markdown(headers, rows)
+
+
 TABLE_KINDS = {"metrics": metrics_table, "fold_auc": fold_auc_table, "paired": paired_table, "arms": arms_table,
-               "choice": choice_table, "ensembles": ensembles_table}
+               "choice": choice_table, "ensembles": ensembles_table, "calibration": calibration_table}
 # kinds built from run folders named in the table itself, not from arms: (table spec, repository root) -> Markdown
 RUN_TABLE_KINDS = {"label_efficiency": label_efficiency_table, "lesion": lesion_report.lesion_table}
 

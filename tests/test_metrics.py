@@ -75,16 +75,35 @@ def test_bootstrap_resamples_whole_patients() -> None:
     assert np.all(weights[:, [0, 2, 3]].sum(axis=1) == 3)  # three patients drawn each time
 
 
-def test_temperature_scaling_lowers_nll() -> None:
+def test_calibration_matches_unpenalised_logistic_regression() -> None:
+    """Platt scaling of the logit difference: (1 / T, b) are the coefficients of an unpenalised logistic regression
+    of the labels on z1 - z0; on overconfident logits with a prior shift (a class-weighted loss) both are needed."""
+    from sklearn.linear_model import LogisticRegression
+
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 500)
     margin = (2 * labels - 1) * 1.0 + rng.normal(0, 1.5, 500)  # informative but noisy
-    logits = np.stack([np.zeros(500), 5.0 * margin], axis=1)  # overconfident by ~5x
-    temperature = evaluation.fit_temperature(logits, labels)
-    assert temperature > 1.5
-    assert evaluation.negative_log_likelihood(logits, labels, temperature) < evaluation.negative_log_likelihood(
-        logits, labels
-    )
+    logits = np.stack([np.zeros(500), 5.0 * margin + 3.0], axis=1)  # overconfident by ~5x, shifted to class 1
+    temperature, bias = evaluation.fit_calibration(logits, labels)
+    reference = LogisticRegression(penalty=None, tol=1e-10, max_iter=1000).fit(logits[:, 1:] - logits[:, :1], labels)
+    assert 1 / temperature == pytest.approx(reference.coef_[0, 0], rel=1e-4)
+    assert bias == pytest.approx(reference.intercept_[0], abs=1e-4)
+    assert temperature > 1.5 and bias < -0.2
+    expected = 1 / (1 + np.exp(-(logits[:, 1] - logits[:, 0]) / temperature - bias))
+    np.testing.assert_allclose(evaluation.positive_probability(logits, temperature, bias), expected, rtol=1e-12)
+    nll = evaluation.negative_log_likelihood
+    assert nll(logits, labels, temperature, bias) < nll(logits, labels, temperature) < nll(logits, labels)
+    assert evaluation.fit_calibration(logits, np.ones(500)) == (1.0, 0.0)  # one class: nothing to fit
+    alone, zero = evaluation.fit_calibration(logits, labels, bias=False)  # temperature scaling: NLL's 1-d minimum
+    grid = np.exp(np.linspace(np.log(alone) - 0.05, np.log(alone) + 0.05, 101))
+    assert zero == 0.0 and alone == pytest.approx(min(grid, key=lambda t: nll(logits, labels, t)), rel=2e-3)
+
+
+def test_positive_probability_takes_one_calibration_per_row() -> None:
+    logits = np.array([[0.0, 1.0], [1.0, -1.0], [0.5, 0.5]])
+    temperature, bias = np.array([1.0, 2.0, 0.5]), np.array([0.0, -0.5, 1.0])
+    rows = [evaluation.positive_probability(logits[k:k + 1], temperature[k], bias[k])[0] for k in range(3)]
+    np.testing.assert_allclose(evaluation.positive_probability(logits, temperature, bias), rows, rtol=1e-12)
 
 
 def test_youden_threshold_separates_perfectly() -> None:

@@ -43,10 +43,16 @@ def load_metric(name: str) -> evaluate.EvaluationModule:
     return evaluate.load(str(METRICS_DIR / name))
 
 
-def positive_probability(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """`softmax(logits / temperature)[:, 1]` for `logits (n, 2)` -> `(n,)`."""
-    scaled = torch.as_tensor(np.asarray(logits, dtype=np.float64)) / temperature  # (n, 2)
-    return torch.softmax(scaled, dim=1)[:, 1].numpy()
+def positive_probability(
+    logits: np.ndarray, temperature: float | np.ndarray = 1.0, bias: float | np.ndarray = 0.0
+) -> np.ndarray:
+    """`softmax(logits / T + [0, b])[:, 1] = sigmoid((z1 - z0) / T + b)` for `logits (n, 2)` -> `(n,)`; `T` and `b`
+    are numbers or one per row `(n,)` (pooled folds, each with its own calibration)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    temperature = np.broadcast_to(np.asarray(temperature, dtype=np.float64), (len(logits),))[:, None]  # (n, 1)
+    offset = np.zeros_like(logits)  # (n, 2)
+    offset[:, 1] = bias
+    return torch.softmax(torch.as_tensor(logits / temperature + offset), dim=1)[:, 1].numpy()
 
 
 def binary_metrics(
@@ -237,31 +243,46 @@ def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(np.clip(thresholds[best], 0.0, 1.0))
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Temperature minimising the NLL of `softmax(logits / T)` (LBFGS on log T), clipped to [0.05, 20]; 1.0 when
-    `labels` hold one class. Fit on validation logits only."""
-    logits_t = torch.as_tensor(np.asarray(logits, dtype=np.float64))  # (n, K)
-    labels_t = torch.as_tensor(np.asarray(labels, dtype=np.int64))  # (n,)
+def fit_calibration(logits: np.ndarray, labels: np.ndarray, bias: bool = True) -> tuple[float, float]:
+    """Temperature `T` and bias `b` minimising the NLL of `P(1) = sigmoid((z1 - z0) / T + b)` for `logits (n, 2)`
+    (Platt scaling of the logit difference; LBFGS on log T and b). The bias removes a prior shift (a class-weighted
+    loss moves every logit difference by about log(w1 / w0)), which a temperature alone cannot. `bias=False` fits T
+    alone (temperature scaling, b = 0). T is clipped to [0.05, 20]; (1.0, 0.0) when `labels` hold one class. Fit on
+    validation logits only."""
+    logits = np.asarray(logits, dtype=np.float64)
+    difference = torch.as_tensor(logits[:, 1] - logits[:, 0])  # (n,)
+    labels_t = torch.as_tensor(np.asarray(labels, dtype=np.float64))  # (n,)
     log_temperature = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_temperature], lr=LBFGS_LR, max_iter=LBFGS_STEPS, line_search_fn="strong_wolfe")
+    offset = torch.zeros((), dtype=torch.float64, requires_grad=bias)
+    optimizer = torch.optim.LBFGS([log_temperature, offset] if bias else [log_temperature], lr=LBFGS_LR,
+                                  max_iter=LBFGS_STEPS, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(logits_t / log_temperature.exp(), labels_t)
+        scaled = difference / log_temperature.exp() + offset  # (n,)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(scaled, labels_t)
         loss.backward()
         return loss
 
     optimizer.step(closure)
-    temperature = float(log_temperature.detach().exp())
-    if not np.isfinite(temperature) or len(np.unique(np.asarray(labels))) < 2:
-        return 1.0
-    return float(np.clip(temperature, MIN_TEMPERATURE, MAX_TEMPERATURE))
+    temperature, shift = float(log_temperature.detach().exp()), float(offset.detach())
+    if not (np.isfinite(temperature) and np.isfinite(shift)) or len(np.unique(np.asarray(labels))) < 2:
+        return 1.0, 0.0
+    return float(np.clip(temperature, MIN_TEMPERATURE, MAX_TEMPERATURE)), shift
 
 
-def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
-    """Mean NLL of `softmax(logits / temperature)`."""
-    logits_t = torch.as_tensor(np.asarray(logits, dtype=np.float64)) / temperature  # (n, K)
-    return float(torch.nn.functional.cross_entropy(logits_t, torch.as_tensor(np.asarray(labels, dtype=np.int64))))
+def negative_log_likelihood(
+    logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0, bias: float = 0.0
+) -> float:
+    """Mean NLL of `positive_probability(logits, temperature, bias)` for binary `labels`."""
+    return binary_nll(labels, positive_probability(logits, temperature, bias))
+
+
+def binary_nll(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mean negative log-likelihood of binary `labels` under probabilities `scores` (clipped to [1e-12, 1 - 1e-12])."""
+    probability = np.clip(np.asarray(scores, dtype=np.float64), 1e-12, 1 - 1e-12)  # (n,)
+    labels = np.asarray(labels, dtype=np.float64)
+    return float(-np.mean(labels * np.log(probability) + (1 - labels) * np.log(1 - probability)))
 
 
 def roc_band(
@@ -400,8 +421,9 @@ __all__ = [
     "auc",
     "auc_replicates",
     "binary_metrics",
+    "binary_nll",
     "bootstrap_ci",
-    "fit_temperature",
+    "fit_calibration",
     "format_interval",
     "load_metric",
     "markdown_table",

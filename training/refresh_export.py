@@ -58,7 +58,8 @@ SHIFT_KEY = "max_probability_shift_from_float32"  # measured at the first export
 
 def fold_threshold(model: UsvclForImageClassification) -> None:
     """The decision rule of `training.export` (threshold as a logit offset) with the folder's own T and threshold."""
-    set_decision_rule(model.config, model.config.calibration_temperature, model.config.decision_threshold)
+    set_decision_rule(model.config, model.config.calibration_temperature, model.config.decision_threshold,
+                      model.config.calibration_bias)
 
 
 def kept_files(folder: Path) -> list[Path]:

@@ -16,8 +16,9 @@ With a lesion-crop classifier (`config.lesion_crop_margin` set) passed as `crop_
 (the crop: the segmenter's mask box plus the margin, `usvcl_hf.lesion_crop`), and the decision threshold the mean of
 the two models' thresholds (`two_view_threshold`).
 
-Frame probabilities are softmax outputs of the model's logits, which the model already divides by
-`config.calibration_temperature`, so they (and the clip probabilities) are calibrated. Decoding goes through
+Frame probabilities are softmax outputs of the model's calibrated logits (divided by
+`config.calibration_temperature`, shifted by `config.calibration_bias`), so they (and the clip probabilities) are
+calibrated. Decoding goes through
 `usvcl_hf.video` (PyAV, pydicom, Pillow); this module is not a Hub file.
 """
 

@@ -185,6 +185,8 @@ def classifier_card(
         folds=fold_rows(results),
         threshold=f"{results['final_model']['threshold']:.3f}",
         temperature=f"{results['final_model']['temperature']:.3f}",
+        calibration_bias=f"{results['final_model'].get('calibration_bias', 0.0):+.3f}",
+        recalibration=(results["final_model"].get("recalibrated") or {}).get("summary"),
         init=results.get("init", "unknown"),
         imagenet_init=imagenet_init_text(config.backbone, results.get("init"), pretrain_summary),
         command=results.get("command", ""),

@@ -26,10 +26,12 @@ from usvcl_hf.pipeline_usvcl import IMPLEMENTATION as TWO_VIEW_IMPLEMENTATION
 from usvcl_hf.pipeline_usvcl import TASK as TWO_VIEW_TASK
 
 
-def set_decision_rule(config: UsvclConfig, temperature: float, threshold: float) -> None:
-    """Temperature scaling and the decision threshold, folded into the logits (`threshold_in_logits`) so that
-    `argmax(logits)` is the calibrated decision at every door (pipeline, `predict_clip`, demo)."""
+def set_decision_rule(config: UsvclConfig, temperature: float, threshold: float, bias: float = 0.0) -> None:
+    """The calibration (temperature, bias) and the decision threshold, folded into the logits
+    (`threshold_in_logits`) so that `argmax(logits)` is the calibrated decision at every door (pipeline,
+    `predict_clip`, demo)."""
     config.calibration_temperature = float(temperature)
+    config.calibration_bias = float(bias)
     config.decision_threshold = float(threshold)
     config.threshold_in_logits = True
     config.validate_usvcl()
@@ -57,7 +59,8 @@ def export_classifier(
     """
     results, pretrain_dir, pretrain_keys = read_finetune_run(results_path, pretrain_dir, pretrain_data)
     model = UsvclForImageClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
-    set_decision_rule(model.config, results["final_model"]["temperature"], results["final_model"]["threshold"])
+    final = results["final_model"]
+    set_decision_rule(model.config, final["temperature"], final["threshold"], final.get("calibration_bias", 0.0))
     processor = load_processor(model_dir, model.config)
     license_default, license_note = choose_license(["bus_bra", *(pretrain_keys or [])])
     with atomic_folder(output) as staging:

@@ -5,8 +5,8 @@
     ... --train-sizes 25 50 100 200 --label-draws 3     # label efficiency (same test folds, fewer training labels)
     ... --final-from RUN_A/results.json RUN_B/results.json  # the final model only, from finished folds' choices
 
-Every fold gets a FRESH model from the init source; the best epoch (validation AUC), the calibration temperature
-and the decision threshold are chosen on the fold's inner validation split only, never on its test fold.
+Every fold gets a FRESH model from the init source; the best epoch (validation AUC), the calibration (temperature
+and bias) and the decision threshold are chosen on the fold's inner validation split only, never on its test fold.
 Structure follows accelerate's `examples/complete_cv_example.py`.
 """
 
@@ -36,9 +36,11 @@ from training.finetune.model import INITS, build_processor, class_weights, for_f
 from training.finetune.outputs import (
     PREDICTION_COLUMNS,
     SELECTION,
+    Pooled,
     PredictionRecord,
     fold_metrics,
     mean_std,
+    prediction_record,
     prediction_table,
     write_config,
     write_csv,
@@ -77,17 +79,6 @@ class CrossValidation:
     fold_results: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     records: list[PredictionRecord] = dataclasses.field(default_factory=list)
     val_records: list[PredictionRecord] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass
-class Pooled:
-    """All test folds together, each row with its own fold's temperature and threshold."""
-
-    rows: np.ndarray  # (n_test_total,)
-    logits: np.ndarray  # (n_test_total, 2)
-    temperature: np.ndarray  # (n_test_total,)
-    threshold: np.ndarray  # (n_test_total,)
-    metrics: dict[str, dict[str, float]]
 
 
 def validate_config(config: FinetuneConfig) -> None:
@@ -160,11 +151,12 @@ def fold_entry(run: FinetuneRun, fold: Fold, outcome: FoldOutcome) -> dict[str, 
     """A fold's results.json entry: sizes, choices made on its validation split, test metrics with CIs."""
     config, data = run.config, run.data
     weights = class_weights(data.labels[fold.train], len(data.class_names)) if config.class_weighted_loss else None
-    metrics = fold_metrics(config, data, fold.test, outcome.test_logits, outcome.temperature, outcome.threshold,
-                           seed=config.seed + fold.number)
+    metrics = fold_metrics(config, data, fold.test, outcome.test_logits, (outcome.temperature, outcome.bias),
+                           outcome.threshold, seed=config.seed + fold.number)
     return {
         "fold": fold.number, "n_train": len(fold.train), "n_val": len(fold.val), "n_test": len(fold.test),
-        "threshold": outcome.threshold, "temperature": outcome.temperature, "best_epoch": outcome.best_epoch,
+        "threshold": outcome.threshold, "temperature": outcome.temperature, "calibration_bias": outcome.bias,
+        "best_epoch": outcome.best_epoch,
         "val_auc": outcome.val_auc, "class_weights": weights, "metrics": metrics,
     }
 
@@ -179,8 +171,8 @@ def cross_validate(run: FinetuneRun) -> CrossValidation:
                            f"fold {fold.number}")
         done.outcomes.append(outcome)
         done.fold_results.append(fold_entry(run, fold, outcome))
-        done.records.append((fold.number, fold.test, outcome.test_logits, outcome.temperature, outcome.threshold))
-        done.val_records.append((fold.number, fold.val, outcome.val_logits, outcome.temperature, outcome.threshold))
+        done.records.append(prediction_record(fold.number, fold.test, outcome.test_logits, outcome))
+        done.val_records.append(prediction_record(fold.number, fold.val, outcome.val_logits, outcome))
         LOGGER.info("fold %d: test AUC %s", fold.number,
                     evaluation.format_interval(done.fold_results[-1]["metrics"]["auc"]))
         if run.accelerator.is_main_process:  # kept if a later fold is interrupted
@@ -197,21 +189,26 @@ def pool_folds(run: FinetuneRun, done: CrossValidation) -> Pooled:
     folds, outcomes = run.folds, done.outcomes
     rows = np.concatenate([fold.test for fold in folds])
     logits = np.concatenate([outcome.test_logits for outcome in outcomes])  # (n_test_total, 2)
-    temperature = np.concatenate([np.full(len(f.test), o.temperature) for f, o in zip(folds, outcomes)])
-    threshold = np.concatenate([np.full(len(f.test), o.threshold) for f, o in zip(folds, outcomes)])
-    metrics = fold_metrics(run.config, run.data, rows, logits, temperature, threshold, seed=run.config.seed)
-    return Pooled(rows, logits, temperature, threshold, metrics)
+
+    def per_row(name: str) -> np.ndarray:  # (n_test_total,): each test row gets its own fold's value
+        return np.concatenate([np.full(len(f.test), getattr(o, name)) for f, o in zip(folds, outcomes)])
+
+    calibration = (per_row("temperature"), per_row("bias"))
+    threshold = per_row("threshold")
+    metrics = fold_metrics(run.config, run.data, rows, logits, calibration, threshold, seed=run.config.seed)
+    return Pooled(rows, logits, calibration, threshold, metrics)
 
 
 def final_model(run: FinetuneRun, best_epochs: list[int], thresholds: list[float]) -> dict[str, Any]:
-    """The final model (median best epoch and threshold of the folds; temperature on its own holdout), if asked."""
+    """The final model (median best epoch and threshold of the folds; calibration on its own holdout), if asked."""
     threshold = float(np.median(thresholds))
     if not run.config.final_model:
-        return {"path": None, "threshold": threshold, "temperature": 1.0}
+        return {"path": None, "threshold": threshold, "temperature": 1.0, "calibration_bias": 0.0}
     epochs = max(1, int(np.median(best_epochs)))
-    folder, temperature = train_final_model(run.accelerator, run.config, run.data, run.processor, epochs, threshold,
-                                            run.output_dir)
-    return {"path": str(folder), "threshold": threshold, "temperature": temperature, "epochs": epochs}
+    folder, (temperature, bias) = train_final_model(run.accelerator, run.config, run.data, run.processor, epochs,
+                                                    threshold, run.output_dir)
+    return {"path": str(folder), "threshold": threshold, "temperature": temperature, "calibration_bias": bias,
+            "epochs": epochs}
 
 
 def finished_folds(files: list[str]) -> list[dict[str, Any]]:
@@ -285,8 +282,7 @@ def training_function(config: FinetuneConfig) -> dict[str, Any]:
                         [outcome.threshold for outcome in done.outcomes])
     results = assemble_results(run, done, pooled, label_summary, final)
     if run.accelerator.is_main_process:
-        write_outputs(config, run.data, run.folds, done.outcomes, pooled.rows, pooled.logits, pooled.temperature,
-                      pooled.threshold, done.records, results, run.output_dir)
+        write_outputs(config, run.data, run.folds, done.outcomes, pooled, done.records, results, run.output_dir)
     run.accelerator.wait_for_everyone()
     run.accelerator.end_training()
     return results

@@ -14,7 +14,13 @@ from training.atomic import write_json_atomic
 from training.config import FinetuneConfig
 from training.finetune.data import LabeledData
 from training.finetune.folds import Fold, draw_label_subset
-from training.finetune.outputs import PREDICTION_COLUMNS, PredictionRecord, prediction_table, write_csv
+from training.finetune.outputs import (
+    PREDICTION_COLUMNS,
+    PredictionRecord,
+    prediction_record,
+    prediction_table,
+    write_csv,
+)
 from training.finetune.train import SEED_STREAM_LABELS, run_fold
 
 
@@ -29,11 +35,11 @@ def label_draw(
                                    seed=config.seed + SEED_STREAM_LABELS * 10**6 + size * 100 + draw)
         outcome = run_fold(accelerator, config, data, processor, fold, subset,
                            f"{size} labels, draw {draw + 1}, fold {fold.number}")
-        calibrated = evaluation.positive_probability(outcome.test_logits, outcome.temperature)
+        calibrated = evaluation.positive_probability(outcome.test_logits, outcome.temperature, outcome.bias)
         fold_results.append({"fold": fold.number, "n_train": len(subset), "val_auc": outcome.val_auc,
                              "best_epoch": outcome.best_epoch,
                              "auc": evaluation.auc(data.labels[fold.test], calibrated)})
-        records.append((fold.number, fold.test, outcome.test_logits, outcome.temperature, outcome.threshold))
+        records.append(prediction_record(fold.number, fold.test, outcome.test_logits, outcome))
     return {"draw": draw, "folds": fold_results}, records
 
 
@@ -53,8 +59,8 @@ def run_label_efficiency(
         draws, draw_scores = [], []
         for draw in range(config.label_draws):
             result, records = label_draw(accelerator, config, data, processor, folds, size, draw)
-            draw_scores.append(np.concatenate([evaluation.positive_probability(logits, temperature)
-                                               for _, _, logits, temperature, _ in records]))  # (n_test_total,)
+            draw_scores.append(np.concatenate([evaluation.positive_probability(logits, *calibration)
+                                               for _, _, logits, calibration, _ in records]))  # (n_test_total,)
             prediction_rows += [[size, draw, *row] for row in prediction_table(data, records)]
             draws.append(result)
         over_draws = evaluation.mean_auc_ci(data.labels[pooled_rows], np.stack(draw_scores),

@@ -80,12 +80,12 @@ def build_processor(config: FinetuneConfig, image_size: int, resize_mode: str) -
 
 def save_model(
     model: usvcl_hf.UsvclForImageClassification, processor: usvcl_hf.UsvclImageProcessor, folder: Path,
-    threshold: float, temperature: float, config: FinetuneConfig,
+    threshold: float, calibration: tuple[float, float], config: FinetuneConfig,
 ) -> None:
-    """Save a classifier with its decision threshold, calibration temperature and input (whole images, or lesion
-    crops with their margin), plus the processor."""
+    """Save a classifier with its decision threshold, calibration (temperature, bias) and input (whole images, or
+    lesion crops with their margin), plus the processor."""
     model.config.decision_threshold = float(np.clip(threshold, 0.0, 1.0))
-    model.config.calibration_temperature = float(temperature)
+    model.config.calibration_temperature, model.config.calibration_bias = map(float, calibration)
     model.config.lesion_crop_margin = float(config.crop_margin) if config.lesion_crop else None
     model.to("cpu").save_pretrained(str(folder))
     processor.save_pretrained(str(folder))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import platform
 from pathlib import Path
@@ -27,30 +28,47 @@ INNER_VALIDATION = "each fold's inner validation split (patients held out of its
 SELECTION = (  # the choices a run makes itself and the data each used (results.json "selection"; the model card)
     {"choice": "best epoch of each fold", "data": INNER_VALIDATION, "criterion": "highest AUC",
      "validation_only": True},
-    {"choice": "calibration temperature of each fold", "data": INNER_VALIDATION, "criterion": "lowest NLL",
-     "validation_only": True},
+    {"choice": "calibration (temperature and bias) of each fold", "data": INNER_VALIDATION,
+     "criterion": "lowest NLL", "validation_only": True},
     {"choice": "decision threshold of each fold", "data": INNER_VALIDATION, "criterion": "Youden's J",
      "validation_only": True},
     {"choice": "final model: epochs, threshold", "data": "the folds' choices above",
      "criterion": "median best epoch, median threshold", "validation_only": True},
-    {"choice": "final model: calibration temperature",
+    {"choice": "final model: calibration (temperature and bias)",
      "data": "a patient-grouped holdout of the final model's training data", "criterion": "lowest NLL",
      "validation_only": True},
 )
-# (fold number, rows, (n, 2) logits, temperature, threshold): what prediction_table writes a row of per image
-PredictionRecord = tuple[int, np.ndarray, np.ndarray, float, float]
+# (fold number, rows, (n, 2) logits, (temperature, bias), threshold): what prediction_table writes a row of per image
+PredictionRecord = tuple[int, np.ndarray, np.ndarray, tuple[float, float], float]
+# a calibration: (temperature, bias), each a number or one per row (pooled folds)
+Calibration = tuple[np.ndarray | float, np.ndarray | float]
 PREDICTION_COLUMNS = ["image_id", "patient_id", "fold", "label", "prob_malignant", "prob_uncalibrated", "threshold"]
 METRIC_NAMES = ("auc", "sensitivity", "specificity", "accuracy", "ece_before", "ece_after")
 EXACT_DIGITS = 17  # significant digits that write a float64 back exactly (metrics pooled from the file match)
 
 
+@dataclasses.dataclass
+class Pooled:
+    """All test folds together, each row with its own fold's calibration and threshold."""
+
+    rows: np.ndarray  # (n_test_total,)
+    logits: np.ndarray  # (n_test_total, 2)
+    calibration: Calibration  # temperature (n_test_total,), bias (n_test_total,)
+    threshold: np.ndarray  # (n_test_total,)
+    metrics: dict[str, dict[str, float]]
+
+
+def prediction_record(fold_number: int, rows: np.ndarray, logits: np.ndarray, outcome: FoldOutcome) -> PredictionRecord:
+    """`rows`' logits `(n, 2)` with the fold's calibration and threshold."""
+    return fold_number, rows, logits, (outcome.temperature, outcome.bias), outcome.threshold
+
+
 def fold_metrics(
-    config: FinetuneConfig, data: LabeledData, rows: np.ndarray, logits: np.ndarray, temperature: np.ndarray | float,
+    config: FinetuneConfig, data: LabeledData, rows: np.ndarray, logits: np.ndarray, calibration: Calibration,
     threshold: np.ndarray | float, seed: int,
 ) -> dict[str, dict[str, float]]:
-    """Metrics with patient-bootstrap CIs for test `rows` (per-row temperature/threshold allowed when pooled)."""
-    temperatures = np.broadcast_to(np.asarray(temperature, dtype=float), (len(rows),))[:, None]  # (n,) -> (n, 1)
-    calibrated = evaluation.positive_probability(logits / temperatures)
+    """Metrics with patient-bootstrap CIs for test `rows` (per-row calibration/threshold allowed when pooled)."""
+    calibrated = evaluation.positive_probability(logits, *calibration)
     return evaluation.metrics_with_ci(
         data.labels[rows], calibrated, evaluation.positive_probability(logits), data.patient_ids[rows], threshold,
         n_boot=config.bootstrap_samples, seed=seed, n_bins=config.ece_bins,
@@ -70,10 +88,10 @@ def mean_std(fold_results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def prediction_table(data: LabeledData, records: list[PredictionRecord]) -> list[list[Any]]:
-    """Rows of `PREDICTION_COLUMNS` for `(fold, rows, logits, temperature, threshold)` records, every digit kept."""
+    """Rows of `PREDICTION_COLUMNS` for `(fold, rows, logits, calibration, threshold)` records, every digit kept."""
     table = []
-    for fold_number, rows, logits, temperature, threshold in records:
-        calibrated = evaluation.positive_probability(logits, temperature)
+    for fold_number, rows, logits, calibration, threshold in records:
+        calibrated = evaluation.positive_probability(logits, *calibration)
         raw = evaluation.positive_probability(logits)
         for row, probability, raw_probability in zip(rows, calibrated, raw):
             table.append([data.image_ids[row], data.patient_ids[row], fold_number, int(data.labels[row]),
@@ -108,52 +126,53 @@ def write_manifest(output_dir: Path, config: FinetuneConfig, results: dict[str, 
 def results_markdown(results: dict[str, Any]) -> str:
     """results.md: per-fold and pooled metrics with 95% CIs, then mean ± std over folds."""
     headers = ["fold", "n test", "AUC", "sensitivity", "specificity", "accuracy", "ECE before", "ECE after",
-               "threshold", "T"]
+               "threshold", "T", "bias"]
     rows = []
     for fold in results["folds"]:
         metrics = fold["metrics"]
         intervals = [evaluation.format_interval(metrics[name]) for name in METRIC_NAMES]
-        calibration = [f"{fold['threshold']:.3f}", f"{fold['temperature']:.3f}"]
+        bias = fold.get("calibration_bias", 0.0)  # 0 in runs from before the bias
+        calibration = [f"{fold['threshold']:.3f}", f"{fold['temperature']:.3f}", f"{bias:+.3f}"]
         rows.append([fold["fold"], fold["n_test"], *intervals, *calibration])
     pooled = results["pooled"]
     rows.append(["pooled", sum(fold["n_test"] for fold in results["folds"]),
-                 *(evaluation.format_interval(pooled[name]) for name in METRIC_NAMES), "per fold", "per fold"])
+                 *(evaluation.format_interval(pooled[name]) for name in METRIC_NAMES), *["per fold"] * 3])
     summary = results["mean_std"]
     rows.append(["mean ± std", "", *(f"{summary[name]['mean']:.3f} ± {summary[name]['std']:.3f}"
-                                     for name in METRIC_NAMES), "", ""])
+                                     for name in METRIC_NAMES), "", "", ""])
     text = f"# Fine-tuning results (init: {results['init']})\n\n"
     text += f"Command: `{results['command']}`  \nCommit: {results['commit']}; machine: {results['machine']}; "
     text += f"wall time {results['wall_time_s']:.0f} s.\n\n"
-    text += "95% CIs: patient bootstrap. Threshold (Youden's J) and temperature fitted on each fold's inner "
+    text += "95% CIs: patient bootstrap. Threshold (Youden's J), temperature T and bias fitted on each fold's inner "
     text += f"validation split only. {results['class_weighting']}\n\n"
     text += evaluation.markdown_table(headers, rows)
     final = results["final_model"]
     if final["path"]:
         text += f"\nFinal model: `{final['path']}` (threshold {final['threshold']:.3f}, temperature "
-        text += f"{final['temperature']:.3f}).\n"
+        text += f"{final['temperature']:.3f}, bias {final.get('calibration_bias', 0.0):+.3f}).\n"
     return text
 
 
 def write_outputs(
     config: FinetuneConfig, data: LabeledData, folds: list[Fold], outcomes: list[FoldOutcome],
-    pooled_rows: np.ndarray, pooled_logits: np.ndarray, pooled_temperature: np.ndarray,
-    pooled_threshold: np.ndarray, prediction_records: list, results: dict[str, Any], output_dir: Path,
+    pooled: Pooled, prediction_records: list, results: dict[str, Any], output_dir: Path,
 ) -> None:
     """results.json, results.md, predictions.csv and the figures (main process)."""
     curves = {}
     for fold, outcome in zip(folds, outcomes):
-        calibrated = evaluation.positive_probability(outcome.test_logits, outcome.temperature)
+        calibrated = evaluation.positive_probability(outcome.test_logits, outcome.temperature, outcome.bias)
         curves[f"fold {fold.number}"] = (data.labels[fold.test], calibrated, data.patient_ids[fold.test])
-    pooled_probability = evaluation.positive_probability(pooled_logits / pooled_temperature[:, None])
-    pooled_labels = data.labels[pooled_rows]
-    curves["pooled"] = (pooled_labels, pooled_probability, data.patient_ids[pooled_rows])
+    pooled_logits = pooled.logits
+    pooled_probability = evaluation.positive_probability(pooled_logits, *pooled.calibration)
+    pooled_labels = data.labels[pooled.rows]
+    curves["pooled"] = (pooled_labels, pooled_probability, data.patient_ids[pooled.rows])
     evaluation.plot_roc(curves, output_dir / "roc.png", seed=config.seed)
     evaluation.plot_reliability(
         {"before scaling": (pooled_labels, evaluation.positive_probability(pooled_logits)),
          "after scaling": (pooled_labels, pooled_probability)},
         output_dir / "reliability.png", n_bins=config.ece_bins,
     )
-    evaluation.plot_confusion(pooled_labels, pooled_probability, pooled_threshold, output_dir / "confusion.png",
+    evaluation.plot_confusion(pooled_labels, pooled_probability, pooled.threshold, output_dir / "confusion.png",
                               data.class_names)
     write_csv(output_dir / "predictions.csv", PREDICTION_COLUMNS, prediction_table(data, prediction_records))
     write_json_atomic(output_dir / "results.json", results)

@@ -27,14 +27,15 @@ SEED_STREAM_FOLD, SEED_STREAM_LABELS, SEED_STREAM_FINAL = 1, 2, 3
 
 @dataclasses.dataclass
 class FoldOutcome:
-    """What one trained fold gives: chosen epoch, threshold, temperature and test predictions."""
+    """What one trained fold gives: chosen epoch, threshold, calibration (temperature, bias) and test predictions."""
 
     best_epoch: int
     threshold: float
     temperature: float
+    bias: float
     test_logits: np.ndarray  # (n_test, 2)
     val_auc: float
-    val_logits: np.ndarray  # (n_val, 2), of the chosen epoch: what the temperature and threshold were fitted on
+    val_logits: np.ndarray  # (n_val, 2), of the chosen epoch: what the calibration and threshold were fitted on
 
 
 @torch.no_grad()
@@ -249,33 +250,39 @@ def run_fold(
         seed=config.seed + SEED_STREAM_FOLD * 1000 + fold.number, description=description,
     )
     val_logits = evaluate_rows(accelerator, config, model, data, processor, fold.val)
-    temperature = evaluation.fit_temperature(val_logits, data.labels[fold.val])
+    temperature, bias = evaluation.fit_calibration(val_logits, data.labels[fold.val])
     threshold = evaluation.youden_threshold(
-        data.labels[fold.val], evaluation.positive_probability(val_logits, temperature)
+        data.labels[fold.val], evaluation.positive_probability(val_logits, temperature, bias)
     )
     test_logits = evaluate_rows(accelerator, config, model, data, processor, fold.test)
     if config.save_fold_models and accelerator.is_main_process:
         fold_dir = Path(config.output_dir) / f"fold_{fold.number}" / "model"
-        save_model(accelerator.unwrap_model(model), processor, fold_dir, threshold, temperature, config)
+        save_model(accelerator.unwrap_model(model), processor, fold_dir, threshold, (temperature, bias), config)
     accelerator.wait_for_everyone()
-    return FoldOutcome(best_epoch, threshold, temperature, test_logits, val_auc, val_logits)
+    return FoldOutcome(best_epoch, threshold, temperature, bias, test_logits, val_auc, val_logits)
+
+
+def final_split(config: FinetuneConfig, data: LabeledData) -> tuple[np.ndarray, np.ndarray]:
+    """The final model's training rows and its patient-grouped holdout (where its calibration is fitted)."""
+    all_rows = np.arange(len(data.labels))
+    return inner_split(all_rows, data.labels, data.patient_ids, config.final_holdout_fraction,
+                       config.seed + SEED_STREAM_FINAL)
 
 
 def train_final_model(
     accelerator: Accelerator, config: FinetuneConfig, data: LabeledData, processor: usvcl_hf.UsvclImageProcessor,
     epochs: int, threshold: float, output_dir: Path,
-) -> tuple[Path, float]:
-    """Train on all labelled rows but a patient-grouped holdout, fit the temperature on that holdout, save."""
-    all_rows = np.arange(len(data.labels))
-    train_rows, holdout_rows = inner_split(all_rows, data.labels, data.patient_ids, config.final_holdout_fraction,
-                                           config.seed + SEED_STREAM_FINAL)
+) -> tuple[Path, tuple[float, float]]:
+    """Train on all labelled rows but a patient-grouped holdout, fit the calibration (temperature, bias) on that
+    holdout, save; returns the folder and the calibration."""
+    train_rows, holdout_rows = final_split(config, data)
     model, _, _ = train_model(accelerator, for_fold(config, "all"), data, processor, train_rows, None, epochs,
                               seed=config.seed + SEED_STREAM_FINAL, description="final model")
     holdout_logits = evaluate_rows(accelerator, config, model, data, processor, holdout_rows)
-    temperature = evaluation.fit_temperature(holdout_logits, data.labels[holdout_rows])
+    calibration = evaluation.fit_calibration(holdout_logits, data.labels[holdout_rows])
     final_dir = output_dir / "final_model"
     if accelerator.is_main_process:
-        save_model(model, processor, final_dir, threshold, temperature, config)
+        save_model(model, processor, final_dir, threshold, calibration, config)
     accelerator.wait_for_everyone()
-    return final_dir, temperature
+    return final_dir, calibration
 
