@@ -41,6 +41,8 @@ def _inputs(size: int, batch: int = 2, seed: int = 0) -> torch.Tensor:
         dict(in_chans=2),
         dict(class_weights=[1.0]),
         dict(decision_threshold=1.5),
+        dict(calibration_bias=float("nan")),
+        dict(calibration_bias=0.5, num_labels=3),
     ],
 )
 def test_config_rejects_impossible_values(bad: dict) -> None:
@@ -142,13 +144,18 @@ def test_trainable_layers(trainable_layers: int, expect_conv1: bool, expect_laye
     assert all(p.requires_grad for p in model.projection.parameters())
 
 
-def test_calibration_temperature_scales_logits(tiny_config_kwargs: dict, tmp_path: Path) -> None:
+def test_calibration_temperature_and_bias_scale_logits(tiny_config_kwargs: dict, tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = UsvclForImageClassification(UsvclConfig(**tiny_config_kwargs)).eval()
     pixels = _inputs(SMALL_SIZE)
     raw = model(pixels).logits
     model.config.calibration_temperature = 2.0
     torch.testing.assert_close(model(pixels).logits, raw / 2.0)
+    model.config.calibration_bias = -0.7  # Platt scaling: the bias moves the malignant logit only
+    output = model(pixels)
+    torch.testing.assert_close(output.calibrated_logits, raw / 2.0 + torch.tensor([0.0, -0.7]))
+    torch.testing.assert_close(output.calibrated_logits.softmax(1)[:, 1],
+                               torch.sigmoid((raw[:, 1] - raw[:, 0]) / 2.0 - 0.7))
 
 
 def test_auto_classes_in_process(tmp_path: Path, tiny_config_kwargs: dict) -> None:

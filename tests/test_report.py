@@ -319,3 +319,41 @@ def test_record_two_view_writes_the_choice_only_when_the_table_makes_it(ensemble
                                                        if row["choice"] != "not a candidate"}
         assert results["two_view"]["view"] == view and results["two_view"]["partner"] == partner
         assert [row["test"] for row in results["two_view"]["rows"]] == [row["test"] for row in rows]
+
+
+def test_calibration_table_and_recalibrated_candidates(tmp_path) -> None:
+    """A `calibration` table picks the method with the lower cross-fitted validation NLL over its arms and reports the
+    test ECE of each method; an ensembles candidate with `calibration` scores its members recalibrated that way."""
+    from experiments import ensembles
+    from tests.test_ensembles import predictions
+
+    results = tmp_path / "experiments/results"
+    for seed in (1, 2):
+        folder = results / f"cal/seed{seed}"
+        write_run(folder, predictions(10 + seed), seed=seed)
+        predictions(20 + seed).to_csv(folder / "val_predictions.csv", index=False)
+    arms = {"a": {"label": "A", "runs": ["cal/seed1", "cal/seed2"]}}
+    candidates = {"as_run": {"label": "A as run", "ensembles": [["a:1"]], "eligible": False},
+                  "refit": {"label": "A refit", "ensembles": [["a:1"]], "calibration": "temperature_and_bias"}}
+    tables = {"cal": {"document": "doc.md", "kind": "calibration", "arms": ["a"]},
+              "ens": {"document": "doc.md", "kind": "ensembles", "reference": "as_run", "candidates": candidates}}
+    (tmp_path / "experiments/report.yaml").write_text(yaml.safe_dump({"arms": arms, "tables": tables}))
+    (tmp_path / "doc.md").write_text("<!-- report:cal -->\n<!-- /report -->\n<!-- report:ens -->\n<!-- /report -->\n")
+    assert report.main(["--root", str(tmp_path)]) == 0
+    text = (tmp_path / "doc.md").read_text()
+    rows = table_rows(text, "cal")
+    validations = [pd.read_csv(results / f"cal/seed{seed}/val_predictions.csv", dtype={"patient_id": str})
+                   for seed in (1, 2)]
+    tests = [pd.read_csv(results / f"cal/seed{seed}/predictions.csv", dtype={"patient_id": str}) for seed in (1, 2)]
+    for row, method in zip(rows, ensembles.CALIBRATIONS):
+        crossfit = [ensembles.crossfit_calibration(rows_, method) for rows_ in validations]
+        test_ece = [evaluation.binary_metrics(test_["label"], test_["prob_malignant"])["ece"]
+                    for test_ in (ensembles.recalibrate(v, t, method)[1] for v, t in zip(validations, tests))]
+        assert row[2] == method.replace("_", " ")
+        assert row[3:6] == [f"{np.mean([fit['nll'] for fit in crossfit]):.3f}",
+                            f"{np.mean([fit['ece'] for fit in crossfit]):.3f}", f"{np.mean(test_ece):.3f}"]
+    assert [row[6] for row in rows] == ["", "**chosen**"]  # the shifted scores need the bias
+    refit = ensembles.recalibrate(validations[0], tests[0], "temperature_and_bias")[1].sort_values("image_id")
+    ensemble_rows = table_rows(text, "ens")
+    assert ensemble_rows[1][5].startswith(f"{evaluation.auc(refit['label'], refit['prob_malignant']):.3f} [")
+    assert ensemble_rows[1][7] == f"{evaluation.binary_metrics(refit['label'], refit['prob_malignant'])['ece']:.3f}"

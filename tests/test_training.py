@@ -204,7 +204,7 @@ def test_finetune_two_folds_from_pretrained(stores, pretrained, tmp_path) -> Non
     assert [fold["fold"] for fold in results["folds"]] == [1, 2]
     metric_names = {"auc", "sensitivity", "specificity", "accuracy", "ece_before", "ece_after"}
     for fold in results["folds"]:
-        assert {"n_train", "n_val", "n_test", "threshold", "temperature"} <= fold.keys()
+        assert {"n_train", "n_val", "n_test", "threshold", "temperature", "calibration_bias"} <= fold.keys()
         assert set(fold["metrics"]) == metric_names
         for metric in fold["metrics"].values():
             assert metric["ci_low"] <= metric["value"] <= metric["ci_high"]
@@ -219,6 +219,7 @@ def test_finetune_two_folds_from_pretrained(stores, pretrained, tmp_path) -> Non
     final = json.loads((Path(results["final_model"]["path"]) / "config.json").read_text())
     assert final["decision_threshold"] == pytest.approx(results["final_model"]["threshold"])
     assert final["calibration_temperature"] == pytest.approx(results["final_model"]["temperature"])
+    assert final["calibration_bias"] == pytest.approx(results["final_model"]["calibration_bias"])
     assert final["init_from_imagenet"] is False
     assert (Path(results["final_model"]["path"]) / "preprocessor_config.json").exists()
     assert "| pooled |" in (output_dir / "results.md").read_text()
@@ -231,6 +232,64 @@ def test_finetune_two_folds_from_pretrained(stores, pretrained, tmp_path) -> Non
     assert yaml.safe_load((output_dir / "config.yaml").read_text()) == results["config"]
     assert results["mean_val_auc"] == pytest.approx(np.mean([fold["val_auc"] for fold in results["folds"]]))
     assert all(entry["validation_only"] for entry in results["selection"])
+
+
+def test_recalibrate_fits_temperature_and_bias_on_the_final_holdout(stores, tmp_path) -> None:
+    """An export calibrated with a temperature only (as before the bias existed) gets temperature and bias fitted
+    on its final model's holdout: the NLL there drops, the decisions stay the same, the weights are untouched, and
+    results.json and the card say what was done; a second run refuses."""
+    import torch
+
+    import usvcl_hf
+    from training import evaluation, recalibrate
+    from training.export import export_classifier, set_decision_rule
+    from training.finetune.data import load_labeled_data
+    from training.finetune.train import final_split
+    from training.refresh_export import rewrite_classifier_folder
+
+    run_dir, folder = tmp_path / "run", tmp_path / "export"
+    result = run([sys.executable, "-m", "training.finetune", "--config", str(FINETUNE_CONFIG), "--store-path",
+                  str(stores["labeled"]), "--output-dir", str(run_dir), "--init", "random", "--folds", "1",
+                  "--max-steps", "1", "--final-holdout-fraction", "0.5"])  # a holdout no model separates
+    assert result.returncode == 0, result.stderr[-2000:]
+    export_classifier(Path(json.loads((run_dir / "results.json").read_text())["final_model"]["path"]),
+                      run_dir / "results.json", folder)
+    old_temperature, old_threshold = 1.7, 0.4  # a temperature-only export
+
+    def temperature_only(model) -> None:
+        set_decision_rule(model.config, old_temperature, old_threshold)
+
+    rewrite_classifier_folder(folder, temperature_only)
+    weights = (folder / "model.safetensors").read_bytes()
+    with torch.no_grad():
+        old_model = usvcl_hf.UsvclForImageClassification.from_pretrained(folder).eval()
+        pixels = torch.randn(64, 1, old_model.config.image_size, old_model.config.image_size,
+                             generator=torch.Generator().manual_seed(0))
+        before = old_model(pixel_values=pixels)
+    assert recalibrate.main(["--folder", str(folder), "--store-path", str(stores["labeled"])]) == 0
+    model = usvcl_hf.UsvclForImageClassification.from_pretrained(folder).eval()
+    config, results = model.config, json.loads((folder / "results.json").read_text())
+    with torch.no_grad():
+        after = model(pixel_values=pixels)
+    raw = before.calibrated_logits * old_temperature  # (64, 2): the classifier's own scores
+    expected = raw / config.calibration_temperature + torch.tensor([0.0, config.calibration_bias])
+    torch.testing.assert_close(after.calibrated_logits, expected, rtol=1e-4, atol=1e-4)
+    assert torch.equal(after.logits.argmax(1), before.logits.argmax(1))  # the threshold moved with the calibration
+    final = results["final_model"]
+    assert (final["temperature"], final["calibration_bias"], final["threshold"]) == (
+        config.calibration_temperature, config.calibration_bias, config.decision_threshold)
+    previous = final["recalibrated"]["previous_temperature"], final["recalibrated"]["previous_threshold"]
+    assert previous == (old_temperature, old_threshold)
+    data = load_labeled_data(str(stores["labeled"]), config.image_size, config.resize_mode)
+    run_config = recalibrate.run_config(results, str(stores["labeled"]))
+    assert final["recalibrated"]["holdout_images"] == len(final_split(run_config, data)[1])
+    assert final["recalibrated"]["nll_after"] <= final["recalibrated"]["nll_before"]
+    holdout = recalibrate.holdout_logits(folder, run_config)  # the final model's own holdout, uncalibrated
+    assert evaluation.fit_calibration(*holdout) == pytest.approx((config.calibration_temperature,
+                                                                  config.calibration_bias))
+    assert (folder / "model.safetensors").read_bytes() == weights
+    assert "Calibration fitted again after training" in (folder / "README.md").read_text()
+    assert recalibrate.main(["--folder", str(folder), "--store-path", str(stores["labeled"])]) == 1
 
 
 def check_validation_predictions(path: Path, folds: list[dict], test_rows: list[dict]) -> None:

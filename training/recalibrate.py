@@ -56,6 +56,8 @@ class Recalibration:
     temperature: float
     bias: float
     threshold: float  # the old threshold mapped through old and new calibration
+    previous_temperature: float  # the folder's calibration and threshold before
+    previous_threshold: float
     holdout_images: int
     nll_before: float  # holdout NLL with the folder's temperature only
     nll_after: float
@@ -100,7 +102,7 @@ def refit(folder: Path, store_path: str) -> tuple[Recalibration, dict[str, Any]]
     temperature, bias = evaluation.fit_calibration(logits, labels)
     threshold = mapped_threshold(model_config.decision_threshold, old_temperature, temperature, bias)
     recalibration = Recalibration(
-        temperature, bias, threshold, len(labels),
+        temperature, bias, threshold, old_temperature, model_config.decision_threshold, len(labels),
         evaluation.negative_log_likelihood(logits, labels, old_temperature),
         evaluation.negative_log_likelihood(logits, labels, temperature, bias),
     )
@@ -109,19 +111,17 @@ def refit(folder: Path, store_path: str) -> tuple[Recalibration, dict[str, Any]]
 
 def record(results: dict[str, Any], recalibration: Recalibration) -> dict[str, Any]:
     """results.json with the final model's new calibration and threshold, and how they were made."""
-    final = results["final_model"]
     summary = (
         f"Calibration fitted again after training (`python -m training.recalibrate`, commit {git_commit()}): "
         f"temperature and bias together on the same {recalibration.holdout_images}-image holdout, scored by these "
         f"float32-loaded weights (holdout NLL {recalibration.nll_before:.3f} with the temperature alone, "
-        f"{recalibration.nll_after:.3f} with both); the threshold mapped from {final['threshold']:.3f} (at T = "
-        f"{final['temperature']:.3f}) so that the decisions are unchanged."
+        f"{recalibration.nll_after:.3f} with both); the threshold mapped from {recalibration.previous_threshold:.3f} "
+        f"(at T = {recalibration.previous_temperature:.3f}) so that the decisions are unchanged."
     )
-    previous = {"temperature": final["temperature"], "threshold": final["threshold"]}
-    final = {**final, "temperature": recalibration.temperature, "calibration_bias": recalibration.bias,
-             "threshold": recalibration.threshold,
-             "recalibrated": {"command": run_command("training.recalibrate"), "previous": previous,
-                              **dataclasses.asdict(recalibration), "summary": summary}}
+    final = {**results["final_model"], "temperature": recalibration.temperature,
+             "calibration_bias": recalibration.bias, "threshold": recalibration.threshold,
+             "recalibrated": {"command": run_command("training.recalibrate"), **dataclasses.asdict(recalibration),
+                              "summary": summary}}
     return {**results, "final_model": final}
 
 
