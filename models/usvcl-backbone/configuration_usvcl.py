@@ -166,7 +166,7 @@ class UsvclConfig(PretrainedConfig):
         _require(math.isfinite(self.calibration_bias),
                  f"`calibration_bias` must be a finite number, got {self.calibration_bias}.")
         if self.calibration_bias:
-            _require(self.num_labels == 2, "`calibration_bias` needs a binary model (num_labels=2).")
+            _require(self.num_labels == 2, "`calibration_bias` must be 0 unless the model is binary (num_labels=2).")
         _require(0.0 <= self.decision_threshold <= 1.0, "`decision_threshold` must be in [0, 1].")
         if self.threshold_in_logits:
             _require(self.num_labels == 2, "`threshold_in_logits` needs a binary model (num_labels=2).")
