@@ -47,6 +47,14 @@ from training.refresh_export import rewrite_classifier_folder
 from usvcl_hf import UsvclForImageClassification
 
 LOGGER = logging.getLogger(__name__)
+CHOICE = {  # results.json `choices` entry: why temperature and bias (the card lists which data each choice used)
+    "choice": "calibration: temperature and bias together (Platt scaling of the logit difference), not a temperature "
+              "alone",
+    "data": "each fold's inner validation split, cross-fitted: its patients in two halves, each method fitted on one "
+            "half and scored on the other (experiments.ensembles.crossfit_calibration; the `calibration` table of "
+            "experiments/report.yaml)",
+    "criterion": "lower mean NLL over the arms' seeds and folds", "validation_only": True,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +130,8 @@ def record(results: dict[str, Any], recalibration: Recalibration) -> dict[str, A
              "calibration_bias": recalibration.bias, "threshold": recalibration.threshold,
              "recalibrated": {"command": run_command("training.recalibrate"), **dataclasses.asdict(recalibration),
                               "summary": summary}}
-    return {**results, "final_model": final}
+    choices = [item for item in results.get("choices", []) if item["choice"] != CHOICE["choice"]]
+    return {**results, "final_model": final, "choices": [*choices, CHOICE]}
 
 
 def recalibrate(folder: Path, store_path: str, repo_id: str | None = None) -> Recalibration:
