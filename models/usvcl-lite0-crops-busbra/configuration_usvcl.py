@@ -73,6 +73,10 @@ class UsvclConfig(PretrainedConfig):
             probability, one of `CLIP_AGGREGATIONS`.
         clip_top_k (`int`, defaults to 3): frames averaged by `"top_k_mean"`.
         calibration_temperature (`float`, defaults to 1.0): logits are divided by it (temperature scaling).
+        calibration_bias (`float`, defaults to 0.0): added to the positive (malignant) class's logit after the
+            division, so that `P(malignant) = sigmoid((z_pos - z_neg) / calibration_temperature + calibration_bias)`
+            (Platt scaling of the logit difference). It removes the prior shift of a class-weighted loss, which a
+            temperature alone cannot; models exported before it existed load with 0 (temperature scaling only).
         decision_threshold (`float`, defaults to 0.5): malignancy probability at and above which a case is called
             positive (chosen by cross-validation, never on a test fold).
         threshold_in_logits (`bool`, defaults to `False`): add the decision offset
@@ -119,6 +123,7 @@ class UsvclConfig(PretrainedConfig):
     clip_aggregation: str = "mean_probability"
     clip_top_k: int = 3
     calibration_temperature: float = 1.0
+    calibration_bias: float = 0.0
     decision_threshold: float = 0.5
     threshold_in_logits: bool = False
     ood_components: int = 0
@@ -158,6 +163,10 @@ class UsvclConfig(PretrainedConfig):
         _require(self.margin >= 0.0, f"`margin` must be >= 0, got {self.margin}.")
         _require(self.temperature > 0.0, f"`temperature` must be > 0, got {self.temperature}.")
         _require(self.calibration_temperature > 0.0, "`calibration_temperature` must be > 0.")
+        _require(math.isfinite(self.calibration_bias),
+                 f"`calibration_bias` must be a finite number, got {self.calibration_bias}.")
+        if self.calibration_bias:
+            _require(self.num_labels == 2, "`calibration_bias` must be 0 unless the model is binary (num_labels=2).")
         _require(0.0 <= self.decision_threshold <= 1.0, "`decision_threshold` must be in [0, 1].")
         if self.threshold_in_logits:
             _require(self.num_labels == 2, "`threshold_in_logits` needs a binary model (num_labels=2).")
@@ -186,6 +195,13 @@ class UsvclConfig(PretrainedConfig):
                 len(self.class_weights) == self.num_labels and all(w > 0 for w in self.class_weights),
                 f"`class_weights` must hold {self.num_labels} positive numbers, got {self.class_weights}.",
             )
+
+    def calibration_offset(self) -> list[float]:
+        """Per-class logit offset `(num_labels,)` added after temperature scaling: `calibration_bias` on the positive
+        class, zeros elsewhere."""
+        offset = [0.0] * self.num_labels
+        offset[positive_label_id(self.label2id)] = float(self.calibration_bias)
+        return offset
 
     def decision_offset(self) -> list[float]:
         """Per-class logit offset `(num_labels,)`: `log((1 - t) / t)` on the positive class when

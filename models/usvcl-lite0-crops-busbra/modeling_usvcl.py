@@ -62,7 +62,8 @@ class UsvclImageClassifierOutput(ModelOutput):
             their argmax is the calibrated decision (`P(malignant) >= config.decision_threshold`) when
             `config.threshold_in_logits`, and they equal `calibrated_logits` otherwise.
         calibrated_logits (`torch.FloatTensor` of shape `(B, num_labels)`): class scores divided by
-            `config.calibration_temperature`; their softmax gives the calibrated probabilities.
+            `config.calibration_temperature`, plus `config.calibration_bias` on the positive class; their softmax
+            gives the calibrated probabilities.
         embeddings (`torch.FloatTensor` of shape `(B, embedding_dim)`): L2-normalised projection.
         pooler_output (`torch.FloatTensor` of shape `(B, num_features)`): pooled backbone features.
         ood_score (`torch.FloatTensor` of shape `(B,)`, *optional*): out-of-distribution score of each image
@@ -322,11 +323,14 @@ class UsvclForImageClassification(UsvclPreTrainedModel):
         """`pixel_values (B, C, H, W)`, optional `labels (B,)` -> logits `(B, num_labels)` and loss (a tuple of the
         output fields with `return_dict=False`).
 
-        `calibrated = classifier(pooled) / T` (T = `calibration_temperature`), `logits = calibrated + b` with
-        `b = config.decision_offset()` (zeros unless `threshold_in_logits`).
+        `calibrated = classifier(pooled) / T + c` (T = `calibration_temperature`, `c = config.calibration_offset()`:
+        `calibration_bias` on the positive class), `logits = calibrated + b` with `b = config.decision_offset()`
+        (zeros unless `threshold_in_logits`).
         """
         encoded = self.usvcl(pixel_values, return_dict=True)
-        calibrated = self.classifier(encoded.pooler_output) / self.config.calibration_temperature  # (B, num_labels)
+        scores = self.classifier(encoded.pooler_output)  # (B, num_labels)
+        calibration = torch.tensor(self.config.calibration_offset(), dtype=scores.dtype, device=scores.device)
+        calibrated = scores / self.config.calibration_temperature + calibration  # (B, num_labels) + (num_labels,)
         offset = torch.tensor(self.config.decision_offset(), dtype=calibrated.dtype, device=calibrated.device)
         loss = None
         if labels is not None:
