@@ -64,7 +64,8 @@ def test_an_arm_without_a_final_model_records_the_threshold_it_would_take(tmp_pa
     write_part(tmp_path / "a", (1, 2, 3), final=False)
     write_part(tmp_path / "b", (4, 5), final=False)
     merged = pool_predictions.merged_results([tmp_path / "a", tmp_path / "b"])
-    assert merged["final_model"] == {"path": None, "threshold": pytest.approx(0.33), "temperature": 1.0}
+    assert merged["final_model"] == {"path": None, "threshold": pytest.approx(0.33), "temperature": 1.0,
+                                     "calibration_bias": 0.0}
 
 
 def test_choices_made_outside_the_runs_are_recorded_whole(tmp_path) -> None:
