@@ -68,7 +68,9 @@ def test_every_backbone_builds_and_round_trips(backbone: str, tmp_path: Path, ti
     assert output.embeddings.shape == (2, 16)
     model.save_pretrained(tmp_path)
     reloaded = AutoModelForImageClassification.from_pretrained(tmp_path).eval()
-    torch.testing.assert_close(reloaded(pixels).logits, output.logits, rtol=0, atol=0)
+    # bit-exact at the default thread count; with OMP_NUM_THREADS=1 oneDNN may round a reloaded copy's convolutions
+    # differently in the last bits (seen: 1.4e-9 on densenet121), which says nothing about the round trip
+    torch.testing.assert_close(reloaded(pixels).logits, output.logits, rtol=0, atol=1e-7)
 
 
 def test_embeddings_are_normalised(tiny_config_kwargs: dict) -> None:
