@@ -50,6 +50,11 @@ def sensitivity_specificity(rows: pd.DataFrame) -> tuple[float, float]:
     return float(called[malignant].mean()), float((~called[~malignant]).mean())
 
 
+def calibration_error(rows: pd.DataFrame) -> float:
+    """ECE (10 equal-width bins) of `prob_malignant` against `label`."""
+    return float(evaluation.binary_metrics(rows["label"], rows["prob_malignant"])["ece"])
+
+
 def mean_fold_auc(rows: pd.DataFrame) -> float:
     """Mean over folds of the AUC of `prob_malignant` on each fold's rows (the inner-validation criterion)."""
     return float(np.mean([evaluation.auc(fold["label"].to_numpy(), fold["prob_malignant"].to_numpy())
@@ -98,11 +103,11 @@ def crossfit_calibration(validation: pd.DataFrame, method: str, seed: int = HALV
             calibration = evaluation.fit_calibration(logit_difference(rows[fit]), rows["label"][fit],
                                                      CALIBRATIONS[method])
             scores[score] = calibrated(rows[score], calibration)
-        labels = rows["label"].to_numpy()
-        nll.append(evaluation.binary_nll(labels, scores))
-        ece.append(float(evaluation.binary_metrics(labels, scores)["ece"]))
+        scored = rows.assign(prob_malignant=scores)
+        nll.append(evaluation.binary_nll(scored["label"].to_numpy(), scores))
+        ece.append(calibration_error(scored))
     return {"nll": float(np.mean(nll)), "ece": float(np.mean(ece))}
 
 
-__all__ = ["CALIBRATIONS", "KEY", "calibrated", "crossfit_calibration", "logit_difference", "mean_fold_auc",
-           "mean_score", "recalibrate", "sensitivity_specificity"]
+__all__ = ["CALIBRATIONS", "KEY", "calibrated", "calibration_error", "crossfit_calibration", "logit_difference",
+           "mean_fold_auc", "mean_score", "recalibrate", "sensitivity_specificity"]

@@ -458,8 +458,7 @@ def candidate_scores(stats: Statistics, spec: dict[str, Any]) -> dict[str, Any]:
             "patients": tests[0]["patient_id"].to_numpy(), "images": tests[0]["image_id"].to_numpy(),
             "scores": np.stack([rows["prob_malignant"].to_numpy() for rows in tests]),  # (S, n)
             "calls": np.mean([ensembles.sensitivity_specificity(rows) for rows in tests], axis=0),  # (S, 2) -> (2,)
-            "ece": float(np.mean([evaluation.binary_metrics(rows["label"], rows["prob_malignant"])["ece"]
-                                  for rows in tests]))}
+            "ece": float(np.mean([ensembles.calibration_error(rows) for rows in tests]))}
 
 
 ENSEMBLE_HEADERS = {
@@ -569,9 +568,9 @@ def calibration_table(spec: dict[str, Any], stats: Statistics) -> str:
             runs = stats.arms[name].runs
             crossfit = [ensembles.crossfit_calibration(run_tables(run)[0], method) for run in runs]
             tests = [run_tables(run, method)[1] for run in runs]
-            test_ece = [evaluation.binary_metrics(rows["label"], rows["prob_malignant"])["ece"] for rows in tests]
             scores[name, method] = [np.mean([fit["nll"] for fit in crossfit]),
-                                    np.mean([fit["ece"] for fit in crossfit]), np.mean(test_ece)]
+                                    np.mean([fit["ece"] for fit in crossfit]),
+                                    np.mean([ensembles.calibration_error(rows) for rows in tests])]
     chosen = min(methods, key=lambda method: np.mean([scores[name, method][0] for name in spec["arms"]]))
     rows = [[stats.arms[name].label, str(len(stats.arms[name].runs)), method.replace("_", " "),
              *(f"{value:.3f}" for value in scores[name, method]), "**chosen**" if method == chosen else ""]

@@ -100,13 +100,13 @@ def holdout_logits(folder: Path, config: FinetuneConfig) -> tuple[np.ndarray, np
 
 def refit(folder: Path, store_path: str) -> tuple[Recalibration, dict[str, Any]]:
     """The folder's calibration fitted again on its final holdout; with the folder's results.json."""
+    model_config = usvcl_hf.UsvclConfig.from_pretrained(folder)
+    if model_config.calibration_bias:
+        raise ExportError(f"{folder}: already calibrated with a bias ({model_config.calibration_bias:+.3f})")
+    old_temperature = model_config.calibration_temperature
     results = read_json(folder / RESULTS_COPY)
     config = run_config(results, store_path)
     logits, labels = holdout_logits(folder, config)
-    model_config = usvcl_hf.UsvclConfig.from_pretrained(folder)
-    old_temperature = model_config.calibration_temperature
-    if model_config.calibration_bias:
-        raise ExportError(f"{folder}: already calibrated with a bias ({model_config.calibration_bias:+.3f})")
     temperature, bias = evaluation.fit_calibration(logits, labels)
     threshold = mapped_threshold(model_config.decision_threshold, old_temperature, temperature, bias)
     recalibration = Recalibration(
