@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from training import evaluation
+from usvcl_hf.aggregation import logit
 
 KEY = ["fold", "image_id"]  # an image can sit in the inner validation of several folds
 CALIBRATIONS = {"temperature": False, "temperature_and_bias": True}  # method -> fit a bias (fit_calibration)
@@ -63,8 +64,8 @@ def mean_fold_auc(rows: pd.DataFrame) -> float:
 
 def logit_difference(rows: pd.DataFrame) -> np.ndarray:
     """`(n, 2)` logits `[0, z1 - z0]` recovered from `prob_uncalibrated` (softmax of the raw logits)."""
-    probability = np.clip(rows["prob_uncalibrated"].to_numpy(dtype=float), 1e-15, 1 - 1e-15)
-    return np.stack([np.zeros(len(rows)), np.log(probability / (1 - probability))], axis=1)  # (n, 2)
+    difference = logit(rows["prob_uncalibrated"].to_numpy(dtype=float))  # (n,)
+    return np.stack([np.zeros(len(rows)), difference], axis=1)  # (n, 2)
 
 
 def calibrated(rows: pd.DataFrame, calibration: tuple[float, float]) -> np.ndarray:

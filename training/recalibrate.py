@@ -19,7 +19,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from training.logs import setup_logging
 from training.provenance import git_commit, run_command
 from training.refresh_export import rewrite_classifier_folder
 from usvcl_hf import UsvclForImageClassification
+from usvcl_hf.aggregation import logit, sigmoid
 
 LOGGER = logging.getLogger(__name__)
 CHOICE = {  # results.json `choices` entry: why temperature and bias (the card lists which data each choice used)
@@ -74,8 +74,7 @@ class Recalibration:
 def mapped_threshold(threshold: float, old_temperature: float, temperature: float, bias: float) -> float:
     """The threshold on the new calibrated scale that cuts the same logit difference as `threshold` did with
     `old_temperature` alone: `sigmoid(T_old * logit(t) / T + b)`."""
-    difference = old_temperature * math.log(threshold / (1.0 - threshold))
-    return 1.0 / (1.0 + math.exp(-(difference / temperature + bias)))
+    return float(sigmoid(old_temperature * logit(np.array([threshold]))[0] / temperature + bias))
 
 
 def run_config(results: dict[str, Any], store_path: str) -> FinetuneConfig:
