@@ -11,25 +11,30 @@
 # inner splits, seed 42); about 12 min a fold on a lane.
 # One lane per seed, one torch thread each; FOLDS splits the 5 folds over sessions (about 22 min a fold on a lane),
 # each part into its own folder (experiments.report reads part*/ folders as one run). No final model.
+# EPOCHS (15 by default, the shipped schedule) runs a longer or shorter schedule as a candidate (issue #15 item 3:
+# the crop runs chose one of their last 5 epochs in 9 of 10 fold runs); crop folders then get _<EPOCHS>ep.
 #   SEEDS="43 44" FOLDS="1 2" bash experiments/cpu_default_seeds.sh   # -> $RUNS/lite0_B_15ep_seed43_folds1-2, ...
 #   VIEW=crop SEEDS=43 FOLDS="4 5" bash experiments/cpu_default_seeds.sh   # -> $RUNS/lite0_B_crops_seed43_folds4-5
+#   VIEW=crop EPOCHS=25 SEEDS=42 FOLDS="4 5" bash experiments/cpu_default_seeds.sh  # -> ..._crops_25ep_seed42_folds4-5
 set -euo pipefail
 RUNS=${RUNS:-runs/cpu}
 SEEDS=(${SEEDS:-43 44})
 FOLDS=(${FOLDS:-1 2 3 4 5})
 VIEW=${VIEW:-whole}
+EPOCHS=${EPOCHS:-15}
 BOXES=(experiments/results/cpu15_crops/lesion_boxes/part1/boxes.csv experiments/results/cpu15_crops/lesion_boxes/part2/boxes.csv)
 source experiments/common.sh
 case $VIEW in
-  whole) NAME=lite0_B_15ep; VIEW_ARGS=() ;;
+  whole) NAME=lite0_B_${EPOCHS}ep; VIEW_ARGS=() ;;
   crop) NAME=lite0_B_crops; VIEW_ARGS=(--image-size 128 --lesion-crop --crop-margin 0.2 --eval-boxes "${BOXES[@]}") ;;
   *) echo "VIEW must be whole or crop, got $VIEW" >&2; exit 2 ;;
 esac
+[ "$VIEW" = whole ] || [ "$EPOCHS" = 15 ] || NAME=${NAME}_${EPOCHS}ep
 mkdir -p "$RUNS"
 part=folds$(IFS=-; echo "${FOLDS[*]}")
 
 for seed in "${SEEDS[@]}"; do
-  finetune_lane "${NAME}_seed${seed}_$part" --num-epochs 15 --seed "$seed" --split-seed 42 \
+  finetune_lane "${NAME}_seed${seed}_$part" --num-epochs "$EPOCHS" --seed "$seed" --split-seed 42 \
     "${VIEW_ARGS[@]}" --folds "${FOLDS[@]}" --no-final-model &
 done
 wait
