@@ -104,9 +104,8 @@ def crossfit_calibration(validation: pd.DataFrame, method: str, seed: int = HALV
             calibration = evaluation.fit_calibration(logit_difference(rows[fit]), rows["label"][fit],
                                                      CALIBRATIONS[method])
             scores[score] = calibrated(rows[score], calibration)
-        scored = rows.assign(prob_malignant=scores)
-        nll.append(evaluation.binary_nll(scored["label"].to_numpy(), scores))
-        ece.append(calibration_error(scored))
+        nll.append(evaluation.binary_nll(rows["label"].to_numpy(), scores))
+        ece.append(calibration_error(rows.assign(prob_malignant=scores)))
     return {"nll": float(np.mean(nll)), "ece": float(np.mean(ece))}
 
 

@@ -74,7 +74,7 @@ class Recalibration:
 def mapped_threshold(threshold: float, old_temperature: float, temperature: float, bias: float) -> float:
     """The threshold on the new calibrated scale that cuts the same logit difference as `threshold` did with
     `old_temperature` alone: `sigmoid(T_old * logit(t) / T + b)`."""
-    return float(sigmoid(old_temperature * logit(np.array([threshold]))[0] / temperature + bias))
+    return float(sigmoid(old_temperature * logit(threshold) / temperature + bias))
 
 
 def run_config(results: dict[str, Any], store_path: str) -> FinetuneConfig:
