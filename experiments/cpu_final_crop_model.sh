@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # The lesion-crop classifier's final model (issue #15), for the whole-image + lesion-crop pair chosen on inner
 # validation (experiments/results/cpu16_two_view/README.md): the crop arm's recipe (experiments/cpu_lesion_crops.sh:
-# ImageNet Lite0, recipe B, 15 epochs, 128 px, margin 0.2, seed 42) trained on all BUS-BRA images but a
-# patient-grouped holdout that fits its temperature, training images cut by their masks' boxes, for the median best
-# epoch and threshold of the arm's committed folds (--final-from: no cross-validation again). One 1-thread lane.
+# ImageNet Lite0, recipe B, 128 px, margin 0.2, seed 42) trained on all BUS-BRA images but a patient-grouped holdout
+# that fits its temperature, training images cut by their masks' boxes, for the median best epoch and threshold of
+# the arm's committed folds (--final-from: every part*/results.json of ARM_DIR; no cross-validation again).
+# EPOCHS (15 by default) is the arm's schedule: 25 for experiments/results/cpu19_crops_25ep. One 1-thread lane.
 #   bash experiments/cpu_final_crop_model.sh    # -> $RUNS/lite0_B_crops_final/final_model (RUNS=runs/cpu)
+#   EPOCHS=25 ARM_DIR=experiments/results/cpu19_crops_25ep/lite0_B_crops_25ep_seed42 \
+#     bash experiments/cpu_final_crop_model.sh  # -> $RUNS/lite0_B_crops_25ep_final/final_model
 set -euo pipefail
 RUNS=${RUNS:-runs/cpu}
-ARM_DIR=experiments/results/cpu15_crops/lite0_B_crops
+EPOCHS=${EPOCHS:-15}
+ARM_DIR=${ARM_DIR:-experiments/results/cpu15_crops/lite0_B_crops}
+NAME=lite0_B_crops_final
+[ "$EPOCHS" = 15 ] || NAME=lite0_B_crops_${EPOCHS}ep_final
 source experiments/common.sh
 mkdir -p "$RUNS"
-finetune_lane lite0_B_crops_final --seed 42 --num-epochs 15 --image-size 128 --lesion-crop --crop-margin 0.2 \
-  --final-from "$ARM_DIR"/part1/results.json "$ARM_DIR"/part2/results.json
-echo "final crop model: $RUNS/lite0_B_crops_final/final_model (log $RUNS/lite0_B_crops_final.log)"
+finetune_lane "$NAME" --seed 42 --num-epochs "$EPOCHS" --image-size 128 --lesion-crop --crop-margin 0.2 \
+  --final-from "$ARM_DIR"/part*/results.json
+echo "final crop model: $RUNS/$NAME/final_model (log $RUNS/$NAME.log)"

@@ -35,8 +35,9 @@ from training.finetune.outputs import SELECTION, mean_std
 
 CLASSES = ["benign", "malignant"]  # class names of results files from before `class_names` was recorded
 PART_FIELDS = ("folds", "output_dir", "final_model")  # config fields that may differ between parts of one arm
-# ... and between them and a `--final-from` run (which needs no segmenter boxes: it validates and tests nothing)
-FINAL_RUN_FIELDS = (*PART_FIELDS, "final_from", "eval_boxes")
+# ... and between them and a `--final-from` run (which validates and tests nothing: no segmenter boxes, no inner
+# splits to seed; its holdout follows `seed`)
+FINAL_RUN_FIELDS = (*PART_FIELDS, "final_from", "eval_boxes", "split_seed")
 
 
 def pool(folders: list[Path]) -> dict:
