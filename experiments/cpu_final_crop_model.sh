@@ -2,8 +2,9 @@
 # The lesion-crop classifier's final model (issue #15), for the whole-image + lesion-crop pair chosen on inner
 # validation (experiments/results/cpu16_two_view/README.md): the crop arm's recipe (experiments/cpu_lesion_crops.sh:
 # ImageNet Lite0, recipe B, 128 px, margin 0.2, seed 42) trained on all BUS-BRA images but a patient-grouped holdout
-# that fits its temperature, training images cut by their masks' boxes, for the median best epoch and threshold of
-# the arm's committed folds (--final-from: every part*/results.json of ARM_DIR; no cross-validation again).
+# that fits its temperature and bias, training images cut by their masks' boxes, for the median best epoch and
+# threshold of the arm's committed folds (--final-from: every part*/results.json of ARM_DIR; no cross-validation
+# again).
 # EPOCHS (15 by default) is the arm's schedule: 25 for experiments/results/cpu19_crops_25ep. One 1-thread lane.
 #   bash experiments/cpu_final_crop_model.sh    # -> $RUNS/lite0_B_crops_final/final_model (RUNS=runs/cpu)
 #   EPOCHS=25 ARM_DIR=experiments/results/cpu19_crops_25ep/lite0_B_crops_25ep_seed42 \

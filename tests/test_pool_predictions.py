@@ -102,12 +102,12 @@ def test_commands_recorded_with_a_main_path_are_named_by_module() -> None:
     assert pool_predictions.module_command(typed) == typed
 
 
-def write_final_run(folder: Path, folds: list[int], learning_rate: float = 5e-4) -> None:
+def write_final_run(folder: Path, folds: list[int], learning_rate: float = 5e-4, split_seed: int | None = None) -> None:
     """A `training.finetune --final-from` output: results.json with the final model and the folds it took."""
     folder.mkdir(parents=True)
     config = {"seed": 42, "bootstrap_samples": 100, "ece_bins": 10, "learning_rate": learning_rate,
               "folds": None, "output_dir": str(folder), "final_model": True, "final_from": ["a", "b"],
-              "eval_boxes": None}
+              "eval_boxes": None, "split_seed": split_seed}
     final = {"path": str(folder / "final_model"), "threshold": 0.35, "temperature": 1.7, "epochs": 9}
     (folder / "results.json").write_text(json.dumps({
         "config": config, "command": "finetune --final-from a b", "commit": "def5678", "wall_time_s": 30.0,
@@ -133,3 +133,5 @@ def test_the_final_model_of_a_final_from_run_is_the_arms(tmp_path) -> None:
         pool_predictions.with_final_run(merged, tmp_path / "other_recipe")
     with pytest.raises(ValueError, match="not a --final-from run"):
         pool_predictions.with_final_run(merged, tmp_path / "part2")
+    write_final_run(tmp_path / "split_seed", [1, 2, 3, 4, 5], split_seed=7)  # a final run draws no inner splits
+    assert pool_predictions.with_final_run(merged, tmp_path / "split_seed")["final_model"]["epochs"] == 9
