@@ -6,14 +6,16 @@ kept frames (app defaults: stride 5, crop on, the model's aggregation):
   preprocessing, batched inference, aggregation, Grad-CAM of the most suspicious frame, output formatting);
 - bare forward: `model(pixel_values)` on the already preprocessed frames, batches of 16, under inference_mode;
 - a breakdown: decoding + crop, preprocessing, `predict_clip`, Grad-CAM;
-- the "before" of BatchNorm folding (`usvcl_hf.batchnorm_folding`, which the loaders apply): the bare forward and
-  the two-view demo with the same models loaded with `fold_batchnorm=False`.
+- the "before" of each inference rewrite the loaders apply (`usvcl_hf.inference_prep`): the bare forward and the
+  two-view demo with the same models loaded with `fold_batchnorm=False` (BatchNorm folding,
+  `usvcl_hf.batchnorm_folding`), and with `static_padding=False` (TensorFlow-"same" padding inside the
+  convolution, `usvcl_hf.static_padding`).
 After one warm-up of everything, `--repeats` rounds each time all measurements back to back (interleaved, so
 load from other processes hits them alike). The report gives the minimum (least disturbed) and the median per
 measurement; the headline ratio is min(demo) / min(bare), with the median of the per-round ratios beside it.
 Prints a Markdown table with the ratio (target <= 1.3) and a breakdown, and the demo with the bundled lesion model
 and with the lesion and lesion-crop models (two views, what `python app.py` runs when both are bundled), then the
-folding gain and issue #15's target (what `python app.py` runs, a 10 s clip in <= 1.0 s).
+gain of each rewrite and issue #15's target (what `python app.py` runs, a 10 s clip in <= 1.0 s).
 
 Usage:
     python benchmarks/demo_latency.py [--model DIR_OR_HUB_ID | --random-model --backbone resnet18] [--image-size 224]
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import statistics
 import subprocess
@@ -69,6 +72,12 @@ DEMO_LESION = "demo end-to-end with the lesion model"
 DEMO_TWO_VIEWS = "demo end-to-end with the lesion and lesion-crop models (two views: what `python app.py` runs)"
 BARE_UNFOLDED = "bare model forward, BatchNorms not folded (before)"
 DEMO_TWO_VIEWS_UNFOLDED = "demo end-to-end with two views, BatchNorms not folded (before)"
+BARE_DYNAMIC = "bare model forward, padding not static (before)"
+DEMO_TWO_VIEWS_DYNAMIC = "demo end-to-end with two views, padding not static (before)"
+REWRITES = {  # label: (loader keyword that turns it off, bare forward before, two-view demo before)
+    "BatchNorm folding (`usvcl_hf.batchnorm_folding`)": ("fold_batchnorm", BARE_UNFOLDED, DEMO_TWO_VIEWS_UNFOLDED),
+    "static padding (`usvcl_hf.static_padding`)": ("static_padding", BARE_DYNAMIC, DEMO_TWO_VIEWS_DYNAMIC),
+}
 TARGET_DEMO_S = 1.0  # issue #15: a 10 s clip end to end, with what `python app.py` runs
 
 
@@ -127,11 +136,11 @@ def get_model(args: argparse.Namespace) -> tuple[object, object, str, Path | str
     return model, processor, f"random {args.backbone} at {args.image_size} px (no trained model yet)", None
 
 
-def unfolded_two_views(two_views: app.LesionModel) -> app.LesionModel:
-    """The same lesion and crop models loaded without BatchNorm folding (the side-by-side "before")."""
+def two_views_without(two_views: app.LesionModel, switch: str) -> app.LesionModel:
+    """The same lesion and crop models loaded with the loader keyword `switch` False (a side-by-side "before")."""
     return dataclasses.replace(
-        two_views, model=load_lesion_model(location(two_views.name), fold_batchnorm=False)[0],
-        crop_model=load_model(location(two_views.crop_name), fold_batchnorm=False)[0])
+        two_views, model=load_lesion_model(location(two_views.name), **{switch: False})[0],
+        crop_model=load_model(location(two_views.crop_name), **{switch: False})[0])
 
 
 def git_commit() -> str:
@@ -191,10 +200,12 @@ def main() -> None:
         def gradcam() -> None:
             gradcam_heatmap(model, processor, decoded.frames[0], app.SALIENCY_CLASS)
 
-        unfolded = None if model_location is None else load_model(model_location, fold_batchnorm=False)[0]
+        befores = {} if model_location is None else {  # loader keyword -> the model loaded with it False
+            switch: load_model(model_location, **{switch: False})[0] for switch, _, _ in REWRITES.values()}
         measurements = {
             BARE: lambda: bare_forward(model, pixel_values),
-            **({} if unfolded is None else {BARE_UNFOLDED: lambda: bare_forward(unfolded, pixel_values)}),
+            **{bare_name: functools.partial(bare_forward, befores[switch], pixel_values)
+               for switch, bare_name, _ in REWRITES.values() if switch in befores},
             DEMO: demo,
             "decode + crop": decode,
             "preprocess": preprocess,
@@ -211,10 +222,11 @@ def main() -> None:
                 measurements[DEMO_TWO_VIEWS] = lambda: app.run_analysis(model, processor, "benchmark", [str(clip)],
                                                                         args.stride, aggregation, True, two_views)
                 measurements.update(two_view_parts(two_views, decoded.frames))
-                if unfolded is not None:
-                    before = unfolded_two_views(two_views)
-                    measurements[DEMO_TWO_VIEWS_UNFOLDED] = lambda: app.run_analysis(
-                        unfolded, processor, "benchmark", [str(clip)], args.stride, aggregation, True, before)
+                for switch, _, demo_name in REWRITES.values():
+                    if switch in befores:
+                        measurements[demo_name] = functools.partial(
+                            app.run_analysis, befores[switch], processor, "benchmark", [str(clip)], args.stride,
+                            aggregation, True, two_views_without(two_views, switch))
         times = timed_rounds(measurements, args.repeats)
     report(args, description, aggregation, len(decoded.frames), times, time.perf_counter() - run_started)
 
@@ -271,27 +283,28 @@ def report(args: argparse.Namespace, description: str, aggregation: str, frames:
         low, middle = min(values), statistics.median(values)
         versus = f"**{low / bare_min:.2f}x** (target <= {TARGET_RATIO})" if name == DEMO else f"{low / bare_min:.2f}x"
         headline = name in (DEMO, DEMO_LESION, DEMO_TWO_VIEWS)
-        standalone = name in (BARE, BARE_UNFOLDED, DEMO_TWO_VIEWS_UNFOLDED)
+        standalone = name == BARE or any(name in befores[1:] for befores in REWRITES.values())
         label = f"**{name}**" if headline else (name if standalone else f"of which: {name}")
         print(f"| {label} | {low:.3f} | {middle:.3f} | {1000 * low / frames:.1f} | {versus} |")
     print(f"\nRatio demo / bare forward: {ratio:.2f} (minima), {paired:.2f} (median of per-round ratios); "
           f"{'meets' if ratio <= TARGET_RATIO else 'MISSES'} the target {TARGET_RATIO}. "
           f"Wall time of the whole benchmark: {wall_s:.0f} s.")
-    for line in (folding_line(times), target_line(times)):
+    for line in [*(rewrite_line(rewrite, times) for rewrite in REWRITES), target_line(times)]:
         if line:
             print(line)
 
 
-def folding_line(times: dict[str, list[float]]) -> str | None:
-    """How much faster BatchNorm folding made the bare forward and the two-view demo (minima, this run)."""
+def rewrite_line(rewrite: str, times: dict[str, list[float]]) -> str | None:
+    """How much faster one of REWRITES made the bare forward and the two-view demo (minima, this run)."""
+    _, bare_before, demo_before = REWRITES[rewrite]
     pairs = [(label, times[before], times[after]) for label, before, after in (
-        ("bare forward", BARE_UNFOLDED, BARE), ("two-view demo", DEMO_TWO_VIEWS_UNFOLDED, DEMO_TWO_VIEWS))
+        ("bare forward", bare_before, BARE), ("two-view demo", demo_before, DEMO_TWO_VIEWS))
         if before in times and after in times]
     if not pairs:
         return None
     gains = "; ".join(f"{label} {min(before) / min(after):.2f}x faster ({min(before):.3f} -> {min(after):.3f} s)"
                       for label, before, after in pairs)
-    return f"BatchNorm folding (`usvcl_hf.batchnorm_folding`, side by side in this run, minima): {gains}."
+    return f"{rewrite[0].upper()}{rewrite[1:]}, side by side in this run (minima): {gains}."
 
 
 def target_line(times: dict[str, list[float]]) -> str:

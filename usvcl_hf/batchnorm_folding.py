@@ -113,13 +113,4 @@ def fold_batchnorms(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module,
     return folded, len(pairs)
 
 
-def prepare_for_inference(model: nn.Module, fold: bool = True) -> nn.Module:
-    """`model` in eval mode, channels_last (NHWC convolutions: faster on a CPU, same outputs) and, with `fold`,
-    its BatchNorms folded into their convolutions (`fold_batchnorms` on `example_input(model.config)`)."""
-    model = model.eval()
-    if fold:
-        model, _ = fold_batchnorms(model, example_input(model.config))
-    return model.to(memory_format=torch.channels_last)  # after folding: the folded weights become NHWC too
-
-
-__all__ = ["conv_batchnorm_pairs", "example_input", "fold_batchnorms", "prepare_for_inference"]
+__all__ = ["conv_batchnorm_pairs", "example_input", "fold_batchnorms"]

@@ -37,9 +37,9 @@ import PIL.Image
 import torch
 
 from .aggregation import aggregate_probabilities
-from .batchnorm_folding import prepare_for_inference
 from .configuration_usvcl import CLIP_AGGREGATIONS, POSITIVE_LABEL, positive_label_id
 from .image_processing_usvcl import to_grey_uint8
+from .inference_prep import prepare_for_inference
 from .input_checks import CHECKED_SIZES, check_frame_sizes
 from .lesion import NO_LESION_LABEL, check_model_location, frame_lesions
 from .lesion_crop import CROP_VIEW, WHOLE_VIEW, lesion_crops, two_view_threshold
@@ -140,10 +140,12 @@ class DecodedFrames:
 
 def load_model(
     model_id_or_dir: str | Path, device: str | torch.device | None = None, fold_batchnorm: bool = True,
+    static_padding: bool = True,
 ) -> tuple[Any, Any]:
     """Load a usvcl classifier and its image processor (Auto classes, `trust_remote_code=True`), ready for
-    inference (`usvcl_hf.batchnorm_folding.prepare_for_inference`: eval mode, channels_last and, with
-    `fold_batchnorm`, BatchNorms folded into the convolutions; load with `from_pretrained` to train or save).
+    inference (`usvcl_hf.inference_prep.prepare_for_inference`: eval mode, channels_last, with `fold_batchnorm`
+    BatchNorms folded into the convolutions, with `static_padding` TensorFlow-"same" stride-2 convolutions padded
+    inside the convolution; same outputs; load with `from_pretrained` to train or save).
 
     Raises `FileNotFoundError` for a local-looking path that does not exist, `OSError` when loading fails.
     """
@@ -155,7 +157,7 @@ def load_model(
     processor = AutoImageProcessor.from_pretrained(name, trust_remote_code=True)
     if device is not None:
         model = model.to(device)
-    return prepare_for_inference(model, fold_batchnorm), processor
+    return prepare_for_inference(model, fold_batchnorm, static_padding), processor
 
 
 def positive_class_index(config: Any) -> int:

@@ -19,9 +19,9 @@ import PIL.Image
 import PIL.ImageFilter
 import torch
 
-from .batchnorm_folding import prepare_for_inference
 from .configuration_lesion import NO_LESION_LABEL
 from .image_processing_usvcl import UINT8_MAX, to_grey_float, to_grey_uint8
+from .inference_prep import prepare_for_inference
 from .input_checks import CHECKED_SIZES
 
 DEFAULT_LESION_BATCH_SIZE = 16
@@ -37,9 +37,10 @@ def check_model_location(name: str, what: str = "Model") -> None:
 
 def load_lesion_model(
     model_id_or_dir: str | Path, device: str | torch.device | None = None, fold_batchnorm: bool = True,
+    static_padding: bool = True,
 ) -> tuple[Any, Any]:
     """A lesion segmenter and its image processor (Auto classes, `trust_remote_code=True`), ready for inference
-    (`usvcl_hf.batchnorm_folding.prepare_for_inference`, as `usvcl_hf.clip_prediction.load_model`).
+    (`usvcl_hf.inference_prep.prepare_for_inference`, as `usvcl_hf.clip_prediction.load_model`).
 
     Raises `FileNotFoundError` for a local-looking path that does not exist, `ValueError` for a model that is not
     a lesion segmenter, `OSError` when loading fails.
@@ -55,7 +56,7 @@ def load_lesion_model(
     processor = AutoImageProcessor.from_pretrained(name, trust_remote_code=True)
     if device is not None:
         model = model.to(device)
-    return prepare_for_inference(model, fold_batchnorm), processor
+    return prepare_for_inference(model, fold_batchnorm, static_padding), processor
 
 
 def _batches(frames: Sequence[Any], batch_size: int) -> Iterable[list[Any]]:
