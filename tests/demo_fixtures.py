@@ -31,6 +31,17 @@ def save_tiny_classifier(folder: Path, **overrides) -> Path:
     return folder
 
 
+def assert_same_outputs(model, rewritten, pixels) -> None:
+    """`model` and an inference rewrite of it (BatchNorms folded, padding made static) give the same outputs on
+    `pixels` (`(B, C, H, W)`), within float rounding relative to each output's scale."""
+    import torch
+
+    with torch.no_grad():
+        expected, got = model(pixel_values=pixels).to_tuple(), rewritten(pixel_values=pixels).to_tuple()
+    for a, b in zip(expected, got, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5 * max(1.0, a.abs().max().item()))
+
+
 def write_clip(path: Path, frame_count: int = synthetic.FRAME_COUNT, shift: int = 0) -> Path:
     """A synthetic H.264 clip (moving blob, static overlay); `shift` rolls the frames to make distinct files."""
     frames = np.roll(synthetic.synthetic_frames(frame_count), shift, axis=2)

@@ -11,7 +11,13 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
-from tests.demo_fixtures import TINY_CLASSIFIER, TINY_LESION_MODEL, save_tiny_classifier, save_tiny_lesion_model
+from tests.demo_fixtures import (
+    TINY_CLASSIFIER,
+    TINY_LESION_MODEL,
+    assert_same_outputs,
+    save_tiny_classifier,
+    save_tiny_lesion_model,
+)
 from usvcl_hf import LesionConfig, LesionSegmentationModel, UsvclConfig, UsvclForImageClassification
 from usvcl_hf.batchnorm_folding import conv_batchnorm_pairs, example_input, fold_batchnorms
 from usvcl_hf.clip_prediction import load_model
@@ -33,13 +39,6 @@ def with_random_statistics(model: nn.Module, seed: int = 0) -> nn.Module:
 
 def batchnorms(model: nn.Module) -> int:
     return sum(isinstance(module, nn.BatchNorm2d) for module in model.modules())
-
-
-def assert_same_outputs(model: nn.Module, folded: nn.Module, pixels: torch.Tensor) -> None:
-    with torch.no_grad():
-        expected, got = model(pixel_values=pixels).to_tuple(), folded(pixel_values=pixels).to_tuple()
-    for a, b in zip(expected, got, strict=True):  # float rounding, relative to the output's scale
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5 * max(1.0, a.abs().max().item()))
 
 
 @pytest.mark.parametrize("backbone", ["resnet18", "test_efficientnet", "tf_efficientnet_lite0"])

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from timm.layers.conv2d_same import Conv2dSame
 
-from tests.demo_fixtures import TINY_IMAGE_SIZE, save_tiny_classifier, save_tiny_lesion_model
+from tests.demo_fixtures import TINY_IMAGE_SIZE, assert_same_outputs, save_tiny_classifier, save_tiny_lesion_model
 from usvcl_hf import LesionConfig, LesionSegmentationModel, UsvclConfig, UsvclForImageClassification
 from usvcl_hf.clip_prediction import load_model
 from usvcl_hf.lesion import load_lesion_model
@@ -85,11 +85,7 @@ def test_tf_classifier_keeps_its_outputs(size):
     model = tiny_tf_classifier()
     converted = tiny_tf_classifier()
     assert make_padding_static(converted) == 5 and same_convolutions(converted) == (0, 5)
-    pixels = torch.randn(2, 1, size, size + 3)
-    with torch.no_grad():
-        for expected, got in zip(model(pixel_values=pixels).to_tuple(), converted(pixel_values=pixels).to_tuple(),
-                                 strict=True):
-            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert_same_outputs(model, converted, torch.randn(2, 1, size, size + 3))
 
 
 def test_tf_lesion_model_keeps_its_outputs():
@@ -99,11 +95,7 @@ def test_tf_lesion_model_keeps_its_outputs():
     converted = LesionSegmentationModel(config).eval()
     converted.load_state_dict(model.state_dict())
     assert make_padding_static(converted) > 0 and same_convolutions(converted)[0] == 0
-    pixels = torch.randn(2, 1, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE)
-    with torch.no_grad():
-        for expected, got in zip(model(pixel_values=pixels).to_tuple(), converted(pixel_values=pixels).to_tuple(),
-                                 strict=True):
-            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert_same_outputs(model, converted, torch.randn(2, 1, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE))
 
 
 @pytest.mark.parametrize(("save", "load"), [(save_tiny_classifier, load_model),
@@ -115,8 +107,4 @@ def test_loaders_pad_statically_by_default_and_not_on_request(tmp_path, save, lo
     assert same_convolutions(static)[0] == 0 < same_convolutions(static)[1]
     assert same_convolutions(dynamic)[1] == 0 < same_convolutions(dynamic)[0]
     config = static.config
-    pixels = torch.randn(2, config.in_chans, config.image_size, config.image_size)
-    with torch.no_grad():
-        for expected, got in zip(dynamic(pixel_values=pixels).to_tuple(), static(pixel_values=pixels).to_tuple(),
-                                 strict=True):
-            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert_same_outputs(dynamic, static, torch.randn(2, config.in_chans, config.image_size, config.image_size))
