@@ -283,7 +283,7 @@ def report(args: argparse.Namespace, description: str, aggregation: str, frames:
         low, middle = min(values), statistics.median(values)
         versus = f"**{low / bare_min:.2f}x** (target <= {TARGET_RATIO})" if name == DEMO else f"{low / bare_min:.2f}x"
         headline = name in (DEMO, DEMO_LESION, DEMO_TWO_VIEWS)
-        standalone = name == BARE or any(name in befores[1:] for befores in REWRITES.values())
+        standalone = name == BARE or any(name in rows for _, *rows in REWRITES.values())
         label = f"**{name}**" if headline else (name if standalone else f"of which: {name}")
         print(f"| {label} | {low:.3f} | {middle:.3f} | {1000 * low / frames:.1f} | {versus} |")
     print(f"\nRatio demo / bare forward: {ratio:.2f} (minima), {paired:.2f} (median of per-round ratios); "
