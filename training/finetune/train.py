@@ -154,7 +154,26 @@ def train_epoch(
             ema.update_parameters(accelerator.unwrap_model(model))
 
 
-def train_model(
+@dataclasses.dataclass
+class TrainingRun:
+    """Everything `train_model`'s steps share: the prepared model, optimiser, schedule and loaders of one model."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    train_set: SquareDataset
+    train_loader: DataLoader
+    val_loader: DataLoader | None
+    weights: torch.Tensor | None  # class weights of the loss
+    ema: torch.optim.swa_utils.AveragedModel | None
+    mask_head: torch.nn.Module | None
+    steps_per_epoch: int
+    total_steps: int
+    passes: int
+    validate_every: int
+
+
+def prepare_run(
     accelerator: Accelerator,
     config: FinetuneConfig,
     data: LabeledData,
@@ -163,10 +182,8 @@ def train_model(
     val_rows: np.ndarray | None,
     num_epochs: int,
     seed: int,
-    description: str,
-) -> tuple[usvcl_hf.UsvclForImageClassification, int, float]:
-    """Train a fresh model; with `val_rows`, keep the epoch of best validation AUC (of the EMA weights when
-    `ema_decay` > 0, which are then the ones returned). Returns (model, epoch, AUC)."""
+) -> TrainingRun:
+    """A fresh model with its loaders, optimiser, schedule and EMA, seeded and passed through one `prepare()`."""
     set_seed(seed)
     weights = class_weights(data.labels[train_rows], len(data.class_names)) if config.class_weighted_loss else None
     model = build_classifier(config, processor.image_size, weights, data.id2label)
@@ -180,7 +197,6 @@ def train_model(
     model, optimizer, train_loader, *prepared_head = accelerator.prepare(
         model, optimizer, train_loader, *([mask_head] if mask_head is not None else [])
     )
-    mask_head = prepared_head[0] if prepared_head else None
     steps_per_epoch, total_steps, passes, validate_every = step_schedule(config, len(train_loader), num_epochs)
     scheduler = accelerator.prepare(
         build_scheduler(optimizer, config.warmup_steps, total_steps, config.min_lr / config.learning_rate,
@@ -191,28 +207,67 @@ def train_model(
         val_loader = accelerator.prepare(make_loader(SquareDataset(data, val_rows, processor, False, seed),
                                                      config.eval_batch_size, None, config.num_workers))
     ema = make_ema(accelerator.unwrap_model(model), config.ema_decay)
-    best_auc, best_epoch, best_weights = -np.inf, passes, None
-    model.train()
-    for epoch in tqdm(range(1, passes + 1), desc=description, disable=not accelerator.is_main_process):
-        train_set.set_epoch(epoch)
-        train_loader.set_epoch(epoch)
-        train_epoch(accelerator, config, model, optimizer, scheduler, train_loader, train_set,
-                    min(steps_per_epoch, total_steps - (epoch - 1) * steps_per_epoch), weights, ema, mask_head)
-        evaluated = ema.module if ema is not None else accelerator.unwrap_model(model)
-        if val_loader is not None and (epoch % validate_every == 0 or epoch == passes):
-            val_logits = predict_logits(accelerator, evaluated, val_loader, len(val_rows), config.tta_flip)
-            auc = evaluation.auc(data.labels[val_rows], evaluation.positive_probability(val_logits))
+    return TrainingRun(model, optimizer, scheduler, train_set, train_loader, val_loader, weights, ema,
+                       prepared_head[0] if prepared_head else None, steps_per_epoch, total_steps, passes,
+                       validate_every)
+
+
+def run_epochs(
+    accelerator: Accelerator, config: FinetuneConfig, run: TrainingRun, val_labels: np.ndarray | None,
+    description: str,
+) -> tuple[dict[str, torch.Tensor] | None, int, float]:
+    """Train every pass; on validation passes keep the weights of best validation AUC (of the EMA weights when there
+    are some). Returns (best weights or None without validation, best epoch, best AUC)."""
+    best_auc, best_epoch, best_weights = -np.inf, run.passes, None
+    run.model.train()
+    for epoch in tqdm(range(1, run.passes + 1), desc=description, disable=not accelerator.is_main_process):
+        run.train_set.set_epoch(epoch)
+        run.train_loader.set_epoch(epoch)
+        train_epoch(accelerator, config, run.model, run.optimizer, run.scheduler, run.train_loader, run.train_set,
+                    min(run.steps_per_epoch, run.total_steps - (epoch - 1) * run.steps_per_epoch), run.weights,
+                    run.ema, run.mask_head)
+        evaluated = run.ema.module if run.ema is not None else accelerator.unwrap_model(run.model)
+        if run.val_loader is not None and (epoch % run.validate_every == 0 or epoch == run.passes):
+            val_logits = predict_logits(accelerator, evaluated, run.val_loader, len(val_labels), config.tta_flip)
+            auc = evaluation.auc(val_labels, evaluation.positive_probability(val_logits))
             if best_weights is None or (np.isfinite(auc) and auc > best_auc):
                 best_auc, best_epoch = auc, epoch
                 best_weights = cpu_state_dict(evaluated)
-    if ema is not None and best_weights is None:
-        best_weights = cpu_state_dict(ema.module)
-    unwrapped = accelerator.unwrap_model(model).to(memory_format=torch.contiguous_format)
+    return best_weights, best_epoch, float(best_auc)
+
+
+def finished_model(
+    accelerator: Accelerator, run: TrainingRun, best_weights: dict[str, torch.Tensor] | None
+) -> usvcl_hf.UsvclForImageClassification:
+    """The trained model in eval mode and contiguous layout, holding `best_weights` (else the EMA weights when there
+    are some, else the last weights)."""
+    if run.ema is not None and best_weights is None:
+        best_weights = cpu_state_dict(run.ema.module)
+    unwrapped = accelerator.unwrap_model(run.model).to(memory_format=torch.contiguous_format)
     if best_weights is not None:
         unwrapped.load_state_dict(best_weights)
     unwrapped.eval()
     accelerator.free_memory()
-    return unwrapped, best_epoch, float(best_auc)
+    return unwrapped
+
+
+def train_model(
+    accelerator: Accelerator,
+    config: FinetuneConfig,
+    data: LabeledData,
+    processor: usvcl_hf.UsvclImageProcessor,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray | None,
+    num_epochs: int,
+    seed: int,
+    description: str,
+) -> tuple[usvcl_hf.UsvclForImageClassification, int, float]:
+    """Train a fresh model; with `val_rows`, keep the epoch of best validation AUC (of the EMA weights when
+    `ema_decay` > 0, which are then the ones returned). Returns (model, epoch, AUC)."""
+    run = prepare_run(accelerator, config, data, processor, train_rows, val_rows, num_epochs, seed)
+    val_labels = None if val_rows is None else data.labels[val_rows]
+    best_weights, best_epoch, best_auc = run_epochs(accelerator, config, run, val_labels, description)
+    return finished_model(accelerator, run, best_weights), best_epoch, best_auc
 
 
 def evaluate_rows(
