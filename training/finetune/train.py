@@ -252,20 +252,12 @@ def finished_model(
 
 
 def train_model(
-    accelerator: Accelerator,
-    config: FinetuneConfig,
-    data: LabeledData,
-    processor: usvcl_hf.UsvclImageProcessor,
-    train_rows: np.ndarray,
-    val_rows: np.ndarray | None,
-    num_epochs: int,
-    seed: int,
+    accelerator: Accelerator, config: FinetuneConfig, run: TrainingRun, val_labels: np.ndarray | None,
     description: str,
 ) -> tuple[usvcl_hf.UsvclForImageClassification, int, float]:
-    """Train a fresh model; with `val_rows`, keep the epoch of best validation AUC (of the EMA weights when
-    `ema_decay` > 0, which are then the ones returned). Returns (model, epoch, AUC)."""
-    run = prepare_run(accelerator, config, data, processor, train_rows, val_rows, num_epochs, seed)
-    val_labels = None if val_rows is None else data.labels[val_rows]
+    """Train `run`'s fresh model (`prepare_run`); with `val_labels` (of its validation loader's rows), keep the epoch
+    of best validation AUC (of the EMA weights when `ema_decay` > 0, which are then the ones returned). Returns
+    (model, epoch, AUC)."""
     best_weights, best_epoch, best_auc = run_epochs(accelerator, config, run, val_labels, description)
     return finished_model(accelerator, run, best_weights), best_epoch, best_auc
 
@@ -300,10 +292,9 @@ def run_fold(
     """Train a fresh model on `train_rows`, select/calibrate/threshold on `fold.val`, predict `fold.test` (the
     fold's own squares of its rows: `LabeledData.for_fold`)."""
     config, data = for_fold(config, fold.number), data.for_fold(fold.number)
-    model, best_epoch, val_auc = train_model(
-        accelerator, config, data, processor, train_rows, fold.val, config.num_epochs,
-        seed=config.seed + SEED_STREAM_FOLD * 1000 + fold.number, description=description,
-    )
+    run = prepare_run(accelerator, config, data, processor, train_rows, fold.val, config.num_epochs,
+                      seed=config.seed + SEED_STREAM_FOLD * 1000 + fold.number)
+    model, best_epoch, val_auc = train_model(accelerator, config, run, data.labels[fold.val], description)
     val_logits = evaluate_rows(accelerator, config, model, data, processor, fold.val)
     temperature, bias = evaluation.fit_calibration(val_logits, data.labels[fold.val])
     threshold = evaluation.youden_threshold(
@@ -331,8 +322,10 @@ def train_final_model(
     """Train on all labelled rows but a patient-grouped holdout, fit the calibration (temperature, bias) on that
     holdout, save; returns the folder and the calibration."""
     train_rows, holdout_rows = final_split(config, data)
-    model, _, _ = train_model(accelerator, for_fold(config, "all"), data, processor, train_rows, None, epochs,
-                              seed=config.seed + SEED_STREAM_FINAL, description="final model")
+    final_config = for_fold(config, "all")
+    run = prepare_run(accelerator, final_config, data, processor, train_rows, None, epochs,
+                      seed=config.seed + SEED_STREAM_FINAL)
+    model, _, _ = train_model(accelerator, final_config, run, None, "final model")
     holdout_logits = evaluate_rows(accelerator, config, model, data, processor, holdout_rows)
     calibration = evaluation.fit_calibration(holdout_logits, data.labels[holdout_rows])
     final_dir = output_dir / "final_model"
