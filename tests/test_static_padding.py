@@ -4,12 +4,21 @@ by default and not on request."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
 from timm.layers.conv2d_same import Conv2dSame
 
-from tests.demo_fixtures import TINY_IMAGE_SIZE, assert_same_outputs, save_tiny_classifier, save_tiny_lesion_model
+from tests.demo_fixtures import (
+    TINY_CLASSIFIER,
+    TINY_IMAGE_SIZE,
+    TINY_LESION_MODEL,
+    assert_same_outputs,
+    save_tiny_classifier,
+    save_tiny_lesion_model,
+)
 from usvcl_hf import LesionConfig, LesionSegmentationModel, UsvclConfig, UsvclForImageClassification
 from usvcl_hf.clip_prediction import load_model
 from usvcl_hf.lesion import load_lesion_model
@@ -28,11 +37,10 @@ def tensorflow_same_reference(x: torch.Tensor, conv: torch.nn.Conv2d) -> torch.T
     return F.conv2d(F.pad(x, pads), conv.weight, conv.bias, conv.stride, 0, 1, conv.groups)
 
 
-def tiny_tf_classifier() -> UsvclForImageClassification:
+def tiny_tf_model(model_class, config_class, tiny: dict) -> torch.nn.Module:
+    """A random tiny `model_class` over the tf_ backbone, in eval mode."""
     torch.manual_seed(0)
-    config = UsvclConfig(backbone=TF_BACKBONE, image_size=TINY_IMAGE_SIZE, embedding_dim=8,
-                         projection_hidden_dim=0, classifier_hidden_dim=8)
-    return UsvclForImageClassification(config).eval()
+    return model_class(config_class(**{**tiny, "backbone": TF_BACKBONE})).eval()
 
 
 def same_convolutions(model: torch.nn.Module) -> tuple[int, int]:
@@ -82,18 +90,15 @@ def test_other_convolutions_are_left_alone(conv):
 
 @pytest.mark.parametrize("size", [TINY_IMAGE_SIZE, TINY_IMAGE_SIZE + 1, 50])
 def test_tf_classifier_keeps_its_outputs(size):
-    model = tiny_tf_classifier()
-    converted = tiny_tf_classifier()
+    model = tiny_tf_model(UsvclForImageClassification, UsvclConfig, TINY_CLASSIFIER)
+    converted = copy.deepcopy(model)
     assert make_padding_static(converted) == 5 and same_convolutions(converted) == (0, 5)
     assert_same_outputs(model, converted, torch.randn(2, 1, size, size + 3))
 
 
 def test_tf_lesion_model_keeps_its_outputs():
-    torch.manual_seed(0)
-    config = LesionConfig(backbone=TF_BACKBONE, image_size=TINY_IMAGE_SIZE, decoder_channels=[16, 8])
-    model = LesionSegmentationModel(config).eval()
-    converted = LesionSegmentationModel(config).eval()
-    converted.load_state_dict(model.state_dict())
+    model = tiny_tf_model(LesionSegmentationModel, LesionConfig, TINY_LESION_MODEL)
+    converted = copy.deepcopy(model)
     assert make_padding_static(converted) > 0 and same_convolutions(converted)[0] == 0
     assert_same_outputs(model, converted, torch.randn(2, 1, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE))
 

@@ -212,30 +212,6 @@ def prepare_run(
                        validate_every)
 
 
-def run_epochs(
-    accelerator: Accelerator, config: FinetuneConfig, run: TrainingRun, val_labels: np.ndarray | None,
-    description: str,
-) -> tuple[dict[str, torch.Tensor] | None, int, float]:
-    """Train every pass; on validation passes keep the weights of best validation AUC (of the EMA weights when there
-    are some). Returns (best weights or None without validation, best epoch, best AUC)."""
-    best_auc, best_epoch, best_weights = -np.inf, run.passes, None
-    run.model.train()
-    for epoch in tqdm(range(1, run.passes + 1), desc=description, disable=not accelerator.is_main_process):
-        run.train_set.set_epoch(epoch)
-        run.train_loader.set_epoch(epoch)
-        train_epoch(accelerator, config, run.model, run.optimizer, run.scheduler, run.train_loader, run.train_set,
-                    min(run.steps_per_epoch, run.total_steps - (epoch - 1) * run.steps_per_epoch), run.weights,
-                    run.ema, run.mask_head)
-        evaluated = run.ema.module if run.ema is not None else accelerator.unwrap_model(run.model)
-        if run.val_loader is not None and (epoch % run.validate_every == 0 or epoch == run.passes):
-            val_logits = predict_logits(accelerator, evaluated, run.val_loader, len(val_labels), config.tta_flip)
-            auc = evaluation.auc(val_labels, evaluation.positive_probability(val_logits))
-            if best_weights is None or (np.isfinite(auc) and auc > best_auc):
-                best_auc, best_epoch = auc, epoch
-                best_weights = cpu_state_dict(evaluated)
-    return best_weights, best_epoch, float(best_auc)
-
-
 def finished_model(
     accelerator: Accelerator, run: TrainingRun, best_weights: dict[str, torch.Tensor] | None
 ) -> usvcl_hf.UsvclForImageClassification:
@@ -255,11 +231,25 @@ def train_model(
     accelerator: Accelerator, config: FinetuneConfig, run: TrainingRun, val_labels: np.ndarray | None,
     description: str,
 ) -> tuple[usvcl_hf.UsvclForImageClassification, int, float]:
-    """Train `run`'s fresh model (`prepare_run`); with `val_labels` (of its validation loader's rows), keep the epoch
-    of best validation AUC (of the EMA weights when `ema_decay` > 0, which are then the ones returned). Returns
-    (model, epoch, AUC)."""
-    best_weights, best_epoch, best_auc = run_epochs(accelerator, config, run, val_labels, description)
-    return finished_model(accelerator, run, best_weights), best_epoch, best_auc
+    """Train `run`'s fresh model (`prepare_run`) for every pass; with `val_labels` (of its validation loader's rows),
+    keep the epoch of best validation AUC (of the EMA weights when `ema_decay` > 0, which are then the ones
+    returned). Returns (model, epoch, AUC)."""
+    best_auc, best_epoch, best_weights = -np.inf, run.passes, None
+    run.model.train()
+    for epoch in tqdm(range(1, run.passes + 1), desc=description, disable=not accelerator.is_main_process):
+        run.train_set.set_epoch(epoch)
+        run.train_loader.set_epoch(epoch)
+        train_epoch(accelerator, config, run.model, run.optimizer, run.scheduler, run.train_loader, run.train_set,
+                    min(run.steps_per_epoch, run.total_steps - (epoch - 1) * run.steps_per_epoch), run.weights,
+                    run.ema, run.mask_head)
+        evaluated = run.ema.module if run.ema is not None else accelerator.unwrap_model(run.model)
+        if run.val_loader is not None and (epoch % run.validate_every == 0 or epoch == run.passes):
+            val_logits = predict_logits(accelerator, evaluated, run.val_loader, len(val_labels), config.tta_flip)
+            auc = evaluation.auc(val_labels, evaluation.positive_probability(val_logits))
+            if best_weights is None or (np.isfinite(auc) and auc > best_auc):
+                best_auc, best_epoch = auc, epoch
+                best_weights = cpu_state_dict(evaluated)
+    return finished_model(accelerator, run, best_weights), best_epoch, float(best_auc)
 
 
 def evaluate_rows(
