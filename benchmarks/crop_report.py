@@ -18,8 +18,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from usvcl_hf.imaging_region import CHANGE_LEVEL
-from usvcl_hf.video import SUPPORTED_SUFFIXES, detect_imaging_region, read_clip
+from usvcl_hf.runtime.imaging_region import CHANGE_LEVEL
+from usvcl_hf.runtime.video import SUPPORTED_SUFFIXES, detect_imaging_region, read_clip
 
 STATIC_OUTSIDE_LEVEL = 1.0  # mean temporal range (grey levels) below which the removed border counts as static
 

@@ -1,4 +1,5 @@
-"""Clip decoding to grey frames: PyAV's swscale `to_ndarray(format="gray")` vs `usvcl_hf.pyav_frames.frame_to_grey`.
+"""Clip decoding to grey frames: PyAV's swscale `to_ndarray(format="gray")` vs
+`usvcl_hf.runtime.pyav_frames.frame_to_grey`.
 
     python benchmarks/grey_conversion.py [--clips DIR] [--count 20]
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from usvcl_hf.pyav_frames import frame_to_grey
+from usvcl_hf.runtime.pyav_frames import frame_to_grey
 
 DEFAULT_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "covid_blues_lus_videos" / "lus_videos"
 ROUNDS = 3

@@ -37,8 +37,8 @@ from usvcl_hf import (  # noqa: E402
     UsvclForImageClassification,
     UsvclImageProcessor,
 )
-from usvcl_hf.clip_prediction import frame_malignancy, load_model, predict_clip  # noqa: E402
-from usvcl_hf.lesion import frame_lesion_probabilities, load_lesion_model  # noqa: E402
+from usvcl_hf.runtime.clip_prediction import frame_malignancy, load_model, predict_clip  # noqa: E402
+from usvcl_hf.runtime.lesion import frame_lesion_probabilities, load_lesion_model  # noqa: E402
 
 DEFAULT_MODEL = ROOT / app.DEFAULT_MODEL
 FRAME_HEIGHT, FRAME_WIDTH = 240, 320

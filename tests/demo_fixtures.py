@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests import synthetic
+from training import synthetic
 
 TINY_IMAGE_SIZE = 64
 TINY_CLASSIFIER = dict(

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from usvcl_hf.aggregation import (
+from usvcl_hf.configuration_usvcl import CLIP_AGGREGATIONS
+from usvcl_hf.runtime.aggregation import (
     AGGREGATION_FUNCTIONS,
     aggregate_probabilities,
     logit,
@@ -18,7 +19,6 @@ from usvcl_hf.aggregation import (
     sigmoid,
     top_k_mean,
 )
-from usvcl_hf.configuration_usvcl import CLIP_AGGREGATIONS
 
 FRAMES = np.array([0.1, 0.2, 0.9, 0.4])
 

@@ -15,8 +15,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests import synthetic
 from tests.demo_fixtures import save_tiny_classifier, write_clip, write_png
+from training import synthetic
 
 pytestmark = pytest.mark.slow
 
@@ -61,8 +61,8 @@ def server(tmp_path_factory):
         patch.setenv("GRADIO_TEMP_DIR", str(cache))
         patch.syspath_prepend(str(ROOT))
         import app
-        from usvcl_hf.clip_prediction import load_model
-        from usvcl_hf.demo_storage import DemoStorage
+        from demo.storage import DemoStorage
+        from usvcl_hf.runtime.clip_prediction import load_model
 
         model, processor = load_model(save_tiny_classifier(tmp_path_factory.mktemp("tiny_model")))
         requests = tmp_path_factory.mktemp("requests")
@@ -214,7 +214,7 @@ def upload_raw(url: str, name: str, content: bytes) -> str:
 
 def test_examples_work_after_a_full_cache_sweep(server):
     """Examples are read from examples/, not from Gradio's cache: wiping the cache does not break them."""
-    from usvcl_hf.demo_storage import sweep
+    from demo.storage import sweep
 
     app, client = server.app, server.client
     name = "benign_bus_0002-l"
@@ -289,14 +289,14 @@ def test_every_format_the_reader_reads_is_accepted(server, tmp_path, name):
 
 
 def test_accepted_types_are_the_readers(server):
-    from usvcl_hf.video import SUPPORTED_SUFFIXES
+    from usvcl_hf.runtime.video import SUPPORTED_SUFFIXES
 
     assert set(server.app.FILE_TYPES) == SUPPORTED_SUFFIXES
 
 
 def test_label_shows_the_decision_near_the_threshold(server, clip_path):
     """P(malignant) between the threshold and 0.5: the label shows the decision, as the summary does."""
-    from usvcl_hf.clip_prediction import predict_clip
+    from usvcl_hf.runtime.clip_prediction import predict_clip
 
     model, config = server.model, server.model.config
     malignancy = predict_clip(model, server.processor, clip_path, frame_stride=STRIDE,

@@ -25,7 +25,7 @@ def lesion_server(tmp_path_factory):
         patch.setenv("GRADIO_TEMP_DIR", str(cache))
         patch.syspath_prepend(str(ROOT))
         import app
-        from usvcl_hf.clip_prediction import load_model
+        from usvcl_hf.runtime.clip_prediction import load_model
 
         root = tmp_path_factory.mktemp("models")
         model, processor = load_model(save_tiny_classifier(root / "classifier"))

@@ -1,5 +1,6 @@
-"""BatchNorm folding (usvcl_hf/batchnorm_folding.py): the folded model gives the same outputs without BatchNorms,
-for classifiers over backbones and for the lesion segmenter; unsafe folds are refused; the loaders fold by default."""
+"""BatchNorm folding (usvcl_hf/runtime/batchnorm_folding.py): the folded model gives the same outputs without
+BatchNorms, for classifiers over backbones and for the lesion segmenter; unsafe folds are refused; the loaders fold
+by default."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from tests.demo_fixtures import (
     save_tiny_lesion_model,
 )
 from usvcl_hf import LesionConfig, LesionSegmentationModel, UsvclConfig, UsvclForImageClassification
-from usvcl_hf.batchnorm_folding import conv_batchnorm_pairs, example_input, fold_batchnorms
-from usvcl_hf.clip_prediction import load_model
-from usvcl_hf.lesion import load_lesion_model
+from usvcl_hf.runtime.batchnorm_folding import conv_batchnorm_pairs, example_input, fold_batchnorms
+from usvcl_hf.runtime.clip_prediction import load_model
+from usvcl_hf.runtime.lesion import load_lesion_model
 
 
 def with_random_statistics(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -84,7 +85,7 @@ def test_a_fold_that_changes_the_outputs_is_refused(caplog):
     model = with_random_statistics(ConvUsedTwice())
     example = torch.randn(1, 1, 8, 8)
     assert conv_batchnorm_pairs(model, example) == [("conv", "norm")]
-    with caplog.at_level(logging.WARNING, logger="usvcl_hf.batchnorm_folding"):
+    with caplog.at_level(logging.WARNING, logger="usvcl_hf.runtime.batchnorm_folding"):
         folded, count = fold_batchnorms(model, example)
     assert folded is model and count == 0 and batchnorms(model) == 1
     assert "changed ConvUsedTwice's outputs" in caplog.text

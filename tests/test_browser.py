@@ -41,7 +41,7 @@ def url(tmp_path_factory):
         patch.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio_cache")))
         patch.syspath_prepend(str(ROOT))
         import app
-        from usvcl_hf.clip_prediction import load_model
+        from usvcl_hf.runtime.clip_prediction import load_model
 
         model, processor = load_model(save_tiny_classifier(tmp_path_factory.mktemp("tiny_model")))
         demo = app.build_demo(model, processor, "tiny-browser-model")

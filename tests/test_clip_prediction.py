@@ -10,13 +10,13 @@ import pytest
 import torch
 from pydicom import examples as dicom_examples
 
-from tests import synthetic
 from tests.demo_fixtures import save_tiny_classifier, write_clip, write_png
-from usvcl_hf.aggregation import aggregate_probabilities
-from usvcl_hf.clip_prediction import ClipTooLongError, load_model, predict_clip
+from training import synthetic
 from usvcl_hf.configuration_usvcl import CLIP_AGGREGATIONS
-from usvcl_hf.input_checks import CHECKED_SIZES
-from usvcl_hf.video import ClipReadError
+from usvcl_hf.runtime.aggregation import aggregate_probabilities
+from usvcl_hf.runtime.clip_prediction import ClipTooLongError, load_model, predict_clip
+from usvcl_hf.runtime.input_checks import CHECKED_SIZES
+from usvcl_hf.runtime.video import ClipReadError
 
 STRIDE = 4
 

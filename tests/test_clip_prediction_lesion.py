@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from tests.demo_fixtures import save_tiny_classifier, save_tiny_lesion_model, write_clip
-from usvcl_hf.aggregation import aggregate_probabilities
-from usvcl_hf.clip_prediction import NO_LESION_LABEL, load_model, predict_clip
-from usvcl_hf.lesion import frame_lesion_probabilities, load_lesion_model
+from usvcl_hf.runtime.aggregation import aggregate_probabilities
+from usvcl_hf.runtime.clip_prediction import NO_LESION_LABEL, load_model, predict_clip
+from usvcl_hf.runtime.lesion import frame_lesion_probabilities, load_lesion_model
 
 STRIDE = 4
 

@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import synthetic
 import test_export
+
+from training import synthetic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_FINETUNE = REPO_ROOT / "training" / "configs" / "test_tiny_finetune.yaml"
@@ -62,14 +63,14 @@ def test_quick_cpu_recipe_end_to_end(tmp_path: Path) -> None:
         "--backbone", "resnet18", "--image-size", "64", "--final-model", "--output-dir", str(finetuned))
     run("training.export", "--kind", "classifier", "--model-dir", str(finetuned / "final_model"), "--results",
         str(finetuned / "results.json"), "--output", str(exported), "--max-size-mb", str(test_export.TEST_MAX_MB))
-    run("training.ood", "--model", str(exported), "--bus-bra", str(bus_bra), "--lung-clips", f"lung={lung}",
+    run("training.export.ood", "--model", str(exported), "--bus-bra", str(bus_bra), "--lung-clips", f"lung={lung}",
         "--components", "2", "--output", str(tmp_path / "ood.json"), "--max-size-mb", str(test_export.TEST_MAX_MB))
 
     results = json.loads((finetuned / "results.json").read_text())
     assert len(results["folds"]) == FOLDS
     config = json.loads((exported / "config.json").read_text())
     assert config["threshold_in_logits"] and config["ood_threshold"] > 0
-    from usvcl_hf.clip_prediction import load_model, predict_clip
+    from usvcl_hf.runtime.clip_prediction import load_model, predict_clip
 
     model, processor = load_model(exported)
     prediction = predict_clip(model, processor, [bus_bra / "Images" / "bus_0000-l.png"])

@@ -15,7 +15,7 @@ from transformers import pipeline
 
 import app
 from usvcl_hf import UsvclConfig, UsvclForImageClassification
-from usvcl_hf.clip_prediction import load_model, predict_clip
+from usvcl_hf.runtime.clip_prediction import load_model, predict_clip
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_MODEL = REPO_ROOT / app.DEFAULT_MODEL  # the default model, whichever ships
@@ -79,7 +79,7 @@ def bundled():
 @pytest.mark.skipif(not BUNDLED_MODEL.is_dir(), reason="the default model is not exported")
 def test_three_doors_agree_near_the_threshold(bundled) -> None:
     model, processor = bundled
-    assert model.config.threshold_in_logits, "the bundled model predates the decision rule: training.refresh_export"
+    assert model.config.threshold_in_logits, "the bundled model predates the decision rule: training.export.refresh"
     malignancy = {path.name: predict_clip(model, processor, [path]).malignancy for path in NEAR_THRESHOLD}
     original = model.config.decision_threshold
     median = float(sorted(malignancy.values())[len(malignancy) // 2])

@@ -14,7 +14,8 @@ from huggingface_hub import ModelCard
 
 import app
 import usvcl_hf
-from training import export, push_to_hub
+from training import export
+from training.publish import push_to_hub
 from usvcl_hf import UsvclConfig, UsvclForContrastivePretraining, UsvclForImageClassification, UsvclImageProcessor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ import pytest
 from real_data import DATA_ROOT, store_path
 
 from training.finetune import check_no_leak, draw_label_subset, make_folds
-from training.pretrain import without_test_rows
+from training.pretrain.train import without_test_rows
 
 BUS_BRA = DATA_ROOT / "bus_bra"
 BUS_BRA_STORE = store_path("bus_bra")

@@ -119,8 +119,8 @@ def test_choose_by_validation_needs_finished_folds(tmp_path) -> None:
 @pytest.fixture(scope="module")
 def tiny_payload(tmp_path_factory) -> Path:
     """A `.gpu_payload`-like folder: two tiny lung frame stores and a 5-fold labelled store named like the real ones."""
-    from tests import synthetic
     from tests.lesion_fixtures import add_square_masks
+    from training import synthetic
 
     payload = tmp_path_factory.mktemp("payload")
     for name, patients in (("covid_blues", 4), ("pocus", 3)):

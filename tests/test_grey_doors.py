@@ -17,8 +17,8 @@ import torch
 from transformers import pipeline
 
 from tests.demo_fixtures import save_tiny_classifier
-from usvcl_hf.clip_prediction import load_model, predict_clip
 from usvcl_hf.image_processing_usvcl import to_grey_uint8
+from usvcl_hf.runtime.clip_prediction import load_model, predict_clip
 
 HEIGHT, WIDTH = 40, 56  # above MIN_IMAGE_SIDE, not square
 LOW_16, HIGH_16 = 1000, 4000  # a 12-bit-like range inside 16 bits: darkened to ~1/20 if divided by 65535

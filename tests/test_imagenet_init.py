@@ -112,7 +112,7 @@ def test_processor_normalisation_only_for_offline_imagenet() -> None:
 def test_finetune_and_pretrain_init_imagenet_load_the_wheel_offline() -> None:
     from training.config import FinetuneConfig, PretrainConfig
     from training.finetune import build_classifier, build_processor
-    from training.pretrain import build_model
+    from training.pretrain.train import build_model
 
     reference = imagenet_init.imagenet_state_dict(BACKBONE)
     config = FinetuneConfig(init="imagenet", backbone=BACKBONE, image_size=64)

@@ -10,10 +10,10 @@ import PIL.Image
 import pytest
 
 from usvcl_hf import UsvclImageProcessor
-from usvcl_hf.clip_prediction import read_source
-from usvcl_hf.file_signatures import still_image_format
 from usvcl_hf.image_processing_usvcl import MIN_IMAGE_SIDE, image_size_problem
-from usvcl_hf.video import ClipReadError, read_clip
+from usvcl_hf.runtime.clip_prediction import read_source
+from usvcl_hf.runtime.file_signatures import still_image_format
+from usvcl_hf.runtime.video import ClipReadError, read_clip
 
 EXAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "examples" / "images" / "benign_bus_0002-l.png"
 

@@ -15,9 +15,9 @@ from tests.test_lesion_training import TINY
 from tests.test_training import FINETUNE_CONFIG
 from training import finetune
 from training.finetune.data import LesionCrops, load_labeled_data
-from training.lesion_boxes import BOX_COLUMNS, BOX_FILE_COLUMNS, read_boxes
-from training.lesion_masks import mask_at_shape
-from training.train_lesion import LesionTrainConfig, training_function
+from training.lesion.boxes import BOX_COLUMNS, BOX_FILE_COLUMNS, read_boxes
+from training.lesion.masks import mask_at_shape
+from training.lesion.train import LesionTrainConfig, training_function
 from usvcl_hf.image_processing_usvcl import resize_to_square, to_grey_float
 from usvcl_hf.lesion_crop import crop_to_box, expand_box, mask_box
 

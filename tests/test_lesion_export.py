@@ -10,7 +10,7 @@ import torch
 
 from tests.lesion_fixtures import make_masked_store
 from training.export import main
-from training.train_lesion import LesionTrainConfig, training_function
+from training.lesion.train import LesionTrainConfig, training_function
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def lesion_run(tmp_path_factory):
 
 def test_export_lesion_folder(lesion_run, tmp_path, capsys) -> None:
     from usvcl_hf import LesionSegmentationModel
-    from usvcl_hf.lesion import load_lesion_model
+    from usvcl_hf.runtime.lesion import load_lesion_model
 
     output = tmp_path / "usvcl-lesion-test"
     assert main(["--kind", "lesion", "--model-dir", str(lesion_run / "final_model"), "--results",

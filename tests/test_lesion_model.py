@@ -10,8 +10,8 @@ from PIL import Image
 
 from tests.demo_fixtures import TINY_LESION_MODEL, save_tiny_lesion_model
 from usvcl_hf import LesionConfig, LesionSegmentationModel, UsvclImageProcessor
-from usvcl_hf.lesion import draw_outline, frame_lesion_probabilities, lesion_masks, outline
 from usvcl_hf.losses_lesion import segmentation_loss, soft_dice_loss
+from usvcl_hf.runtime.lesion import draw_outline, frame_lesion_probabilities, lesion_masks, outline
 
 SIZE = 64
 
@@ -105,7 +105,7 @@ def test_post_process_returns_masks_at_the_input_size(resize_mode) -> None:
 
 
 def test_inference_helpers_on_frames_of_different_sizes(tmp_path) -> None:
-    from usvcl_hf.lesion import load_lesion_model
+    from usvcl_hf.runtime.lesion import load_lesion_model
 
     model, processor = load_lesion_model(save_tiny_lesion_model(tmp_path / "lesion"))
     frames = [np.full((30, 50), 90, np.uint8), np.full((64, 40), 30, np.uint8), np.zeros((20, 20), np.uint8)]

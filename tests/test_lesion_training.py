@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from tests.lesion_fixtures import make_bus_bra_folder, make_masked_store
-from training.lesion_data import CROP, LESION, LesionDataset, augment_on_device, example_items, free_window, normalise
-from training.train_lesion import LesionTrainConfig, overlap_scores, training_function
+from training.lesion.data import CROP, LESION, LesionDataset, augment_on_device, example_items, free_window, normalise
+from training.lesion.train import LesionTrainConfig, overlap_scores, training_function
 from usvcl_hf import UsvclImageProcessor
 
 TINY = dict(init="random", backbone="test_efficientnet", image_size=48, decoder_channels=[16, 8], num_epochs=2,
@@ -66,7 +66,7 @@ def test_overlap_scores() -> None:
 
 
 def test_crop_items_have_empty_targets(tmp_path) -> None:
-    from training.lesion_data import load_masked_data
+    from training.lesion.data import load_masked_data
 
     make_masked_store(n_patients=4).save_to_disk(str(tmp_path / "store"))
     data = load_masked_data(str(tmp_path / "store"))
@@ -87,7 +87,7 @@ def test_crop_items_have_empty_targets(tmp_path) -> None:
 
 
 def test_tiny_cross_validated_run_writes_results_and_a_loadable_model(tmp_path) -> None:
-    from usvcl_hf.lesion import load_lesion_model
+    from usvcl_hf.runtime.lesion import load_lesion_model
 
     make_masked_store(n_patients=20).save_to_disk(str(tmp_path / "store"))
     config = LesionTrainConfig(store_path=str(tmp_path / "store"), output_dir=str(tmp_path / "run"), folds=[1, 2],
@@ -123,8 +123,8 @@ def trained_lesion_model(tmp_path_factory):
 
 def write_lesion_clip(path, pattern: list[bool], seed: int):
     """A clip whose frame i shows a drawn lesion when `pattern[i]`."""
-    from tests import synthetic
     from tests.lesion_fixtures import lesion_frame
+    from training import synthetic
 
     rng = np.random.default_rng(seed)
     frames = np.stack([lesion_frame(rng, 48, 64, with_lesion)[0] for with_lesion in pattern])  # (T, H, W)
@@ -159,8 +159,8 @@ def test_prepare_data_keeps_lesion_frames_only(tmp_path, trained_lesion_model) -
 
 def test_trained_lesion_model_says_no_lesion_on_a_clear_clip(tmp_path, trained_lesion_model) -> None:
     from tests.demo_fixtures import save_tiny_classifier
-    from usvcl_hf.clip_prediction import load_model, predict_clip
-    from usvcl_hf.lesion import lesion_masks, load_lesion_model
+    from usvcl_hf.runtime.clip_prediction import load_model, predict_clip
+    from usvcl_hf.runtime.lesion import lesion_masks, load_lesion_model
 
     model, processor = load_model(save_tiny_classifier(tmp_path / "classifier"))
     lesion_model, lesion_processor = load_lesion_model(trained_lesion_model)

@@ -8,8 +8,8 @@ import datasets
 import numpy as np
 import pytest
 
-from tests import synthetic
-from training.monitor import alignment_uniformity, clip_retrieval, split_holdout_patients
+from training import synthetic
+from training.pretrain.monitor import alignment_uniformity, clip_retrieval, split_holdout_patients
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:

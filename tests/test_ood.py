@@ -1,4 +1,4 @@
-"""Out-of-distribution score: the Gaussian model's maths, and `training.ood` end to end on tiny data."""
+"""Out-of-distribution score: the Gaussian model's maths, and `training.export.ood` end to end on tiny data."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import synthetic
 import test_export  # the export tests' model builders (tests/ is on the path)
 import torch
 
 import app
-from training import ood
-from usvcl_hf.clip_prediction import load_model, predict_clip
-from usvcl_hf.ood import clip_ood_score, ood_warning
+from training import synthetic
+from training.export import ood
+from usvcl_hf.runtime.clip_prediction import load_model, predict_clip
+from usvcl_hf.runtime.ood import clip_ood_score, ood_warning
 
 PATIENTS = 15
 LUNG_CLIPS = 2
@@ -80,7 +80,7 @@ def test_ood_command_stores_statistics_and_rates(tmp_path: Path) -> None:
     assert config["ood_components"] == 2 and config["ood_threshold"] == pytest.approx(record["threshold"])
     assert sum(entry["groups"] for entry in record["bus_bra_false_alarms"].values()) == PATIENTS  # disjoint splits
     assert record["lung_detection"]["synthetic"]["clips"]["n"] == LUNG_CLIPS
-    assert record["command"].startswith("python -m training.ood") and record["wall_time_s"] > 0
+    assert record["command"].startswith("python -m training.export.ood") and record["wall_time_s"] > 0
     assert json.loads((folder / "export_check.json").read_text())["outputs"] == logits_before  # classifier unchanged
 
     model, processor = load_model(folder)

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from tests.test_training import make_labeled_store
-from training import overlay_mask
+from training.prepare_data import overlay_mask
 
 BACKGROUND_LEVEL = 90
 SPECKLE_SPREAD = 20

@@ -10,7 +10,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-from tests import synthetic
+from training import synthetic
 from training.prepare_data import main
 
 STRIDE = 8

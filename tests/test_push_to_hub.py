@@ -1,4 +1,4 @@
-"""training/push_to_hub.py: dry run builds and validates; no token / offline / failed upload exit cleanly."""
+"""training/publish/push_to_hub.py: dry run builds and validates; no token / offline / failed upload exit cleanly."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import test_export  # the export tests' model builders (tests/ is on the path)
 from huggingface_hub import SpaceCard
 
-from training import push_to_hub
+from training.publish import push_to_hub
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPO_ID = "test-org/usvcl-tiny"
@@ -85,7 +85,7 @@ def test_missing_token_exits_with_a_clear_message(exported: Path, tmp_path: Path
     env = {key: value for key, value in os.environ.items() if not key.startswith("HF_")}
     env.update({"HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "0", "PYTHONPATH": str(REPO_ROOT)})
     completed = subprocess.run(
-        [sys.executable, "-m", "training.push_to_hub", "--model-dir", str(exported), "--repo-id", REPO_ID],
+        [sys.executable, "-m", "training.publish.push_to_hub", "--model-dir", str(exported), "--repo-id", REPO_ID],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
     )
     assert completed.returncode == 1

@@ -1,4 +1,4 @@
-"""`python -m training.refresh_code`: Hub code copies refreshed from usvcl_hf, weights and check untouched."""
+"""`python -m training.export.refresh_code`: Hub code copies refreshed from usvcl_hf, weights and check untouched."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import app
-from training import refresh_code
+from training.export import refresh_code
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / app.DEFAULT_MODEL  # the default model, whichever ships
 KEPT_FILES = ("model.safetensors", "config.json", "export_check.json", "README.md")

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from tests.demo_fixtures import save_tiny_classifier
-from usvcl_hf.clip_prediction import load_model
 from usvcl_hf.image_processing_usvcl import resize_to_square
-from usvcl_hf.saliency import gradcam_heatmap, overlay_heatmap, resolve_target_class, square_to_frame
+from usvcl_hf.runtime.clip_prediction import load_model
+from usvcl_hf.runtime.saliency import gradcam_heatmap, overlay_heatmap, resolve_target_class, square_to_frame
 
 HEIGHT, WIDTH = 40, 90
 
@@ -84,7 +84,7 @@ def test_saliency_eval_takes_class_names_from_the_store_and_records_its_summary(
 
     import datasets
 
-    from training import saliency_eval
+    from training.finetune import saliency_eval
 
     store = datasets.Dataset.from_dict({"label": [0, 1, 1]},
                                        features=datasets.Features({"label": datasets.ClassLabel(names=["a", "b"])}))

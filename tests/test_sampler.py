@@ -1,4 +1,4 @@
-"""Tests for training.sampler (triplet items, shared negatives) and training.augment (determinism)."""
+"""Tests for training.pretrain.sampler (triplet items, shared negatives) and training.augment (determinism)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests import synthetic
+from training import synthetic
 from training.augment import augment_frame
-from training.sampler import SharedNegativesCollator, TripletDataset, collate_triplets
+from training.pretrain.sampler import SharedNegativesCollator, TripletDataset, collate_triplets
 
 IMAGE_SIZE = 16
 POSITIVES = 3

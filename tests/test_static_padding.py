@@ -1,4 +1,4 @@
-"""Static "same" padding (usvcl_hf/static_padding.py): `StaticSameConv2d` equals timm's `Conv2dSame` (pad, then
+"""Static "same" padding (usvcl_hf/runtime/static_padding.py): `StaticSameConv2d` equals timm's `Conv2dSame` (pad, then
 convolve) for every kernel, grouping and input-side parity; whole tf_ models keep their outputs; the loaders use it
 by default and not on request."""
 
@@ -20,9 +20,9 @@ from tests.demo_fixtures import (
     save_tiny_lesion_model,
 )
 from usvcl_hf import LesionConfig, LesionSegmentationModel, UsvclConfig, UsvclForImageClassification
-from usvcl_hf.clip_prediction import load_model
-from usvcl_hf.lesion import load_lesion_model
-from usvcl_hf.static_padding import StaticSameConv2d, convertible, make_padding_static
+from usvcl_hf.runtime.clip_prediction import load_model
+from usvcl_hf.runtime.lesion import load_lesion_model
+from usvcl_hf.runtime.static_padding import StaticSameConv2d, convertible, make_padding_static
 
 TF_BACKBONE = "tf_efficientnet_lite0"
 

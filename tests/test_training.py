@@ -19,7 +19,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from tests import synthetic
+from training import synthetic
 from training.config import FinetuneConfig, PretrainConfig, build_parser, config_to_dict, flat_arguments, load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -241,11 +241,12 @@ def test_recalibrate_fits_temperature_and_bias_on_the_final_holdout(stores, tmp_
     import torch
 
     import usvcl_hf
-    from training import evaluation, recalibrate
+    from training import evaluation
     from training.export import export_classifier, set_decision_rule
+    from training.export.refresh import rewrite_classifier_folder
+    from training.finetune import recalibrate
     from training.finetune.data import load_labeled_data
     from training.finetune.train import final_split
-    from training.refresh_export import rewrite_classifier_folder
 
     run_dir, folder = tmp_path / "run", tmp_path / "export"
     result = run([sys.executable, "-m", "training.finetune", "--config", str(FINETUNE_CONFIG), "--store-path",

@@ -15,11 +15,11 @@ from transformers import pipeline
 import app
 from tests.demo_fixtures import save_tiny_classifier, save_tiny_lesion_model
 from training.export import set_two_views
-from training.refresh_code import code_files, refresh_code
+from training.export.refresh_code import code_files, refresh_code
 from usvcl_hf import UsvclConfig
-from usvcl_hf.clip_prediction import load_model, predict_clip
-from usvcl_hf.lesion import NO_LESION_LABEL, load_lesion_model
 from usvcl_hf.pipeline_usvcl import TASK
+from usvcl_hf.runtime.clip_prediction import load_model, predict_clip
+from usvcl_hf.runtime.lesion import NO_LESION_LABEL, load_lesion_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_IMAGES = sorted((REPO_ROOT / "tests" / "fixtures" / "bus_bra").glob("*.png"))[:3]
@@ -27,7 +27,7 @@ PIPELINE_FILES = {"pipeline_usvcl.py", "lesion_crop.py", "configuration_lesion.p
 
 
 def name_companions(folder: Path, lesion: str, crop: str) -> Path:
-    """What `training.refresh_export --two-view-models` writes: the companions in config.json, and the code."""
+    """What `training.export.refresh --two-view-models` writes: the companions in config.json, and the code."""
     config = UsvclConfig.from_pretrained(folder)
     set_two_views(config, lesion, crop)
     config.save_pretrained(folder)

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from demo.summary import summary_markdown
 from tests.demo_fixtures import save_tiny_classifier, save_tiny_lesion_model, write_clip
 from tests.test_app import ROOT
-from usvcl_hf.clip_prediction import CROP_VIEW, WHOLE_VIEW, frame_malignancy, load_model, predict_clip
-from usvcl_hf.demo_summary import summary_markdown
-from usvcl_hf.lesion import lesion_masks, load_lesion_model
 from usvcl_hf.lesion_crop import crop_to_box, lesion_crops, mask_box
+from usvcl_hf.runtime.clip_prediction import CROP_VIEW, WHOLE_VIEW, frame_malignancy, load_model, predict_clip
+from usvcl_hf.runtime.lesion import lesion_masks, load_lesion_model
 
 STRIDE = 4
 MARGIN = 0.2

@@ -1,4 +1,4 @@
-"""Tests for usvcl_hf.video: containers, DICOM, images, stride/dedup/max_frames, crop and errors."""
+"""Tests for usvcl_hf.runtime.video: containers, DICOM, images, stride/dedup/max_frames, crop and errors."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from pydicom import examples
 
-from tests import synthetic
-from usvcl_hf import video
-from usvcl_hf.video import (
+from training import synthetic
+from usvcl_hf.runtime import video
+from usvcl_hf.runtime.video import (
     ClipReadError,
     ClipTooLongError,
     DecodeBudget,
@@ -151,7 +151,7 @@ def test_unsupported_suffix(tmp_path: Path) -> None:
 def test_fast_luma_path_equals_swscale_grey(tmp_path, codec: str) -> None:
     import av
 
-    from usvcl_hf.pyav_frames import frame_to_grey
+    from usvcl_hf.runtime.pyav_frames import frame_to_grey
 
     path = tmp_path / f"clip_{codec}.mp4"
     rng = np.random.default_rng(0)
@@ -171,7 +171,7 @@ def test_fast_luma_path_equals_swscale_grey(tmp_path, codec: str) -> None:
 
 @pytest.mark.parametrize("suffix", ["mp4", "avi", "webm"])
 def test_decoded_frames_do_not_depend_on_the_decoder_thread_count(clip_folder, suffix, monkeypatch) -> None:
-    import usvcl_hf.video as video
+    import usvcl_hf.runtime.video as video
 
     assert 1 <= decoder_thread_count() <= video.MAX_DECODER_THREADS
     path = clip_folder / f"clip.{suffix}"
