@@ -1,7 +1,7 @@
 """Clip decoding to grey frames: PyAV's swscale `to_ndarray(format="gray")` vs
 `usvcl_hf.runtime.pyav_frames.frame_to_grey`.
 
-    python benchmarks/grey_conversion.py [--clips DIR] [--count 20]
+    python -m benchmarks.grey_conversion [--clips DIR] [--count 20]
 
 Each clip is opened and decoded with frame threading (as `read_clip` does) and every frame converted, once per
 method, interleaved over rounds (fastest round kept). Outputs are checked to be identical. Prints a Markdown table.

@@ -5,7 +5,7 @@ clips), (2) triplet items/s and images/s (= items * (1+P+N)) from a store throug
 negatives and shared negatives, and (3) densenet121 (timm, in_chans=1) training images/s (forward + backward),
 and prints a Markdown table with the ratios.
 
-    python benchmarks/loader.py --store stores/covid_blues
+    python -m benchmarks.loader --store stores/covid_blues
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from training.pretrain.sampler import (
     DEFAULT_NUM_NEGATIVES,
