@@ -8,8 +8,8 @@ import (for a usvcl classifier: `configuration_usvcl.py`, `modeling_usvcl.py`, `
 them in `usvcl_hf/`, this command copies them again (each file written to a temporary name and renamed into place)
 and deletes the Python files the folder no longer loads (e.g. a module a config stopped importing).
 `--check` only reports which copies differ or are no longer used and exits 1 if any are.
-The weights, `config.json`, the card and `export_check.json` stay as they are; `tests/test_export.py` then checks
-that the bundled model still gives the logits recorded at export.
+The weights, `config.json`, the card and `export_check.json` stay as they are;
+`tests/training/export/test_export.py` then checks that the bundled model still gives the logits recorded at export.
 """
 
 from __future__ import annotations

@@ -44,8 +44,8 @@ DICOM_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 DICOM_DEFER_SIZE = "1 KB"
 # Video decoding threads: one per CPU this process may use, at most this many. FFmpeg's automatic choice (thread_count
 # 0) is one more than the CPUs, slower on the 2-core machine (docs/benchmarks.md, "Demo latency": decode + crop
-# 0.202 -> 0.188 s); FFmpeg's decoders give the same frames with any thread count (tests/test_video.py checks H.264,
-# MPEG-4 and VP9).
+# 0.202 -> 0.188 s); FFmpeg's decoders give the same frames with any thread count (tests/runtime/test_video.py
+# checks H.264, MPEG-4 and VP9).
 MAX_DECODER_THREADS = 16
 
 
