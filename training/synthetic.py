@@ -1,4 +1,4 @@
-"""Tiny synthetic clips, images and stores for tests (no real data, deterministic).
+"""Tiny synthetic clips, images and stores for tests and benchmarks (no real data, deterministic).
 
 A synthetic clip is FRAME_COUNT frames of WIDTH x HEIGHT: a bright blob moving over a speckle-free grey
 imaging region, surrounded by a static BORDER-pixel frame with a text-like pattern (a stand-in for scanner UI).

@@ -36,7 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_FILE_PATTERNS = ("README.md", "config.json", "preprocessor_config.json", "export_check.json", "results.json",
                        "*.safetensors", "*.py", "*.png")
 SPACE_APP_FILE = "app.py"
-SPACE_PACKAGE = "usvcl_hf"
+SPACE_PACKAGES = ("usvcl_hf", "demo")  # what app.py imports
 SPACE_EXAMPLES = "examples"
 SPACE_MODELS_DIR = "models"
 SPACE_MODEL_VARIABLE = "USVCL_MODEL"  # app.py reads the model folder from it
@@ -226,14 +226,15 @@ def space_card(space_id: str, repo_id: str, license_id: str | None) -> str:
 
 
 def build_space(model_folder: Path, model_name: str, target: Path, space_id: str, repo_id: str) -> None:
-    """The Space folder: app.py, requirements.txt, usvcl_hf/, models/<model_name>/, examples/, README.md."""
+    """The Space folder: app.py, requirements.txt, usvcl_hf/, demo/, models/<model_name>/, examples/, README.md."""
     app = REPO_ROOT / SPACE_APP_FILE
     if not app.is_file():
         raise PublishError(f"--space-id needs the Gradio app {app}, which does not exist yet.")
     target.mkdir(parents=True)
     shutil.copyfile(app, target / SPACE_APP_FILE)
     ignore = shutil.ignore_patterns(*IGNORED_NAMES, "*.pyc")
-    shutil.copytree(REPO_ROOT / SPACE_PACKAGE, target / SPACE_PACKAGE, ignore=ignore)
+    for package in SPACE_PACKAGES:
+        shutil.copytree(REPO_ROOT / package, target / package, ignore=ignore)
     shutil.copytree(model_folder, target / SPACE_MODELS_DIR / model_name, ignore=ignore)
     if (REPO_ROOT / SPACE_EXAMPLES).is_dir():
         shutil.copytree(REPO_ROOT / SPACE_EXAMPLES, target / SPACE_EXAMPLES, ignore=ignore)

@@ -30,12 +30,13 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def fake_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A repo root with app.py, requirements.txt, usvcl_hf/ and examples/ for building a Space."""
+    """A repo root with app.py, requirements.txt, usvcl_hf/, demo/ and examples/ for building a Space."""
     root = tmp_path / "repo"
     root.mkdir()
     (root / "app.py").write_text("import usvcl_hf\nprint('demo')\n")
     shutil.copyfile(REPO_ROOT / "requirements.txt", root / "requirements.txt")
-    shutil.copytree(REPO_ROOT / "usvcl_hf", root / "usvcl_hf", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("usvcl_hf", "demo"):
+        shutil.copytree(REPO_ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
     (root / "examples").mkdir()
     (root / "examples" / "README.md").write_text("examples\n")
     monkeypatch.setattr(push_to_hub, "REPO_ROOT", root)
@@ -61,7 +62,7 @@ def test_dry_run_builds_and_validates_model_and_space(exported: Path, fake_repo:
     assert report["model"]["clean_load"]["dtype"] == "torch.float32"
     assert report["model"]["card"]["license"] == "cc-by-nc-4.0"
     space = out / "space"
-    assert {"app.py", "requirements.txt", "usvcl_hf", "models", "examples", "README.md"} <= {
+    assert {"app.py", "requirements.txt", "usvcl_hf", "demo", "models", "examples", "README.md"} <= {
         path.name for path in space.iterdir()}
     assert (space / "models" / exported.name / "model.safetensors").is_file()
     requirements = (space / "requirements.txt").read_text()
