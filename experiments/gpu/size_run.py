@@ -21,7 +21,7 @@ import torch
 
 import usvcl_hf
 from training.config import PretrainConfig
-from training.pretrain.train import train as pretrain
+from training.pretrain import train as pretrain
 
 WARMUP_STEPS = 3
 TIMED_STEPS = 5

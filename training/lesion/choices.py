@@ -1,7 +1,7 @@
-"""Give a final lesion model trained on its own (`train_lesion --final-only`, e.g. beside the cross-validation on a
+"""Give a final lesion model trained on its own (`training.lesion --final-only`, e.g. beside the cross-validation on a
 lent GPU) the choices of a cross-validation run: the presence score most folds chose and the median lesion threshold
-(`train_lesion.final_choices`), written into its config.json, and a `combined_results.json` for `training.export`
-(the cross-validation's folds and pooled metrics, with the final model's entry).
+(`training.lesion.train.final_choices`), written into its config.json, and a `combined_results.json` for
+`training.export` (the cross-validation's folds and pooled metrics, with the final model's entry).
 
     python -m training.lesion.choices --cv-run runs/lesion_cv --final-run runs/lesion_final
     python -m training.export --kind lesion --model-dir runs/lesion_final/final_model \
@@ -56,8 +56,8 @@ def apply_choices(cv_run: Path, final_run: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cv-run", type=Path, required=True, help="train_lesion output with folds (results.json)")
-    parser.add_argument("--final-run", type=Path, required=True, help="train_lesion --final-only output")
+    parser.add_argument("--cv-run", type=Path, required=True, help="training.lesion output with folds (results.json)")
+    parser.add_argument("--final-run", type=Path, required=True, help="training.lesion --final-only output")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:

@@ -57,7 +57,7 @@ def test_export_lesion_needs_a_lesion_results_file(lesion_run, tmp_path, capsys)
     bad.write_text(json.dumps({"folds": []}))
     assert main(["--kind", "lesion", "--model-dir", str(lesion_run / "final_model"), "--results", str(bad),
                  "--output", str(tmp_path / "out")]) == 1
-    assert "train_lesion" in capsys.readouterr().err
+    assert "training/lesion" in capsys.readouterr().err
     assert main(["--kind", "lesion", "--output", str(tmp_path / "out")]) == 1
 
 
