@@ -25,7 +25,6 @@ import ctypes
 import io
 import logging
 import os
-import shutil
 import signal
 import tempfile
 import time
@@ -41,10 +40,16 @@ from gradio.components.label import LabelConfidence, LabelData
 from gradio.data_classes import Base64ImageData
 from starlette.formparsers import MultiPartException
 
-from usvcl_hf.clip_prediction import DEFAULT_FRAME_STRIDE, ClipPrediction, check_crop_model, load_model, predict_clip
-from usvcl_hf.configuration_usvcl import CLIP_AGGREGATIONS, POSITIVE_LABEL
-from usvcl_hf.demo_storage import AnalysisGate, DemoStorage, GateFullError, UploadGoneError, UploadNameGuard
-from usvcl_hf.demo_summary import (
+from demo.storage import (
+    AnalysisGate,
+    DemoStorage,
+    GateFullError,
+    UploadGoneError,
+    UploadNameGuard,
+    gradio_cannot_store,
+    private_gradio_folder,
+)
+from demo.summary import (
     CURVE_COLUMN,
     PROBABILITY_COLUMN,
     TIME_COLUMN,
@@ -53,9 +58,17 @@ from usvcl_hf.demo_summary import (
     frame_table,
     summary_markdown,
 )
-from usvcl_hf.lesion import NO_LESION_LABEL, draw_outline, lesion_masks, load_lesion_model
-from usvcl_hf.saliency import gradcam_heatmap, overlay_heatmap
-from usvcl_hf.video import DICOM_SUFFIXES, IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, VIDEO_SUFFIXES, ClipReadError
+from usvcl_hf.configuration_usvcl import CLIP_AGGREGATIONS, POSITIVE_LABEL
+from usvcl_hf.runtime.clip_prediction import (
+    DEFAULT_FRAME_STRIDE,
+    ClipPrediction,
+    check_crop_model,
+    load_model,
+    predict_clip,
+)
+from usvcl_hf.runtime.lesion import NO_LESION_LABEL, draw_outline, lesion_masks, load_lesion_model
+from usvcl_hf.runtime.saliency import gradcam_heatmap, overlay_heatmap
+from usvcl_hf.runtime.video import DICOM_SUFFIXES, IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, VIDEO_SUFFIXES, ClipReadError
 
 LOGGER = logging.getLogger("usvcl.app")
 DEFAULT_MODEL = "models/usvcl-lite0-busbra"
@@ -79,7 +92,7 @@ MAX_FRAME_STRIDE = 30
 UPLOAD_MAX_AGE_S = 45.0  # uploads (analysed or not) older than this are deleted ...
 SWEEP_EVERY_S = 10.0  # ... by a sweep this often: gone within a minute
 SALIENCY_CLASS = POSITIVE_LABEL  # Grad-CAM explains the class the decision threshold is about
-FILE_TYPES = sorted(SUPPORTED_SUFFIXES)  # what usvcl_hf.video reads (plus DICOM without a suffix)
+FILE_TYPES = sorted(SUPPORTED_SUFFIXES)  # what usvcl_hf.runtime.video reads (plus DICOM without a suffix)
 
 NOTICE = (
     "⚠️ **Research tool, not a medical device.** The output is not a diagnosis and must not be used for clinical "
@@ -173,23 +186,6 @@ def example_files() -> dict[str, Path]:
     """The bundled examples by name (read from the repository's examples/ folder, never from a cache)."""
     paths = sorted(EXAMPLES_DIR.glob("clips/*.mp4")) + sorted(EXAMPLES_DIR.glob("images/*.png"))
     return {path.stem: path for path in paths}
-
-
-def gradio_cannot_store(filename: str) -> bool:
-    """True for an upload name Gradio's /upload route refuses only after storing the file (`..`).
-
-    The same steps as `gradio.route_utils.upload_fn`: base name, invalid characters stripped, `safe_join`.
-    """
-    from gradio.exceptions import InvalidPathError
-    from gradio.utils import safe_join
-    from gradio_client.utils import strip_invalid_filename_characters
-
-    name = strip_invalid_filename_characters(Path(filename).name) if Path(filename).name else ""
-    try:
-        safe_join("upload", name or "tmp")
-    except InvalidPathError:
-        return True
-    return False
 
 
 def default_storage() -> DemoStorage:
@@ -356,7 +352,7 @@ def launch_demo(demo: gr.Blocks, host: str, port: int, share: bool = False, **kw
     quiet = kwargs.pop("quiet", False)
     block = not kwargs.pop("prevent_thread_lock", False)
     # Gradio's /upload answers HTTP 400 for a file named ".." only after writing it to disk (route_utils.upload_fn);
-    # the guard stops it before (see README "Demo" and usvcl_hf/demo_storage.py).
+    # the guard stops it before (see README "Demo" and demo/storage.py).
     guard = Middleware(UploadNameGuard, refuses=gradio_cannot_store, error_type=MultiPartException)
     launched = demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_FILE_SIZE, quiet=True,
                            prevent_thread_lock=True, app_kwargs={"middleware": [guard]}, **kwargs)
@@ -470,24 +466,6 @@ def load_demo_crop_model(name: str) -> tuple[Any, Any, str | None]:
         raise SystemExit(f"Lesion-crop model {name!r} could not be loaded: {error}\n"
                          f"Pass another with --crop-model, or --crop-model {NO_MODEL}.") from error
     return model, processor, name
-
-
-@contextlib.contextmanager
-def private_gradio_folder():
-    """Point GRADIO_TEMP_DIR at a fresh folder (inside the one it named, if any) for this server; delete it after."""
-    parent = os.environ.get("GRADIO_TEMP_DIR")
-    if parent:
-        Path(parent).mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="usvcl-demo-", dir=parent))
-    os.environ["GRADIO_TEMP_DIR"] = str(folder / "gradio")
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-        if parent:
-            os.environ["GRADIO_TEMP_DIR"] = parent
-        else:
-            os.environ.pop("GRADIO_TEMP_DIR", None)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ For each clip (all frames, stride 1): the detected box; the share of the frame i
 anything; the share of the clip's "moving" pixels (temporal range above CHANGE_LEVEL) that lie inside the box
 (coverage, should be ~1); and the mean temporal range outside vs inside the box (outside should be ~0: static).
 
-    python benchmarks/crop_report.py --input ../shared/data/covid_blues_lus_videos/lus_videos
+    python -m benchmarks.crop_report --input ../shared/data/covid_blues_lus_videos/lus_videos
 """
 
 from __future__ import annotations
@@ -16,10 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from usvcl_hf.imaging_region import CHANGE_LEVEL
-from usvcl_hf.video import SUPPORTED_SUFFIXES, detect_imaging_region, read_clip
+from usvcl_hf.runtime.imaging_region import CHANGE_LEVEL
+from usvcl_hf.runtime.video import SUPPORTED_SUFFIXES, detect_imaging_region, read_clip
 
 STATIC_OUTSIDE_LEVEL = 1.0  # mean temporal range (grey levels) below which the removed border counts as static
 

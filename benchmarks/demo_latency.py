@@ -6,10 +6,10 @@ kept frames (app defaults: stride 5, crop on, the model's aggregation):
   preprocessing, batched inference, aggregation, Grad-CAM of the most suspicious frame, output formatting);
 - bare forward: `model(pixel_values)` on the already preprocessed frames, batches of 16, under inference_mode;
 - a breakdown: decoding + crop, preprocessing, `predict_clip`, Grad-CAM;
-- the "before" of each inference rewrite the loaders apply (`usvcl_hf.inference_prep`): the bare forward and the
+- the "before" of each inference rewrite the loaders apply (`usvcl_hf.runtime.inference_prep`): the bare forward and the
   two-view demo with the same models loaded with `fold_batchnorm=False` (BatchNorm folding,
-  `usvcl_hf.batchnorm_folding`), and with `static_padding=False` (TensorFlow-"same" padding inside the
-  convolution, `usvcl_hf.static_padding`).
+  `usvcl_hf.runtime.batchnorm_folding`), and with `static_padding=False` (TensorFlow-"same" padding inside the
+  convolution, `usvcl_hf.runtime.static_padding`).
 After one warm-up of everything, `--repeats` rounds each time all measurements back to back (interleaved, so
 load from other processes hits them alike). The report gives the minimum (least disturbed) and the median per
 measurement; the headline ratio is min(demo) / min(bare), with the median of the per-round ratios beside it.
@@ -18,7 +18,7 @@ and with the lesion and lesion-crop models (two views, what `python app.py` runs
 gain of each rewrite and issue #15's target (what `python app.py` runs, a 10 s clip in <= 1.0 s).
 
 Usage:
-    python benchmarks/demo_latency.py [--model DIR_OR_HUB_ID | --random-model --backbone resnet18] [--image-size 224]
+    python -m benchmarks.demo_latency [--model DIR_OR_HUB_ID | --random-model --backbone resnet18] [--image-size 224]
                                       [--seconds 10] [--fps 25 | --clip PATH] [--stride 5] [--repeats 3]
 Without --model, uses the default demo model when it exists (unless --random-model), else a random `--backbone`
 classifier.
@@ -42,23 +42,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import app  # noqa: E402
-from benchmarks.timing import timed_rounds  # noqa: E402
-from usvcl_hf import UsvclConfig, UsvclForImageClassification, UsvclImageProcessor  # noqa: E402
-from usvcl_hf.clip_prediction import (  # noqa: E402
+import app
+from benchmarks.timing import timed_rounds
+from usvcl_hf import UsvclConfig, UsvclForImageClassification, UsvclImageProcessor
+from usvcl_hf.lesion_crop import lesion_crops
+from usvcl_hf.runtime.clip_prediction import (
     DEFAULT_BATCH_SIZE,
     frame_scores,
     load_model,
     predict_clip,
     read_source,
 )
-from usvcl_hf.lesion import frame_lesions, load_lesion_model  # noqa: E402
-from usvcl_hf.lesion_crop import lesion_crops  # noqa: E402
-from usvcl_hf.saliency import gradcam_heatmap  # noqa: E402
+from usvcl_hf.runtime.lesion import frame_lesions, load_lesion_model
+from usvcl_hf.runtime.saliency import gradcam_heatmap
 
+ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 1.3
 CLIP_WIDTH, CLIP_HEIGHT = 320, 240
 BORDER = 20  # static black border with a bright "UI" strip, which the crop removes
@@ -75,8 +73,9 @@ DEMO_TWO_VIEWS_UNFOLDED = "demo end-to-end with two views, BatchNorms not folded
 BARE_DYNAMIC = "bare model forward, padding not static (before)"
 DEMO_TWO_VIEWS_DYNAMIC = "demo end-to-end with two views, padding not static (before)"
 REWRITES = {  # label: (loader keyword that turns it off, bare forward before, two-view demo before)
-    "BatchNorm folding (`usvcl_hf.batchnorm_folding`)": ("fold_batchnorm", BARE_UNFOLDED, DEMO_TWO_VIEWS_UNFOLDED),
-    "static padding (`usvcl_hf.static_padding`)": ("static_padding", BARE_DYNAMIC, DEMO_TWO_VIEWS_DYNAMIC),
+    "BatchNorm folding (`usvcl_hf.runtime.batchnorm_folding`)":
+        ("fold_batchnorm", BARE_UNFOLDED, DEMO_TWO_VIEWS_UNFOLDED),
+    "static padding (`usvcl_hf.runtime.static_padding`)": ("static_padding", BARE_DYNAMIC, DEMO_TWO_VIEWS_DYNAMIC),
 }
 TARGET_DEMO_S = 1.0  # issue #15: a 10 s clip end to end, with what `python app.py` runs
 
@@ -271,7 +270,7 @@ def report(args: argparse.Namespace, description: str, aggregation: str, frames:
     bare_min, demo_min = min(times[BARE]), min(times[DEMO])
     ratio = demo_min / bare_min
     paired = statistics.median(demo / bare for demo, bare in zip(times[DEMO], times[BARE]))
-    command = ("python benchmarks/demo_latency.py " + " ".join(sys.argv[1:])).strip()
+    command = ("python -m benchmarks.demo_latency " + " ".join(sys.argv[1:])).strip()
     print(f"Command: `{command}`; commit {git_commit()}; machine: 2-core CPU, no GPU (torch threads "
           f"{torch.get_num_threads()}, load average {load_average()} at the end); model: {description}.")
     print(f"Clip: {describe_clip(args)}; stride "

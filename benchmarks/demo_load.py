@@ -7,7 +7,7 @@ half the other, default stride 5) and waits for its answer. Per request it recor
 and the analysis time. Prints p50 / p95 / max of each over all requests of all rounds, and the throughput.
 
 Usage:
-    python benchmarks/demo_load.py [--model DIR_OR_HUB_ID] [--users 12] [--rounds 2] [--stride 5] [--timeout 900]
+    python -m benchmarks.demo_load [--model DIR_OR_HUB_ID] [--users 12] [--rounds 2] [--stride 5] [--timeout 900]
 """
 
 from __future__ import annotations
@@ -21,12 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.demo_latency import git_commit, load_average
+from benchmarks.demo_server import DemoServer, analyse, seconds, submit, summary_value
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.demo_latency import git_commit, load_average  # noqa: E402
-from benchmarks.demo_server import DemoServer, analyse, seconds, submit, summary_value  # noqa: E402
-
 CLIPS = sorted((ROOT / "examples" / "clips").glob("*.mp4"))
 PERCENTILES = (50, 95)
 
@@ -84,7 +82,7 @@ def main() -> None:
 
 
 def report(args: argparse.Namespace, rows: list, burst_s: list[float], frames: str, wall_s: float) -> None:
-    command = ("python benchmarks/demo_load.py " + " ".join(sys.argv[1:])).strip()
+    command = ("python -m benchmarks.demo_load " + " ".join(sys.argv[1:])).strip()
     answered = [row for row in rows if "error" not in row]
     print(f"Command: `{command}`; commit {git_commit()}; machine: 2-core CPU, no GPU (load average "
           f"{load_average()} at the end); server: `python app.py` on 127.0.0.1; {args.users} users x {args.rounds} "

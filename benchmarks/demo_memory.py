@@ -13,7 +13,7 @@ answer is in, and the resident size (`VmRSS`) a moment later, all relative to th
 Goal (issue #20): peak under 1.5 GB above idle, and the resident size back near idle after each request.
 
 Usage:
-    python benchmarks/demo_memory.py [--model DIR_OR_HUB_ID] [--repeats 2] [--timeout 900]
+    python -m benchmarks.demo_memory [--model DIR_OR_HUB_ID] [--repeats 2] [--timeout 900]
 Linux only (reads /proc). Prints a Markdown table; the clips are made on the fly in a temporary folder.
 """
 
@@ -30,12 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.demo_latency import git_commit, load_average
+from benchmarks.demo_server import DemoServer, analyse, summary_value
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.demo_latency import git_commit, load_average  # noqa: E402
-from benchmarks.demo_server import DemoServer, analyse, summary_value  # noqa: E402
-
 FPS = 25
 GOAL_MB = 1536
 SETTLE_S = 2.0  # wait after an answer before reading the resident size
@@ -122,7 +120,7 @@ def main() -> None:
 
 
 def report(args: argparse.Namespace, idle: float, final: float, rows: list, wall_s: float) -> None:
-    command = ("python benchmarks/demo_memory.py " + " ".join(sys.argv[1:])).strip()
+    command = ("python -m benchmarks.demo_memory " + " ".join(sys.argv[1:])).strip()
     print(f"Command: `{command}`; commit {git_commit()}; machine: 2-core CPU, no GPU (load average "
           f"{load_average()} at the end); server: `python app.py` on 127.0.0.1, frame stride 1; idle RSS after "
           f"the warm-up {idle:.0f} MiB; wall time {wall_s:.0f} s.\n")

@@ -1,6 +1,6 @@
 """Fine-tuning step speed by numeric precision and memory layout, side by side in one run.
 
-    python benchmarks/finetune_precision.py [--backbone resnet18] [--image-size 224] [--batch-size 32] [--rounds 3]
+    python -m benchmarks.finetune_precision [--backbone resnet18] [--image-size 224] [--batch-size 32] [--rounds 3]
 
 One `UsvclForImageClassification` training step (forward, cross-entropy, backward, AdamW) on a random batch of
 grey images, in four settings: float32 / bf16 autocast, each with NCHW (contiguous) and NHWC (channels_last)
@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.timing import timed_rounds
 from usvcl_hf import UsvclConfig, UsvclForImageClassification
 

@@ -1,6 +1,7 @@
-"""Clip decoding to grey frames: PyAV's swscale `to_ndarray(format="gray")` vs `usvcl_hf.pyav_frames.frame_to_grey`.
+"""Clip decoding to grey frames: PyAV's swscale `to_ndarray(format="gray")` vs
+`usvcl_hf.runtime.pyav_frames.frame_to_grey`.
 
-    python benchmarks/grey_conversion.py [--clips DIR] [--count 20]
+    python -m benchmarks.grey_conversion [--clips DIR] [--count 20]
 
 Each clip is opened and decoded with frame threading (as `read_clip` does) and every frame converted, once per
 method, interleaved over rounds (fastest round kept). Outputs are checked to be identical. Prints a Markdown table.
@@ -16,7 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from usvcl_hf.pyav_frames import frame_to_grey
+from usvcl_hf.runtime.pyav_frames import frame_to_grey
 
 DEFAULT_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "covid_blues_lus_videos" / "lus_videos"
 ROUNDS = 3

@@ -8,7 +8,7 @@ On `--frames` synthetic grey frames of 320 x 240 (speckle and a bright disc), ti
 The headline is the ratio lesion model / classifier and predict_clip with / without (minimum over rounds).
 
 Usage:
-    python benchmarks/lesion_cost.py [--model DIR] [--lesion-model DIR | --lesion-backbone tf_efficientnet_lite0]
+    python -m benchmarks.lesion_cost [--model DIR] [--lesion-model DIR | --lesion-backbone tf_efficientnet_lite0]
                                      [--lesion-size 224] [--frames 32] [--repeats 3] [--threads N]
 Without --model, the bundled default classifier when present (else a random DenseNet121 at 224 px); without
 --lesion-model, a randomly initialised segmenter of `--lesion-backbone` (the cost does not depend on the weights).
@@ -25,21 +25,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import app  # noqa: E402
-from benchmarks.timing import timed_rounds  # noqa: E402
-from usvcl_hf import (  # noqa: E402
+import app
+from benchmarks.timing import timed_rounds
+from usvcl_hf import (
     LesionConfig,
     LesionSegmentationModel,
     UsvclConfig,
     UsvclForImageClassification,
     UsvclImageProcessor,
 )
-from usvcl_hf.clip_prediction import frame_malignancy, load_model, predict_clip  # noqa: E402
-from usvcl_hf.lesion import frame_lesion_probabilities, load_lesion_model  # noqa: E402
+from usvcl_hf.runtime.clip_prediction import frame_malignancy, load_model, predict_clip
+from usvcl_hf.runtime.lesion import frame_lesion_probabilities, load_lesion_model
 
+ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / app.DEFAULT_MODEL
 FRAME_HEIGHT, FRAME_WIDTH = 240, 320
 SEED = 0

@@ -5,7 +5,7 @@ clips), (2) triplet items/s and images/s (= items * (1+P+N)) from a store throug
 negatives and shared negatives, and (3) densenet121 (timm, in_chans=1) training images/s (forward + backward),
 and prints a Markdown table with the ratios.
 
-    python benchmarks/loader.py --store stores/covid_blues
+    python -m benchmarks.loader --store stores/covid_blues
 """
 
 from __future__ import annotations
@@ -18,16 +18,14 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from training.sampler import (
+from training.pretrain.sampler import (
     DEFAULT_NUM_NEGATIVES,
     DEFAULT_NUM_POSITIVES,
     SharedNegativesCollator,
     TripletDataset,
     collate_triplets,
 )
-from usvcl_hf.video import read_clip
+from usvcl_hf.runtime.video import read_clip
 
 REAL_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "covid_blues_lus_videos" / "lus_videos"
 IMAGE_SIZE = 224
@@ -40,7 +38,7 @@ def clip_paths(limit: int, scratch: Path) -> tuple[list[Path], str]:
     """Real clips when available, else freshly written synthetic ones."""
     if REAL_CLIPS.is_dir():
         return sorted(REAL_CLIPS.glob("*.mp4"))[:limit], f"{limit} COVID-BLUES clips (350x350 H.264)"
-    from tests import synthetic
+    from training import synthetic
 
     paths = [synthetic.write_video(scratch / f"clip{index}.mp4") for index in range(SYNTHETIC_CLIPS)]
     return paths, f"{SYNTHETIC_CLIPS} synthetic clips (64x48)"
@@ -59,7 +57,7 @@ def load_store(store_path: str | None):
 
     if store_path:
         return datasets.load_from_disk(store_path), store_path
-    from tests import synthetic
+    from training import synthetic
 
     return synthetic.make_frame_store(SYNTHETIC_PATIENTS, frames_per_video=8, size=256), "synthetic store"
 

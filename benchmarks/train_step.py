@@ -16,7 +16,7 @@ import torch
 
 import usvcl_hf
 from training.config import PretrainConfig
-from training.pretrain import build_dataloader, build_dataset, build_model, forward_batch, images_per_batch
+from training.pretrain.train import build_dataloader, build_dataset, build_model, forward_batch, images_per_batch
 
 DEFAULT_STEPS = 10
 DEFAULT_WARMUP = 2

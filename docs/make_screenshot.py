@@ -75,7 +75,7 @@ def main() -> None:
     """Command-line entry point."""
     sys.path.insert(0, str(ROOT))
     import app
-    from usvcl_hf.clip_prediction import load_model
+    from usvcl_hf.runtime.clip_prediction import load_model
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=app.DEFAULT_MODEL, help="model folder or Hub id")

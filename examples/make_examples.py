@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from usvcl_hf.pyav_frames import write_clip
+from usvcl_hf.runtime.pyav_frames import write_clip
 
 DEFAULT_OUT = Path(__file__).resolve().parent
 DEFAULT_BUS_BRA = DEFAULT_OUT.parents[1] / "shared" / "data" / "bus_bra"  # ../shared/data next to the repository

@@ -25,7 +25,7 @@ mkdir -p "$RUNS"
 
 segmenter_lane() {  # segmenter_lane "FOLDS": the shipped segmenter's recipe on those folds (skipped when done)
   local name=lesion_boxes_folds${1// /-}
-  [ -f "$RUNS/$name/boxes.csv" ] || OMP_NUM_THREADS=1 python -m training.train_lesion --store-path "$STORES/bus_bra" \
+  [ -f "$RUNS/$name/boxes.csv" ] || OMP_NUM_THREADS=1 python -m training.lesion --store-path "$STORES/bus_bra" \
     --init imagenet --image-size 128 --num-epochs 4 --batch-size 32 --eval-batch-size 64 --learning-rate 1e-3 \
     --mixed-precision bf16 --num-workers 0 --seed 42 --no-final-model --folds $1 --output-dir "$RUNS/$name" \
     > "$RUNS/$name.log" 2>&1

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from training import evaluation
-from usvcl_hf.aggregation import logit
+from usvcl_hf.runtime.aggregation import logit
 
 KEY = ["fold", "image_id"]  # an image can sit in the inner validation of several folds
 CALIBRATIONS = {"temperature": False, "temperature_and_bias": True}  # method -> fit a bias (fit_calibration)

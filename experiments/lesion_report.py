@@ -1,4 +1,4 @@
-"""The lesion segmenter's results table, rebuilt from a committed `training.train_lesion` run folder.
+"""The lesion segmenter's results table, rebuilt from a committed `training.lesion.train` run folder.
 
 Every number comes from the run's predictions.csv (per-image Dice, IoU and both presence scores, with the fold's
 chosen presence score and threshold); results.json gives only the provenance (command, commit, machine, wall time).
@@ -24,7 +24,7 @@ import pandas as pd
 
 from experiments.run_folders import run_parts
 from training.evaluation import markdown_table
-from training.train_lesion import presence_metrics, segmentation_metrics
+from training.lesion.train import presence_metrics, segmentation_metrics
 from usvcl_hf.configuration_lesion import PRESENCE_SCORES
 
 RESULTS_DIR = Path("experiments/results")
@@ -87,7 +87,7 @@ def lesion_table(spec: dict[str, Any], root: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Print the table of one run folder."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", type=Path, help="a training.train_lesion output folder (predictions.csv, results.json), "
+    parser.add_argument("run", type=Path, help="a training.lesion.train output folder (predictions.csv, results.json), "
                                                "or one of part*/ such folders")
     args = parser.parse_args(argv)
     sys.stdout.write(run_table(args.run))

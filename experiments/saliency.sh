@@ -5,7 +5,7 @@
 source "$(dirname "$0")/common.sh"
 RUN_NAMES=${*:-"ft_random ft_lung_hard_triplet ft_lung_info_nce"}
 for name in $RUN_NAMES; do
-  [ -f "$RUNS/$name/saliency/saliency.json" ] || python -m training.saliency_eval --run-dir "$RUNS/$name" \
+  [ -f "$RUNS/$name/saliency/saliency.json" ] || python -m training.finetune.saliency_eval --run-dir "$RUNS/$name" \
     --store "$STORES/bus_bra" --masks "$DATA/bus_bra/Masks" --output "$RUNS/$name/saliency" \
     --grid "docs/figures/saliency_grid_${name}.png"
 done

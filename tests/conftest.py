@@ -11,7 +11,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from tests.demo_fixtures import TINY_IMAGE_SIZE  # imports usvcl_hf: after the offline settings
+from tests.helpers.demo_fixtures import TINY_IMAGE_SIZE  # imports usvcl_hf: after the offline settings
 
 TINY_BACKBONE = "resnet18"
 

@@ -1,5 +1,5 @@
-"""Issue #18's shape rules, checked: no function in usvcl_hf/, training/ or app.py over 60 lines, no file over 500;
-experiment scripts that parse."""
+"""Issue #18's shape rules, checked: no function in usvcl_hf/, training/, demo/, experiments/, benchmarks/ or app.py
+over 60 lines, no file over 500; experiment scripts that parse."""
 
 from __future__ import annotations
 
@@ -10,10 +10,15 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers.paths import REPO_ROOT
+
+REPO = REPO_ROOT
+NOT_YET_SPLIT = {REPO / "experiments/report.py"}  # 708 lines, being split by concern (issue 41): the one exception
 MAX_FUNCTION_LINES = 60
 MAX_FILE_LINES = 500
-CHECKED = sorted([*REPO.glob("usvcl_hf/**/*.py"), *REPO.glob("training/**/*.py"), REPO / "app.py"])
+CHECKED = sorted([*REPO.glob("usvcl_hf/**/*.py"), *REPO.glob("training/**/*.py"), *REPO.glob("demo/**/*.py"),
+                  *REPO.glob("experiments/**/*.py"), *REPO.glob("benchmarks/**/*.py"), REPO / "app.py"])
+CHECKED = [path for path in CHECKED if path not in NOT_YET_SPLIT]
 
 
 @pytest.mark.parametrize("path", CHECKED, ids=lambda path: str(path.relative_to(REPO)))

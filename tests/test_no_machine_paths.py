@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.paths import REPO_ROOT
+
 DEVELOPMENT_ROOT = "/" + "work" + "/"  # the development machine's work root (spelt apart so this file passes)
 RUN_RECORDS = ("experiments/results/",)
 MODEL_RECORDS = ("README.md", "results.json")

@@ -49,7 +49,7 @@ def model_arguments(name: str, field_names: Sequence[str]) -> type:
 
 @dataclasses.dataclass
 class PretrainConfig:
-    """Everything `training/pretrain.py` needs; see `training/configs/*.yaml` for annotated examples."""
+    """Everything `training/pretrain/train.py` needs; see `training/configs/*.yaml` for annotated examples."""
 
     model: usvcl_hf.UsvclConfig = dataclasses.field(
         default_factory=MODEL, metadata={"help": "the model to pretrain", "nested": PRETRAIN_MODEL_FIELDS})
@@ -121,7 +121,7 @@ class FinetuneConfig:
     lesion_crop: bool = False  # classify the lesion's box plus `crop_margin` (training / validation boxes: `mask`)
     crop_margin: float = 0.2  # lesion crops: the box grown by this share of its width / height on each side
     eval_boxes: list[str] | None = dataclasses.field(
-        default=None, metadata={"help": "lesion crops: `training.train_lesion` boxes.csv files; each fold's "
+        default=None, metadata={"help": "lesion crops: `training.lesion.train` boxes.csv files; each fold's "
                                         "validation and test images are cut by the boxes of that fold's segmenter "
                                         "(same seed: same inner splits), else by their masks' (an upper bound)"})
     # cross-validation

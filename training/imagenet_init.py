@@ -12,7 +12,7 @@ in the same order as the `state_dict()` of timm's `tf_efficientnet_lite{n}` (Ten
     loaded.unused_keys     # ImageNet keys `model` has no place for (e.g. conv_head / bn2 of a features_only model)
 
 Normalisation: the weights are used with the ImageNet mean / std `IMAGENET_MEAN`, `IMAGENET_STD` (with them the
-mapped lite0 is more confident on the test photograph than with 0.5 / 0.5; see tests/test_imagenet_init.py);
+mapped lite0 is more confident on the test photograph than with 0.5 / 0.5; see tests/training/test_imagenet_init.py);
 `imagenet_normalization(in_chans)` gives the values to store in the image processor saved with the weights.
 
 Grey input (`in_chans=1`): the stem convolution is SUMMED over its RGB input channels, W_grey = sum_c W_c, and the

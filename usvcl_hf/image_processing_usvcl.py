@@ -1,9 +1,10 @@
 """Image processor for usvcl: any common image type -> 8-bit greyscale, aspect-preserving resize, normalisation.
 
-`to_grey_uint8` is the ONE greyscale conversion of the project: `usvcl_hf.video.read_clip` (stores, `predict_clip`,
-the demo) and this processor (`pipeline`, `from_pretrained` users) both call it, so one image gives the same pixels
-at every door. 8-bit images are used as they are; any other depth (16-bit, 32-bit integer, float, bool) is mapped
-linearly from its own [min, max] onto [0, 255]; colour becomes ITU-R 601 luma and alpha is composited over black.
+`to_grey_uint8` is the ONE greyscale conversion of the project: `usvcl_hf.runtime.video.read_clip` (stores,
+`predict_clip`, the demo) and this processor (`pipeline`, `from_pretrained` users) both call it, so one image gives
+the same pixels at every door. 8-bit images are used as they are; any other depth (16-bit, 32-bit integer, float,
+bool) is mapped linearly from its own [min, max] onto [0, 255]; colour becomes ITU-R 601 luma and alpha is
+composited over black.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-POSITIVE_REDUCTIONS = ("mean_embedding", "mean_distance")
+from .configuration_usvcl import POSITIVE_REDUCTIONS
+
 NORMALIZE_EPS = 1e-8
 MASKED_DISTANCE = 1e4  # larger than any cosine distance (<= 2): never chosen as a hard negative
 MASKED_LOGIT = -1e4  # exp() of it is 0 next to any cosine similarity over a temperature

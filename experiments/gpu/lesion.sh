@@ -2,8 +2,8 @@
 # The lesion segmenter (issue #16) on one lent GPU, time-boxed (about 7 minutes), beside other arms: an ImageNet
 # EfficientNet-Lite0 encoder (offline weights, training.imagenet_init) with a U-Net decoder at 224 px, trained on
 # BUS-BRA's masks over the official 5 folds (inner validation redrawn by patient) plus a final model on every image
-# (training.train_lesion), the two side by side (2 + 1 data workers: at most 3, the machine's cores are shared with the
-# other arms); the final model then takes the folds' validation choices (training.lesion_choices).
+# (training.lesion.train), the two side by side (2 + 1 data workers: at most 3, the machine's cores are shared with the
+# other arms); the final model then takes the folds' validation choices (training.lesion.choices).
 # The packed BUS-BRA store must have the `mask` column (python -m training.prepare_data images ... adds it; then
 # experiments/gpu/pack_stores.py keeps it).
 #
@@ -30,9 +30,9 @@ else
   CV_ARGS=(--num-workers 2) FINAL_ARGS=(--num-workers 1)
 fi
 
-lesion_run() {  # NAME OPTIONS...: training.train_lesion into $RUNS/NAME, stopped at the deadline
+lesion_run() {  # NAME OPTIONS...: training.lesion.train into $RUNS/NAME, stopped at the deadline
   local name=$1; shift
-  timeout "$(seconds_left)" $PY -m training.train_lesion --store-path "$STORES/bus_bra" --output-dir "$RUNS/$name" \
+  timeout "$(seconds_left)" $PY -m training.lesion --store-path "$STORES/bus_bra" --output-dir "$RUNS/$name" \
     --num-epochs "$EPOCHS" "${LESION_ARGS[@]}" "$@" > "$RUNS/$name.log" 2>&1
   log "$name finished (rc $?)"
 }
@@ -41,14 +41,14 @@ install_wheels || { log "installing the wheels failed"; exit 1; }
 record_environment
 log "set up: $(grep -m1 -o 'NVIDIA [A-Z0-9]*' "$RUNS/environment.txt" || echo no GPU); lesion model, $EPOCHS epochs"
 # the 5 folds and the final model side by side (the final model for EPOCHS epochs, fixed in advance); the final
-# model then takes the folds' validation choices (presence score, threshold): training.lesion_choices
+# model then takes the folds' validation choices (presence score, threshold): training.lesion.choices
 lesion_run lesion --no-final-model "${CV_ARGS[@]}" &
 CV=$!
 lesion_run lesion_final --final-only --final-epochs "$EPOCHS" "${FINAL_ARGS[@]}" &
 FINAL=$!
 wait "$CV" "$FINAL"
 log "folds: $(grep -o 'fold [0-9]: Dice [^ ]*' "$RUNS/lesion.log" | tr '\n' ' ')"
-$PY -m training.lesion_choices --cv-run "$RUNS/lesion" --final-run "$RUNS/lesion_final" >> "$RUNS/lesion_final.log" 2>&1
+$PY -m training.lesion.choices --cv-run "$RUNS/lesion" --final-run "$RUNS/lesion_final" >> "$RUNS/lesion_final.log" 2>&1
 log "lesion_choices (rc $?)"
 if [ -f "$RUNS/lesion_final/final_model/model.safetensors" ]; then
   $PY -c "import sys, torch; from safetensors.torch import load_file, save_file

@@ -21,7 +21,7 @@ from PIL import Image
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from training.store_rewrite import rewrite_store_images
+from training.prepare_data.store_rewrite import rewrite_store_images
 from usvcl_hf.image_processing_usvcl import to_grey_uint8
 
 DEFAULT_QUALITY = 80

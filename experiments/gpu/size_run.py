@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 import usvcl_hf
-from training import pretrain
 from training.config import PretrainConfig
+from training.pretrain import train as pretrain
 
 WARMUP_STEPS = 3
 TIMED_STEPS = 5

@@ -109,7 +109,7 @@ class UsvclFeatureDensity(nn.Module):
     $$\text{score}(x) = \frac{1}{F}\Big(\sum_{i=1}^{k} \frac{p_i^2}{\lambda_i} + \frac{r^2}{\sigma^2}\Big),$$
 
     the squared Mahalanobis distance per feature under that Gaussian (about 1 for images like the training ones).
-    The buffers are filled by `training.ood` and saved with the weights.
+    The buffers are filled by `training.export.ood` and saved with the weights.
     """
 
     def __init__(self, num_features: int, num_components: int) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import timm
 from transformers import PretrainedConfig
 
-from .configuration_usvcl import RESIZE_MODES, _require, _require_choice
-
+# A config is a leaf: it imports nothing of this package, so the lesion folder ships without the classifier's files.
+RESIZE_MODES = ("pad", "crop")  # the image processor's (image_processing_usvcl.RESIZE_MODES, equal by a test)
 PRESENCE_SCORES = ("max_pixel", "head")
 LESION_ID2LABEL = {0: "background", 1: "lesion"}
 NO_LESION_LABEL = "no lesion"  # the answer for an image (clip) in which no frame reaches `lesion_threshold`
@@ -16,6 +16,17 @@ LESION_AUTO_MAP = {
     "AutoModelForSemanticSegmentation": "modeling_lesion.LesionSegmentationModel",
     "AutoImageProcessor": "image_processing_usvcl.UsvclImageProcessor",
 }
+
+
+def _require(condition: bool, message: str) -> None:
+    """Raise a `ValueError` with `message` unless `condition` holds."""
+    if not condition:
+        raise ValueError(message)
+
+
+def _require_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    """Raise a `ValueError` naming the allowed values unless `value` is one of them."""
+    _require(value in allowed, f"`{name}` must be one of {list(allowed)}, got {value!r}.")
 
 
 class LesionConfig(PretrainedConfig):

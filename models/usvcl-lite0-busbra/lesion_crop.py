@@ -7,7 +7,7 @@ to the frame: the lesion's border and the tissue around it (posterior shadowing)
 only): the two-view pipeline (`pipeline_usvcl.py`) imports it.
 
     from usvcl_hf.lesion_crop import lesion_crops
-    crops, boxes = lesion_crops(masks, frames, margin=0.2)  # masks from usvcl_hf.lesion.frame_lesions
+    crops, boxes = lesion_crops(masks, frames, margin=0.2)  # masks from usvcl_hf.runtime.lesion.frame_lesions
 """
 
 from __future__ import annotations

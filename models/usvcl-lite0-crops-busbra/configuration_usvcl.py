@@ -7,9 +7,9 @@ import math
 import timm
 from transformers import PretrainedConfig
 
-from .image_processing_usvcl import RESIZE_MODES
-from .losses import POSITIVE_REDUCTIONS
-
+# A config is a leaf: it imports nothing of this package, so a folder ships only the files its model uses.
+RESIZE_MODES = ("pad", "crop")  # the image processor's (image_processing_usvcl.RESIZE_MODES, equal by a test)
+POSITIVE_REDUCTIONS = ("mean_embedding", "mean_distance")  # how `losses.hard_triplet_loss` forms the positive
 LOSSES = ("hard_triplet", "info_nce")
 CLIP_AGGREGATIONS = ("mean_probability", "max_probability", "median_probability", "mean_logit", "top_k_mean")
 DEFAULT_ID2LABEL = {0: "benign", 1: "malignant"}
@@ -87,9 +87,9 @@ class UsvclConfig(PretrainedConfig):
             (their logits are unchanged).
         ood_components (`int`, defaults to 0): principal directions of the Gaussian model of the training images'
             pooled features that gives the out-of-distribution score (`UsvclFeatureDensity`); 0 = no score. Set,
-            with the statistics, by `python -m training.ood`.
+            with the statistics, by `python -m training.export.ood`.
         ood_threshold (`float`, *optional*): out-of-distribution score above which an input is flagged as unlike
-            the training images (chosen on held-out BUS-BRA patients by `training.ood`).
+            the training images (chosen on held-out BUS-BRA patients by `training.export.ood`).
         lesion_crop_margin (`float`, *optional*): set when the classifier was trained on lesion crops: it expects
             a lesion's bounding box grown by this share of its width / height on each side
             (`usvcl_hf.lesion_crop.crop_to_box`; the box from a lesion segmenter), not a whole image. None = whole

@@ -10,7 +10,7 @@ Three kinds:
   encoder (`AutoModel` gives L2-normalised embeddings) plus `timm_backbone.safetensors`, a plain timm state dict
   that `timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=...), in_chans=1, num_classes=0)`
   loads.
-- `lesion`: the lesion segmenter of `training.train_lesion` (`RUN/final_model` plus `RUN/results.json`), card from
+- `lesion`: the lesion segmenter of `training.lesion.train` (`RUN/final_model` plus `RUN/results.json`), card from
   `lesion_card.md` (`training/export/lesion.py`).
 
 Weights are stored in float16 (or bfloat16) and load back as float32: `config.json` says `"dtype": "float32"`, which

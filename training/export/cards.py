@@ -97,7 +97,7 @@ def fold_rows(results: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def saliency_facts(results: dict[str, Any]) -> dict[str, str] | None:
-    """The card's saliency sentence values from `results["saliency"]` (written by `training.saliency_eval`)."""
+    """The card's saliency sentence values from `results["saliency"]` (written by `training.finetune.saliency_eval`)."""
     saliency = results.get("saliency")
     if not isinstance(saliency, dict) or "all" not in saliency.get("groups", {}):
         return None

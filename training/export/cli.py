@@ -77,7 +77,7 @@ def run_backbone(args: argparse.Namespace) -> Path:
 
 
 def run_lesion(args: argparse.Namespace) -> Path:
-    """`--kind lesion`: the lesion segmenter of `training.train_lesion`."""
+    """`--kind lesion`: the lesion segmenter of `training.lesion.train`."""
     if args.model_dir is None or args.results is None:
         raise ExportError("--kind lesion needs --model-dir (RUN/final_model) and --results (RUN/results.json).")
     return export_lesion(args.model_dir, args.results, args.output, args.dtype, args.max_size_mb, args.license_id,

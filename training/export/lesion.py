@@ -1,4 +1,4 @@
-"""Export a trained lesion segmenter (`training.train_lesion`) as a Hub-ready folder: half-precision weights that
+"""Export a trained lesion segmenter (`training.lesion.train`) as a Hub-ready folder: half-precision weights that
 load as float32, the Hub code, the image processor, `results.json`, `export_check.json` and a model card rendered
 from `lesion_card.md` with the run's numbers. `python -m training.export --kind lesion`:
 
@@ -35,10 +35,10 @@ PRESENCE_METRICS = ("auc", "sensitivity", "specificity")
 
 
 def check_lesion_results(results: dict[str, Any], path: Path) -> None:
-    """The parts of a `training.train_lesion` results.json the card uses; an `ExportError` naming what is missing."""
+    """The parts of a `training.lesion.train` results.json the card uses; an `ExportError` naming what is missing."""
     missing = [key for key in ("folds", "pooled", "final_model", "commit", "machine") if key not in results]
     if missing or not results["folds"]:
-        raise ExportError(f"{path} lacks {missing or ['folds']}: is it a results.json of training/train_lesion.py?")
+        raise ExportError(f"{path} lacks {missing or ['folds']}: is it a results.json of training/lesion/train.py?")
     for name in SEGMENTATION_METRICS:
         if not {"value", "ci_low", "ci_high"} <= set(results["pooled"]["metrics"].get(name, {})):
             raise ExportError(f"{path}: pooled.metrics.{name} must hold value, ci_low and ci_high.")

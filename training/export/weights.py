@@ -15,7 +15,7 @@ from training.export.checks import CHECK_ATOL, CHECK_SEED
 EXPORT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 DEFAULT_EXPORT_DTYPE = "float16"
-KEEP_FLOAT32 = "feature_density."  # UsvclFeatureDensity buffers (training.ood) stay float32 in the weights file
+KEEP_FLOAT32 = "feature_density."  # UsvclFeatureDensity buffers (training.export.ood) stay float32 in the weights file
 
 LOAD_DTYPE = "float32"  # written to config.json: what `from_pretrained` gives by default
 

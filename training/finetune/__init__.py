@@ -15,7 +15,6 @@ from training.finetune.data import (
     load_labeled_data,
     make_loader,
 )
-from training.finetune.folds import Fold, check_no_leak, draw_label_subset, inner_split, make_folds
 from training.finetune.model import (
     build_classifier,
     build_processor,
@@ -45,6 +44,7 @@ from training.finetune.train import (
     step_schedule,
     train_model,
 )
+from training.folds import Fold, check_no_leak, draw_label_subset, inner_split, make_folds
 
 __all__ = [
     "PREDICTION_COLUMNS", "SELECTION", "SPLIT_PREFIX", "Fold", "FoldOutcome", "LabeledData", "SquareDataset",

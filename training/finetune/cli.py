@@ -30,7 +30,6 @@ from training.augment import AUGMENT_POLICIES
 from training.common import make_accelerator
 from training.config import FinetuneConfig, config_to_dict, load_config
 from training.finetune.data import LabeledData, LesionCrops, load_labeled_data
-from training.finetune.folds import Fold, make_folds
 from training.finetune.label_efficiency import run_label_efficiency
 from training.finetune.model import INITS, build_processor, class_weights, for_fold, resolve_image_size
 from training.finetune.outputs import (
@@ -47,7 +46,8 @@ from training.finetune.outputs import (
     write_outputs,
 )
 from training.finetune.train import FoldOutcome, run_fold, train_final_model
-from training.lesion_boxes import read_boxes
+from training.folds import Fold, make_folds
+from training.lesion.boxes import read_boxes
 from training.logs import setup_logging
 from training.provenance import device_facts, git_commit, machine_description, run_command
 
@@ -118,7 +118,7 @@ def check_eval_boxes(crops: LesionCrops | None, data: LabeledData, folds: list[F
             if boxed != set(data.image_ids[rows]):
                 raise ValueError(
                     f"{', '.join(files)}: fold {fold.number}'s segmenter boxed {len(boxed)} {split} images, not this "
-                    f"run's {len(rows)}; train it on the same folds and inner splits (training.train_lesion with "
+                    f"run's {len(rows)}; train it on the same folds and inner splits (training.lesion.train with "
                     f"this run's split seed and val fraction).")
 
 

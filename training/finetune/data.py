@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader
 import usvcl_hf
 from training.augment import SEED_BOUND, AugmentConfig, augment_batch, params_tensor, render_views, sample_view
 from training.common import EpochSeededSampler
-from training.lesion_boxes import BoxKey
-from training.lesion_masks import mask_at_shape
+from training.lesion.boxes import BoxKey
+from training.lesion.masks import mask_at_shape
 from usvcl_hf.image_processing_usvcl import normalize, resize_to_square, to_grey_float
 from usvcl_hf.lesion_crop import Box, crop_to_box, mask_box
 
@@ -128,7 +128,7 @@ def square_mask(mask: Any, shape: tuple[int, int], image_size: int, resize_mode:
 
 @dataclasses.dataclass(frozen=True)
 class LesionCrops:
-    """Classify lesion crops (`training.lesion_boxes`): each image's mask box grown by `margin`; with `eval_boxes`
+    """Classify lesion crops (`training.lesion.boxes`): each image's mask box grown by `margin`; with `eval_boxes`
     ((fold, split, image id) -> box of that fold's segmenter), a fold's validation and test images cut by those."""
 
     margin: float

@@ -13,7 +13,6 @@ from training import evaluation
 from training.atomic import write_json_atomic
 from training.config import FinetuneConfig
 from training.finetune.data import LabeledData
-from training.finetune.folds import Fold, draw_label_subset
 from training.finetune.outputs import (
     PREDICTION_COLUMNS,
     PredictionRecord,
@@ -22,6 +21,7 @@ from training.finetune.outputs import (
     write_csv,
 )
 from training.finetune.train import SEED_STREAM_LABELS, run_fold
+from training.folds import Fold, draw_label_subset
 
 
 def label_draw(

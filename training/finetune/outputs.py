@@ -20,8 +20,8 @@ from training import evaluation
 from training.atomic import write_json_atomic
 from training.config import FinetuneConfig, config_to_dict
 from training.finetune.data import LabeledData
-from training.finetune.folds import Fold
 from training.finetune.train import FoldOutcome
+from training.folds import Fold
 
 LOGGER = logging.getLogger(__name__)
 INNER_VALIDATION = "each fold's inner validation split (patients held out of its training side; never its test fold)"

@@ -19,8 +19,8 @@ from training.augment import AUGMENT_POLICIES
 from training.common import backward_and_step, build_scheduler, cpu_state_dict
 from training.config import FinetuneConfig
 from training.finetune.data import LabeledData, SquareDataset, make_loader
-from training.finetune.folds import Fold, inner_split
 from training.finetune.model import build_classifier, class_weights, for_fold, save_model
+from training.folds import Fold, inner_split
 
 SEED_STREAM_FOLD, SEED_STREAM_LABELS, SEED_STREAM_FINAL = 1, 2, 3
 

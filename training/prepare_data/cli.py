@@ -24,8 +24,8 @@ from pathlib import Path
 
 import datasets
 
-from training.lesion_filter import filter_lesion_frames
-from training.lesion_masks import mask_column
+from training.lesion.filter import filter_lesion_frames
+from training.lesion.masks import mask_column
 from training.logs import setup_logging
 from training.prepare_data.decode import DEFAULT_FRAME_STRIDE, DEFAULT_STORED_SIZE, DecodeOptions, decode_all
 from training.prepare_data.sources import (
@@ -94,7 +94,7 @@ def run_images(args: argparse.Namespace) -> dict:
     if unknown:
         raise PrepareError(f"labels {unknown} are not among the label names {label_names}")
     features = image_features(label_names, fold_keys)
-    if args.masks:  # lesion masks at the stored size (training.train_lesion); None where an image has none
+    if args.masks:  # lesion masks at the stored size (training.lesion.train); None where an image has none
         columns["mask"] = mask_column(Path(args.masks), columns["image_id"], columns["image"])
         features["mask"] = datasets.Image()
     store = datasets.Dataset.from_dict(columns, features=features)

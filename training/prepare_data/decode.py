@@ -14,7 +14,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from training.prepare_data.sources import FileJob
-from usvcl_hf.video import ClipReadError, read_clip
+from usvcl_hf.runtime.video import ClipReadError, read_clip
 
 DEFAULT_FRAME_STRIDE = 5
 DEFAULT_STORED_SIZE = 256

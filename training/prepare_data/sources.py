@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from usvcl_hf.video import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES
+from usvcl_hf.runtime.video import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES
 
 BUS_BRA_PRESET = "bus_bra"
 BUS_BRA_METADATA = "bus_data.csv"
