@@ -4,11 +4,15 @@ Run:
     python app.py [--model DIR_OR_HUB_ID] [--lesion-model DIR_OR_HUB_ID | none] [--crop-model DIR_OR_HUB_ID | none]
                   [--port 7860] [--host 127.0.0.1] [--share]
 
+`--model X` means X: the lesion segmenter and the lesion-crop classifier (the second view) are those X's own
+config names (`two_view_models`, found in folders beside X when they are there), or none; `--lesion-model` and
+`--crop-model` replace them. The page names every model that contributes to the answer.
+
 Environment (for Hugging Face Spaces and containers; command-line options win):
     USVCL_MODEL          model folder or Hub id (default models/usvcl-lite0-busbra)
-    USVCL_LESION_MODEL   lesion segmenter folder or Hub id (default models/usvcl-lesion-busbra when present; none)
-    USVCL_CROP_MODEL     lesion-crop classifier folder or Hub id, the second view (default
-                         models/usvcl-lite0-crops-busbra when present and a lesion model is loaded; none)
+    USVCL_LESION_MODEL   lesion segmenter folder or Hub id, or none (default: the one the model's config names)
+    USVCL_CROP_MODEL     lesion-crop classifier folder or Hub id, or none (default: the one the model's config
+                         names; needs a lesion model)
     GRADIO_SERVER_NAME   host to bind
     GRADIO_SERVER_PORT   port
 
@@ -49,18 +53,23 @@ from usvcl_hf.demo_summary import (
     PROBABILITY_COLUMN,
     TIME_COLUMN,
     VALUE_COLUMN,
+    calibration_line,
+    decision_statement,
     describe_error,
     frame_table,
+    models_line,
+    models_markdown,
     summary_markdown,
 )
 from usvcl_hf.lesion import NO_LESION_LABEL, draw_outline, lesion_masks, load_lesion_model
+from usvcl_hf.pipeline_usvcl import companion_location
 from usvcl_hf.saliency import gradcam_heatmap, overlay_heatmap
 from usvcl_hf.video import DICOM_SUFFIXES, IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, VIDEO_SUFFIXES, ClipReadError
 
 LOGGER = logging.getLogger("usvcl.app")
 DEFAULT_MODEL = "models/usvcl-lite0-busbra"
-DEFAULT_LESION_MODEL = "models/usvcl-lesion-busbra"  # used when present; `--lesion-model none` turns it off
-DEFAULT_CROP_MODEL = "models/usvcl-lite0-crops-busbra"  # the second view, with the lesion model; `none` turns it off
+DEFAULT_LESION_MODEL = "models/usvcl-lesion-busbra"  # the one the default model's config names
+DEFAULT_CROP_MODEL = "models/usvcl-lite0-crops-busbra"  # the second view the default model's config names
 NO_MODEL = "none"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -94,12 +103,10 @@ def suffix_list(suffixes: frozenset[str]) -> str:
     return ", ".join(sorted(suffix.lstrip(".") for suffix in suffixes))
 
 
-EXPLANATION = (
+UPLOADS = (
     f"Upload a breast ultrasound **clip** ({suffix_list(VIDEO_SUFFIXES)}, or a DICOM cine loop: "
     f"{suffix_list(DICOM_SUFFIXES)} or no suffix) or one or more **still images** ({suffix_list(IMAGE_SUFFIXES)}, "
-    "DICOM). Every kept frame is classified benign/malignant by a CNN pretrained with "
-    "contrastive learning on ultrasound clips (reproduction of arXiv 2408.10600); the frame probabilities are "
-    "combined into one clip-level prediction. Probabilities are calibrated by temperature scaling."
+    "DICOM). The answer, P(malignant) and the threshold it is compared with are shown together."
 )
 LIMITS = (
     f"Limits: files up to {MAX_FILE_SIZE.upper()}, clips up to {MAX_SECONDS:g} s, frames up to "
@@ -142,10 +149,12 @@ def decision_label_component(**kwargs: Any) -> gr.Label:
 
 
 def decision_label(prediction: ClipPrediction) -> LabelData:
-    """The decision (as in the summary) with both calibrated class probabilities, likelier first."""
-    ranked = sorted(prediction.probabilities.items(), key=lambda item: item[1], reverse=True)
-    confidences = [LabelConfidence(label=name, confidence=value) for name, value in ranked]
-    return LabelData(label=prediction.label, confidences=confidences or None)  # "no lesion": no class probabilities
+    """The decision as one statement with its numbers ("malignant: P(malignant) 0.331 >= threshold 0.305", as in the
+    summary), over one bar: P(malignant). No class list that could seem to contradict it; "no lesion": no bar."""
+    if not prediction.probabilities:  # no lesion: no class probabilities
+        return LabelData(label=decision_statement(prediction), confidences=None)
+    bar = LabelConfidence(label=f"P({POSITIVE_LABEL})", confidence=prediction.malignancy)
+    return LabelData(label=decision_statement(prediction), confidences=[bar])
 
 
 @dataclass
@@ -216,10 +225,8 @@ def build_demo(
     with gr.Blocks(title="usvcl: breast ultrasound clip classification") as demo:
         gr.Markdown("# usvcl — benign or malignant? Breast ultrasound clip classifier")
         gr.Markdown(NOTICE, elem_id="notice")
-        lesion_note = f"; lesion model: `{lesion.name}`" if lesion else "; no lesion model (every frame counts)"
-        if lesion and lesion.crop_model is not None:
-            lesion_note += f"; lesion-crop model: `{lesion.crop_name}` (two views)"
-        gr.Markdown(f"{EXPLANATION}\n\n{LIMITS}\n\nModel: `{model_name}`{lesion_note}")
+        gr.Markdown(f"{UPLOADS}\n\n{page_models_markdown(model, model_name, lesion)}\n\n{LIMITS}",
+                    elem_id="explanation")
         inputs, outputs, button = page_layout(model.config.clip_aggregation, list(examples))
         analyse = analysis_handler(model, processor, model_name, storage, examples, lesion)
         button.click(analyse, inputs=inputs, outputs=outputs, api_name="analyse", concurrency_limit=None,
@@ -230,6 +237,18 @@ def build_demo(
                        show_progress="hidden", api_visibility="private")
     demo.usvcl_storage = storage
     return demo
+
+
+def page_models_markdown(model: Any, model_name: str, lesion: LesionModel | None) -> str:
+    """The page's description of the loaded models (`usvcl_hf.demo_summary.models_markdown`)."""
+    if lesion is None:
+        return models_markdown(model, model_name)
+    return models_markdown(model, model_name, lesion.model, lesion.name, lesion.crop_model, lesion.crop_name)
+
+
+def contributing_models(model_name: str, lesion: LesionModel | None) -> str:
+    """Every model that contributes to the answer, for the summary."""
+    return models_line(model_name, lesion.name if lesion else None, lesion.crop_name if lesion else None)
 
 
 def page_layout(default_aggregation: str, example_names: list[str]) -> tuple[list, list, gr.Button]:
@@ -248,8 +267,8 @@ def page_layout(default_aggregation: str, example_names: list[str]) -> tuple[lis
                 crop = gr.Checkbox(value=True, label="Crop to the imaging region (drop scanner overlays)")
             button = gr.Button("Analyse", variant="primary", elem_id="analyse")
         with gr.Column(scale=1):
-            label = decision_label_component(label="Clip-level decision (calibrated probabilities)",
-                                             elem_id="prediction")
+            label = decision_label_component(label=f"Clip-level decision: calibrated P({POSITIVE_LABEL}) against the "
+                                             "decision threshold", elem_id="prediction")
             plot = gr.LinePlot(x=TIME_COLUMN, y=PROBABILITY_COLUMN, y_lim=[0.0, 1.0],
                                title="Malignancy probability per frame", y_title=f"calibrated {PROBABILITY_COLUMN}",
                                elem_id="timeline")
@@ -337,11 +356,12 @@ def run_analysis(
     # Label and images as plain values, not gr.update(...): an update makes Gradio build a fresh component from its
     # class, without the instance's inline postprocess (`inline_image`, `decision_label_component`).
     return (
-        decision_label(prediction),  # a plain "no lesion", without class probabilities, when no frame shows one
+        decision_label(prediction),  # "no lesion: ...", without a bar, when no frame shows one
         gr.update(value=table, x=x_column, x_title=x_column, **plot_axes),
         shown,
         overlay,
-        summary_markdown(prediction, model_name, total_s, frame_stride, waited_s, MAX_FRAMES),
+        summary_markdown(prediction, contributing_models(model_name, lesion), total_s, frame_stride, waited_s,
+                         MAX_FRAMES, calibration_line(model, lesion.crop_model if lesion else None)),
         None,  # clear the upload box: the analysis is done with the files
     )
 
@@ -397,13 +417,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="usvcl breast ultrasound demo (research tool, not a diagnosis).")
     parser.add_argument("--model", default=os.environ.get("USVCL_MODEL", DEFAULT_MODEL),
                         help=f"model folder or Hub id (env USVCL_MODEL; default {DEFAULT_MODEL})")
-    parser.add_argument("--lesion-model", default=os.environ.get("USVCL_LESION_MODEL", DEFAULT_LESION_MODEL),
-                        help=f"lesion segmenter folder or Hub id, or '{NO_MODEL}' (env USVCL_LESION_MODEL; default "
-                             f"{DEFAULT_LESION_MODEL} when that folder exists, else none)")
-    parser.add_argument("--crop-model", default=os.environ.get("USVCL_CROP_MODEL", DEFAULT_CROP_MODEL),
+    parser.add_argument("--lesion-model", default=os.environ.get("USVCL_LESION_MODEL"),
+                        help=f"lesion segmenter folder or Hub id, or '{NO_MODEL}' (env USVCL_LESION_MODEL; default: "
+                             "the one --model's config names, else none)")
+    parser.add_argument("--crop-model", default=os.environ.get("USVCL_CROP_MODEL"),
                         help=f"lesion-crop classifier folder or Hub id (the second view; needs the lesion model), or "
-                             f"'{NO_MODEL}' (env USVCL_CROP_MODEL; default {DEFAULT_CROP_MODEL} when that folder "
-                             "exists, else none)")
+                             f"'{NO_MODEL}' (env USVCL_CROP_MODEL; default: the one --model's config names, else "
+                             "none)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", DEFAULT_HOST),
                         help=f"host to bind (env GRADIO_SERVER_NAME; default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", DEFAULT_PORT)),
@@ -423,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
         model, processor = load_model(location)
     except (OSError, ValueError) as error:
         raise SystemExit(f"{missing_model_message(args.model)}\nLoading failed with: {error}") from error
-    lesion = load_demo_lesion_model(args.lesion_model, args.crop_model)
+    lesion = load_demo_lesion_model(*companion_names(model, args.model, args.lesion_model, args.crop_model))
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM ends the server like Ctrl-C does
     with private_gradio_folder():
         demo = build_demo(model, processor, args.model, lesion)
@@ -431,6 +451,25 @@ def main(argv: list[str] | None = None) -> None:
             launch_demo(demo, args.host, args.port, args.share)
         finally:
             close_demo(demo)
+
+
+def companion_names(model: Any, model_name: str, lesion_name: str | None = None,
+                    crop_name: str | None = None) -> tuple[str, str]:
+    """(lesion model, crop model) for `--model model_name`: each as named (command line or environment), else as the
+    model's own config names it (`two_view_models`; a folder beside the model bearing its name when there is one,
+    named as the model was), else `none`: the demo never adds a model that the user's model does not name."""
+    named = getattr(model.config, "two_view_models", None) or {}
+
+    def pick(given: str | None, role: str) -> str:
+        if given:
+            return given
+        hub_id = named.get(role)
+        if not hub_id:
+            return NO_MODEL
+        beside = companion_location(hub_id, model) != hub_id  # found in a folder beside the model
+        return str(Path(model_name).parent / Path(hub_id).name) if beside else hub_id
+
+    return pick(lesion_name, "lesion_model"), pick(crop_name, "crop_model")
 
 
 def load_demo_lesion_model(name: str, crop_name: str = NO_MODEL) -> LesionModel | None:

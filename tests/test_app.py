@@ -88,18 +88,29 @@ def analyse(client, paths, stride=STRIDE, aggregation="mean_probability", crop=T
     return client.predict(files, example, stride, aggregation, crop, api_name="/analyse")
 
 
+def check_decision(label, summary) -> tuple[str, float, float]:
+    """The label reads as one statement, "malignant: P(malignant) 0.331 >= threshold 0.305" (or "benign: ... <
+    ..."), whose numbers make its decision, over one bar holding P(malignant); the summary states the same.
+    Returns (decision, P, threshold) as shown."""
+    decision, numbers = label["label"].split(": ", 1)
+    name, probability, sign, word, threshold = numbers.split()
+    assert decision in ("benign", "malignant") and (name, word) == ("P(malignant)", "threshold")
+    assert (sign == ">=") == (decision == "malignant") and sign in (">=", "<")
+    assert (float(probability) >= float(threshold)) == (decision == "malignant")
+    (bar,) = label["confidences"]
+    assert bar["label"] == "P(malignant)" and f"{bar['confidence']:.{len(probability.split('.')[1])}f}" == probability
+    assert summary.startswith(f"**{decision}**: {numbers} ")
+    return decision, float(probability), float(threshold)
+
+
 def check_answer(outputs, frame_count, model_name="tiny-test-model"):
     label, plot, frame, cam, summary, upload = outputs
-    assert label["label"] in ("benign", "malignant")
-    confidences = {item["label"]: item["confidence"] for item in label["confidences"]}
-    assert set(confidences) == {"benign", "malignant"}
-    assert sum(confidences.values()) == pytest.approx(1.0)
+    check_decision(label, summary)
     assert len(plot["value"]["data"]) == frame_count
     assert "P(malignant)" in plot["value"]["columns"]
     assert frame["url"].startswith("data:image/png;base64,")  # sent inline, not as a server file
     assert cam["url"].startswith("data:image/png;base64,")
     assert f"frames used: {frame_count}" in summary and model_name in summary
-    assert f"**{label['label']}**" in summary  # the label shown is the decision the summary states
     assert upload is None
 
 
@@ -308,10 +319,9 @@ def test_label_shows_the_decision_near_the_threshold(server, clip_path):
         label, *_, summary, _ = analyse(server.client, [clip_path])
     finally:
         config.decision_threshold = original
-    calibrated = float(summary.split("calibrated P(malignant) = ")[1].split()[0])
-    likelier = "malignant" if calibrated >= 0.5 else "benign"
-    assert label["label"] != likelier  # the case in question: the decision is not the likelier class
-    assert summary.startswith(f"**{label['label']}**")
+    decision, probability, _ = check_decision(label, summary)
+    likelier = "malignant" if probability >= 0.5 else "benign"
+    assert decision != likelier  # the case in question: the decision is not the likelier class, and says why
 
 
 def test_sigterm_leaves_no_files(tmp_path):

@@ -146,6 +146,6 @@ def test_demo_analysis(models, files) -> None:
     for encoding, path in files.items():
         outputs = app.run_analysis(model, processor, "whole", [str(path)], 1, model.config.clip_aggregation, True,
                                    lesion)
-        confidences = {item.label: item.confidence for item in outputs[0].confidences}
-        probabilities[encoding] = confidences["malignant"]
+        (bar,) = outputs[0].confidences  # the label's one bar: P(malignant)
+        probabilities[encoding] = bar.confidence
     assert_same(probabilities)
