@@ -4,15 +4,13 @@ Run:
     python app.py [--model DIR_OR_HUB_ID] [--lesion-model DIR_OR_HUB_ID | none] [--crop-model DIR_OR_HUB_ID | none]
                   [--port 7860] [--host 127.0.0.1] [--share]
 
-`--model X` means X: the lesion segmenter and the lesion-crop classifier (the second view) are those X's own
-config names (`two_view_models`, found in folders beside X when they are there), or none; `--lesion-model` and
-`--crop-model` replace them. The page names every model that contributes to the answer.
+`--model X` means X: the lesion and lesion-crop models are those X's config names (`two_view_models`), or none;
+`--lesion-model` and `--crop-model` replace them. The page names every model that contributes to the answer.
 
 Environment (for Hugging Face Spaces and containers; command-line options win):
     USVCL_MODEL          model folder or Hub id (default models/usvcl-lite0-busbra)
     USVCL_LESION_MODEL   lesion segmenter folder or Hub id, or none (default: the one the model's config names)
-    USVCL_CROP_MODEL     lesion-crop classifier folder or Hub id, or none (default: the one the model's config
-                         names; needs a lesion model)
+    USVCL_CROP_MODEL     lesion-crop classifier folder or Hub id, or none (default: the one the model's config names)
     GRADIO_SERVER_NAME   host to bind
     GRADIO_SERVER_PORT   port
 
@@ -62,7 +60,7 @@ from usvcl_hf.demo_summary import (
     summary_markdown,
 )
 from usvcl_hf.lesion import NO_LESION_LABEL, draw_outline, lesion_masks, load_lesion_model
-from usvcl_hf.pipeline_usvcl import companion_location
+from usvcl_hf.pipeline_usvcl import named_companions
 from usvcl_hf.saliency import gradcam_heatmap, overlay_heatmap
 from usvcl_hf.video import DICOM_SUFFIXES, IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, VIDEO_SUFFIXES, ClipReadError
 
@@ -151,10 +149,8 @@ def decision_label_component(**kwargs: Any) -> gr.Label:
 def decision_label(prediction: ClipPrediction) -> LabelData:
     """The decision as one statement with its numbers ("malignant: P(malignant) 0.331 >= threshold 0.305", as in the
     summary), over one bar: P(malignant). No class list that could seem to contradict it; "no lesion": no bar."""
-    if not prediction.probabilities:  # no lesion: no class probabilities
-        return LabelData(label=decision_statement(prediction), confidences=None)
-    bar = LabelConfidence(label=f"P({POSITIVE_LABEL})", confidence=prediction.malignancy)
-    return LabelData(label=decision_statement(prediction), confidences=[bar])
+    bar = [LabelConfidence(label=f"P({POSITIVE_LABEL})", confidence=prediction.malignancy)]
+    return LabelData(label=decision_statement(prediction), confidences=bar if prediction.probabilities else None)
 
 
 @dataclass
@@ -225,8 +221,8 @@ def build_demo(
     with gr.Blocks(title="usvcl: breast ultrasound clip classification") as demo:
         gr.Markdown("# usvcl — benign or malignant? Breast ultrasound clip classifier")
         gr.Markdown(NOTICE, elem_id="notice")
-        gr.Markdown(f"{UPLOADS}\n\n{page_models_markdown(model, model_name, lesion)}\n\n{LIMITS}",
-                    elem_id="explanation")
+        gr.Markdown(f"{UPLOADS}\n\n{models_markdown(model, model_name, lesion)}\n\n{LIMITS}",
+                    elem_id="explanation")  # from the loaded models' configs and results
         inputs, outputs, button = page_layout(model.config.clip_aggregation, list(examples))
         analyse = analysis_handler(model, processor, model_name, storage, examples, lesion)
         button.click(analyse, inputs=inputs, outputs=outputs, api_name="analyse", concurrency_limit=None,
@@ -237,18 +233,6 @@ def build_demo(
                        show_progress="hidden", api_visibility="private")
     demo.usvcl_storage = storage
     return demo
-
-
-def page_models_markdown(model: Any, model_name: str, lesion: LesionModel | None) -> str:
-    """The page's description of the loaded models (`usvcl_hf.demo_summary.models_markdown`)."""
-    if lesion is None:
-        return models_markdown(model, model_name)
-    return models_markdown(model, model_name, lesion.model, lesion.name, lesion.crop_model, lesion.crop_name)
-
-
-def contributing_models(model_name: str, lesion: LesionModel | None) -> str:
-    """Every model that contributes to the answer, for the summary."""
-    return models_line(model_name, lesion.name if lesion else None, lesion.crop_name if lesion else None)
 
 
 def page_layout(default_aggregation: str, example_names: list[str]) -> tuple[list, list, gr.Button]:
@@ -360,8 +344,8 @@ def run_analysis(
         gr.update(value=table, x=x_column, x_title=x_column, **plot_axes),
         shown,
         overlay,
-        summary_markdown(prediction, contributing_models(model_name, lesion), total_s, frame_stride, waited_s,
-                         MAX_FRAMES, calibration_line(model, lesion.crop_model if lesion else None)),
+        summary_markdown(prediction, models_line(model_name, lesion), total_s, frame_stride,
+                         waited_s, MAX_FRAMES, calibration_line(model, lesion)),
         None,  # clear the upload box: the analysis is done with the files
     )
 
@@ -421,9 +405,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"lesion segmenter folder or Hub id, or '{NO_MODEL}' (env USVCL_LESION_MODEL; default: "
                              "the one --model's config names, else none)")
     parser.add_argument("--crop-model", default=os.environ.get("USVCL_CROP_MODEL"),
-                        help=f"lesion-crop classifier folder or Hub id (the second view; needs the lesion model), or "
-                             f"'{NO_MODEL}' (env USVCL_CROP_MODEL; default: the one --model's config names, else "
-                             "none)")
+                        help=f"lesion-crop classifier (the second view; needs a lesion model), or '{NO_MODEL}' (env "
+                             "USVCL_CROP_MODEL; default: the one --model's config names, else none)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", DEFAULT_HOST),
                         help=f"host to bind (env GRADIO_SERVER_NAME; default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", DEFAULT_PORT)),
@@ -443,7 +426,9 @@ def main(argv: list[str] | None = None) -> None:
         model, processor = load_model(location)
     except (OSError, ValueError) as error:
         raise SystemExit(f"{missing_model_message(args.model)}\nLoading failed with: {error}") from error
-    lesion = load_demo_lesion_model(*companion_names(model, args.model, args.lesion_model, args.crop_model))
+    named = named_companions(model, args.model)  # `--model X` means X: its own companions, unless others are named
+    lesion = load_demo_lesion_model(args.lesion_model or named.get("lesion_model", NO_MODEL),
+                                    args.crop_model or named.get("crop_model", NO_MODEL))
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM ends the server like Ctrl-C does
     with private_gradio_folder():
         demo = build_demo(model, processor, args.model, lesion)
@@ -451,25 +436,6 @@ def main(argv: list[str] | None = None) -> None:
             launch_demo(demo, args.host, args.port, args.share)
         finally:
             close_demo(demo)
-
-
-def companion_names(model: Any, model_name: str, lesion_name: str | None = None,
-                    crop_name: str | None = None) -> tuple[str, str]:
-    """(lesion model, crop model) for `--model model_name`: each as named (command line or environment), else as the
-    model's own config names it (`two_view_models`; a folder beside the model bearing its name when there is one,
-    named as the model was), else `none`: the demo never adds a model that the user's model does not name."""
-    named = getattr(model.config, "two_view_models", None) or {}
-
-    def pick(given: str | None, role: str) -> str:
-        if given:
-            return given
-        hub_id = named.get(role)
-        if not hub_id:
-            return NO_MODEL
-        beside = companion_location(hub_id, model) != hub_id  # found in a folder beside the model
-        return str(Path(model_name).parent / Path(hub_id).name) if beside else hub_id
-
-    return pick(lesion_name, "lesion_model"), pick(crop_name, "crop_model")
 
 
 def load_demo_lesion_model(name: str, crop_name: str = NO_MODEL) -> LesionModel | None:

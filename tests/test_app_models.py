@@ -13,7 +13,8 @@ from tests.demo_fixtures import save_tiny_classifier, save_tiny_lesion_model
 from training.export import set_two_views
 from usvcl_hf import UsvclConfig
 from usvcl_hf.clip_prediction import load_model
-from usvcl_hf.demo_summary import calibration_line, models_markdown
+from usvcl_hf.demo_summary import calibration_line, models_line, models_markdown
+from usvcl_hf.pipeline_usvcl import named_companions
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = {"benign": 40, "malignant": 23, "date": "2026-11-30"}
@@ -53,7 +54,7 @@ def test_a_model_naming_no_companions_is_served_alone(folders, monkeypatch):
         monkeypatch.delenv(variable, raising=False)
     seen = served_models(monkeypatch, ["--model", str(folders["plain"])])
     assert seen["lesion"] is None  # not the bundled lesion and crop models, although they are there
-    assert app.contributing_models(seen["model_name"], seen["lesion"]) == (
+    assert models_line(seen["model_name"], seen["lesion"]) == (
         f"whole image `{folders['plain']}`, no lesion model")
 
 
@@ -64,9 +65,9 @@ def test_a_model_brings_the_companions_its_config_names(folders, monkeypatch):
     seen = served_models(monkeypatch, ["--model", "named"])
     lesion = seen["lesion"]
     assert (lesion.name, lesion.crop_name) == ("lesion", "crop")  # beside the model, named as the model was
-    line = app.contributing_models(seen["model_name"], lesion)
+    line = models_line(seen["model_name"], lesion)
     assert line == "whole image `named`, lesion `lesion`, lesion crop `crop`"
-    assert app.companion_names(seen["model"], "named", "none") == ("none", "crop")  # a name given wins
+    assert served_models(monkeypatch, ["--model", "named", "--crop-model", "none"])["lesion"].crop_model is None
 
 
 def test_the_page_describes_the_loaded_models(folders):
@@ -82,8 +83,9 @@ def test_the_page_of_the_bundled_models_says_what_they_are(monkeypatch):
     for variable in ("USVCL_LESION_MODEL", "USVCL_CROP_MODEL"):
         monkeypatch.delenv(variable, raising=False)
     model, processor = load_model(ROOT / app.DEFAULT_MODEL)
-    lesion = app.load_demo_lesion_model(*app.companion_names(model, app.DEFAULT_MODEL))
-    text = app.page_models_markdown(model, app.DEFAULT_MODEL, lesion)
+    named = named_companions(model, app.DEFAULT_MODEL)
+    lesion = app.load_demo_lesion_model(named["lesion_model"], named["crop_model"])
+    text = models_markdown(model, app.DEFAULT_MODEL, lesion)
     assert f"`{model.config.backbone}` CNN on {model.config.image_size} px" in text
     assert "initialised from ImageNet weights" in text and "two views" in text and "lesion step" in text
     assert "calibration: temperature and bias, training site's calibration" in text

@@ -198,15 +198,18 @@ def calibration_source(config: Any) -> str:
     return "training site's calibration"
 
 
-def calibration_line(classifier: Any, crop_model: Any = None) -> str:
-    """The calibration of each classifier that contributes to the answer, for the summary."""
+def calibration_line(classifier: Any, lesion: Any = None) -> str:
+    """The calibration of each classifier that contributes to the answer, for the summary (`lesion`: see
+    `models_markdown`)."""
+    crop_model = getattr(lesion, "crop_model", None)
     parts = [(classifier, "whole image")] + ([(crop_model, "lesion crop")] if crop_model is not None else [])
     return "; ".join(f"{view}: {calibration_kind(model.config)}, {calibration_source(model.config)}"
                      for model, view in parts)
 
 
-def models_line(classifier_name: str, lesion_name: str | None = None, crop_name: str | None = None) -> str:
-    """Every model that contributes to the answer, by role."""
+def models_line(classifier_name: str, lesion: Any = None) -> str:
+    """Every model that contributes to the answer, by role (`lesion`: see `models_markdown`)."""
+    lesion_name, crop_name = getattr(lesion, "name", None), getattr(lesion, "crop_name", None)
     names = [f"whole image `{classifier_name}`"]
     names.append(f"lesion `{lesion_name}`" if lesion_name else "no lesion model")
     if crop_name:
@@ -230,9 +233,13 @@ def lesion_description(model: Any, name: str) -> str:
             f"a clip without one is answered \"{NO_LESION_LABEL}\"")
 
 
-def models_markdown(classifier: Any, classifier_name: str, lesion_model: Any = None, lesion_name: str | None = None,
-                    crop_model: Any = None, crop_name: str | None = None) -> str:
-    """How the page's answer is made, from the loaded models' configs and results.json (never fixed prose)."""
+def models_markdown(classifier: Any, classifier_name: str, lesion: Any = None) -> str:
+    """How the page's answer is made, from the loaded models' configs and results.json (never fixed prose).
+
+    `lesion`: the demo's lesion step (`model`, `name`, and `crop_model`, `crop_name` for two views), or None.
+    """
+    lesion_model, lesion_name = getattr(lesion, "model", None), getattr(lesion, "name", None)
+    crop_model, crop_name = getattr(lesion, "crop_model", None), getattr(lesion, "crop_name", None)
     two_views = crop_model is not None
     threshold = two_view_threshold(classifier, crop_model) if two_views else float(classifier.config.decision_threshold)
     views = ("two views: the mean of the whole-image and the lesion-crop classifiers' calibrated "
@@ -242,7 +249,7 @@ def models_markdown(classifier: Any, classifier_name: str, lesion_model: Any = N
     lines = [f"{steps} is classified benign/malignant by {views}; the frame probabilities are combined into one clip "
              f"probability (`{classifier.config.clip_aggregation}` by default), and the answer is {POSITIVE_LABEL} "
              f"when it reaches the decision threshold {threshold:.3f}.", "",
-             f"Models: {models_line(classifier_name, lesion_name, crop_name)}.", ""]
+             f"Models: {models_line(classifier_name, lesion)}.", ""]
     if lesion_model is not None:
         lines.append(lesion_description(lesion_model, lesion_name or "lesion model"))
     lines.append(classifier_description(classifier, classifier_name, "whole image"))

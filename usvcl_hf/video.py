@@ -6,10 +6,7 @@ of ``(T, H, W)`` uint8 greyscale frames, at native resolution unless a :class:`D
 Still images and DICOM pixels go through the grey conversion of :mod:`usvcl_hf.image_processing_usvcl`
 (``to_grey_uint8``), the one the image processor uses, so every door sees the same pixels for one image.
 
-DICOM pixels are shown as the file says they should be: the modality LUT (or rescale) and the VOI LUT (or window)
-are applied when the file has them (pydicom's `apply_modality_lut`, `apply_voi_lut`), and the result is scaled from
-the range those steps give (unsigned `BitsStored` bits: 0 .. 2**BitsStored - 1) onto 0..255, never by the image's
-own min/max.
+DICOM pixels are shown as the file says they should be (:mod:`usvcl_hf.dicom_pixels`: LUTs, window, `BitsStored`).
 
 DICOM privacy: only pixel data, the frame count, the timing tags (FrameTime, CineRate, RecommendedDisplayFrameRate)
 and the tags that say how to display the pixels (bit depth, rescale, LUTs, window) are read; no other tag is loaded
@@ -28,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .dicom_pixels import DICOM_DISPLAY_TAGS, dicom_frames_to_grey
 from .file_signatures import still_image_format
 from .image_processing_usvcl import UINT8_MAX, image_size_problem, to_grey_uint8
 from .imaging_region import detect_imaging_region
@@ -45,10 +43,6 @@ MICROSECONDS_PER_SECOND = 1_000_000.0  # PyAV's container.duration unit
 
 
 DICOM_TIMING_TAGS = ("FrameTime", "CineRate", "RecommendedDisplayFrameRate")
-DICOM_DISPLAY_TAGS = (
-    "BitsAllocated", "BitsStored", "PixelRepresentation", "SamplesPerPixel", "RescaleSlope", "RescaleIntercept",
-    "RescaleType", "ModalityLUTSequence", "VOILUTSequence", "WindowCenter", "WindowWidth", "VOILUTFunction",
-)
 DICOM_READ_TAGS = (
     *DICOM_TIMING_TAGS, "NumberOfFrames", "Rows", "Columns", "PhotometricInterpretation", *DICOM_DISPLAY_TAGS,
 )
@@ -485,46 +479,3 @@ def _read_dicom(path: Path, plan: _Plan) -> _Decoded:
 def _iter_dicom_frames(iter_pixels, path: Path, indices: np.ndarray) -> Iterator[np.ndarray]:
     """Yield the requested frames as RGB (colour) or single-channel arrays, without a full Dataset."""
     yield from iter_pixels(path, indices=[int(index) for index in indices], as_rgb=True)
-
-
-def dicom_frames_to_grey(frames: np.ndarray, header) -> np.ndarray:
-    """(T, H, W) or (T, H, W, 3) decoded DICOM frames -> (T, H, W) uint8 by the file's display tags (module doc);
-    MONOCHROME1 is inverted."""
-    if frames.ndim == 4:  # (T, H, W, 3) colour, already converted to RGB by pydicom: no LUTs, scaled by BitsStored
-        value_range = (0.0, float(2 ** _bits_stored(header, frames) - 1))
-        return np.stack([to_grey_uint8(frame, value_range) for frame in frames])
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
-
-    values = apply_voi_lut(apply_modality_lut(frames, header), header)  # (T, H, W)
-    value_range = dicom_display_range(header, frames)
-    grey = np.stack([to_grey_uint8(frame, value_range) for frame in values])  # the one grey conversion
-    if header.get("PhotometricInterpretation", "") == "MONOCHROME1":
-        grey = UINT8_MAX - grey
-    return grey
-
-
-def _bits_stored(header, frames: np.ndarray) -> int:
-    """BitsStored, else BitsAllocated, else the decoded type's bits."""
-    return int(header.get("BitsStored") or header.get("BitsAllocated") or frames.dtype.itemsize * 8)
-
-
-def _lut_range(sequence) -> tuple[float, float]:
-    """Output range of a DICOM LUT: 0 .. 2**bits - 1, bits the third value of its LUTDescriptor."""
-    return 0.0, float(2 ** int(sequence[0].LUTDescriptor[2]) - 1)
-
-
-def dicom_display_range(header, frames: np.ndarray) -> tuple[float, float]:
-    """(low, high) of grey frames after `apply_modality_lut` and `apply_voi_lut`, as pydicom computes them: a VOI
-    LUT's or modality LUT's output bits, else the stored bits (signed by PixelRepresentation) through the rescale.
-    A window maps onto this same range."""
-    if header.get("VOILUTSequence"):
-        return _lut_range(header.VOILUTSequence)
-    if header.get("ModalityLUTSequence"):
-        return _lut_range(header.ModalityLUTSequence)
-    bits = _bits_stored(header, frames)
-    low, high = (0, 2**bits - 1) if int(header.get("PixelRepresentation") or 0) == 0 else (
-        -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
-    slope, intercept = header.get("RescaleSlope"), header.get("RescaleIntercept")
-    if slope is not None and intercept is not None:
-        low, high = sorted((low * float(slope) + float(intercept), high * float(slope) + float(intercept)))
-    return float(low), float(high)
