@@ -4,11 +4,13 @@ Run:
     python app.py [--model DIR_OR_HUB_ID] [--lesion-model DIR_OR_HUB_ID | none] [--crop-model DIR_OR_HUB_ID | none]
                   [--port 7860] [--host 127.0.0.1] [--share]
 
+`--model X` means X: the lesion and lesion-crop models are those X's config names (`two_view_models`), or none;
+`--lesion-model` and `--crop-model` replace them. The page names every model that contributes to the answer.
+
 Environment (for Hugging Face Spaces and containers; command-line options win):
     USVCL_MODEL          model folder or Hub id (default models/usvcl-lite0-busbra)
-    USVCL_LESION_MODEL   lesion segmenter folder or Hub id (default models/usvcl-lesion-busbra when present; none)
-    USVCL_CROP_MODEL     lesion-crop classifier folder or Hub id, the second view (default
-                         models/usvcl-lite0-crops-busbra when present and a lesion model is loaded; none)
+    USVCL_LESION_MODEL   lesion segmenter folder or Hub id, or none (default: the one the model's config names)
+    USVCL_CROP_MODEL     lesion-crop classifier folder or Hub id, or none (default: the one the model's config names)
     GRADIO_SERVER_NAME   host to bind
     GRADIO_SERVER_PORT   port
 
@@ -54,11 +56,16 @@ from demo.summary import (
     PROBABILITY_COLUMN,
     TIME_COLUMN,
     VALUE_COLUMN,
+    calibration_line,
+    decision_statement,
     describe_error,
     frame_table,
+    models_line,
+    models_markdown,
     summary_markdown,
 )
 from usvcl_hf.configuration_usvcl import CLIP_AGGREGATIONS, POSITIVE_LABEL
+from usvcl_hf.pipeline_usvcl import named_companions
 from usvcl_hf.runtime.clip_prediction import (
     DEFAULT_FRAME_STRIDE,
     ClipPrediction,
@@ -72,8 +79,8 @@ from usvcl_hf.runtime.video import DICOM_SUFFIXES, IMAGE_SUFFIXES, SUPPORTED_SUF
 
 LOGGER = logging.getLogger("usvcl.app")
 DEFAULT_MODEL = "models/usvcl-lite0-busbra"
-DEFAULT_LESION_MODEL = "models/usvcl-lesion-busbra"  # used when present; `--lesion-model none` turns it off
-DEFAULT_CROP_MODEL = "models/usvcl-lite0-crops-busbra"  # the second view, with the lesion model; `none` turns it off
+DEFAULT_LESION_MODEL = "models/usvcl-lesion-busbra"  # the one the default model's config names
+DEFAULT_CROP_MODEL = "models/usvcl-lite0-crops-busbra"  # the second view the default model's config names
 NO_MODEL = "none"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -107,12 +114,10 @@ def suffix_list(suffixes: frozenset[str]) -> str:
     return ", ".join(sorted(suffix.lstrip(".") for suffix in suffixes))
 
 
-EXPLANATION = (
+UPLOADS = (
     f"Upload a breast ultrasound **clip** ({suffix_list(VIDEO_SUFFIXES)}, or a DICOM cine loop: "
     f"{suffix_list(DICOM_SUFFIXES)} or no suffix) or one or more **still images** ({suffix_list(IMAGE_SUFFIXES)}, "
-    "DICOM). Every kept frame is classified benign/malignant by a CNN pretrained with "
-    "contrastive learning on ultrasound clips (reproduction of arXiv 2408.10600); the frame probabilities are "
-    "combined into one clip-level prediction. Probabilities are calibrated by temperature scaling."
+    "DICOM). The answer, P(malignant) and the threshold it is compared with are shown together."
 )
 LIMITS = (
     f"Limits: files up to {MAX_FILE_SIZE.upper()}, clips up to {MAX_SECONDS:g} s, frames up to "
@@ -155,10 +160,10 @@ def decision_label_component(**kwargs: Any) -> gr.Label:
 
 
 def decision_label(prediction: ClipPrediction) -> LabelData:
-    """The decision (as in the summary) with both calibrated class probabilities, likelier first."""
-    ranked = sorted(prediction.probabilities.items(), key=lambda item: item[1], reverse=True)
-    confidences = [LabelConfidence(label=name, confidence=value) for name, value in ranked]
-    return LabelData(label=prediction.label, confidences=confidences or None)  # "no lesion": no class probabilities
+    """The decision as one statement with its numbers ("malignant: P(malignant) 0.331 >= threshold 0.305", as in the
+    summary), over one bar: P(malignant). No class list that could seem to contradict it; "no lesion": no bar."""
+    bar = [LabelConfidence(label=f"P({POSITIVE_LABEL})", confidence=prediction.malignancy)]
+    return LabelData(label=decision_statement(prediction), confidences=bar if prediction.probabilities else None)
 
 
 @dataclass
@@ -212,10 +217,8 @@ def build_demo(
     with gr.Blocks(title="usvcl: breast ultrasound clip classification") as demo:
         gr.Markdown("# usvcl — benign or malignant? Breast ultrasound clip classifier")
         gr.Markdown(NOTICE, elem_id="notice")
-        lesion_note = f"; lesion model: `{lesion.name}`" if lesion else "; no lesion model (every frame counts)"
-        if lesion and lesion.crop_model is not None:
-            lesion_note += f"; lesion-crop model: `{lesion.crop_name}` (two views)"
-        gr.Markdown(f"{EXPLANATION}\n\n{LIMITS}\n\nModel: `{model_name}`{lesion_note}")
+        gr.Markdown(f"{UPLOADS}\n\n{models_markdown(model, model_name, lesion)}\n\n{LIMITS}",
+                    elem_id="explanation")  # from the loaded models' configs and results
         inputs, outputs, button = page_layout(model.config.clip_aggregation, list(examples))
         analyse = analysis_handler(model, processor, model_name, storage, examples, lesion)
         button.click(analyse, inputs=inputs, outputs=outputs, api_name="analyse", concurrency_limit=None,
@@ -244,8 +247,8 @@ def page_layout(default_aggregation: str, example_names: list[str]) -> tuple[lis
                 crop = gr.Checkbox(value=True, label="Crop to the imaging region (drop scanner overlays)")
             button = gr.Button("Analyse", variant="primary", elem_id="analyse")
         with gr.Column(scale=1):
-            label = decision_label_component(label="Clip-level decision (calibrated probabilities)",
-                                             elem_id="prediction")
+            label = decision_label_component(label=f"Clip-level decision: calibrated P({POSITIVE_LABEL}) against the "
+                                             "decision threshold", elem_id="prediction")
             plot = gr.LinePlot(x=TIME_COLUMN, y=PROBABILITY_COLUMN, y_lim=[0.0, 1.0],
                                title="Malignancy probability per frame", y_title=f"calibrated {PROBABILITY_COLUMN}",
                                elem_id="timeline")
@@ -333,11 +336,12 @@ def run_analysis(
     # Label and images as plain values, not gr.update(...): an update makes Gradio build a fresh component from its
     # class, without the instance's inline postprocess (`inline_image`, `decision_label_component`).
     return (
-        decision_label(prediction),  # a plain "no lesion", without class probabilities, when no frame shows one
+        decision_label(prediction),  # "no lesion: ...", without a bar, when no frame shows one
         gr.update(value=table, x=x_column, x_title=x_column, **plot_axes),
         shown,
         overlay,
-        summary_markdown(prediction, model_name, total_s, frame_stride, waited_s, MAX_FRAMES),
+        summary_markdown(prediction, models_line(model_name, lesion), total_s, frame_stride,
+                         waited_s, MAX_FRAMES, calibration_line(model, lesion)),
         None,  # clear the upload box: the analysis is done with the files
     )
 
@@ -393,13 +397,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="usvcl breast ultrasound demo (research tool, not a diagnosis).")
     parser.add_argument("--model", default=os.environ.get("USVCL_MODEL", DEFAULT_MODEL),
                         help=f"model folder or Hub id (env USVCL_MODEL; default {DEFAULT_MODEL})")
-    parser.add_argument("--lesion-model", default=os.environ.get("USVCL_LESION_MODEL", DEFAULT_LESION_MODEL),
-                        help=f"lesion segmenter folder or Hub id, or '{NO_MODEL}' (env USVCL_LESION_MODEL; default "
-                             f"{DEFAULT_LESION_MODEL} when that folder exists, else none)")
-    parser.add_argument("--crop-model", default=os.environ.get("USVCL_CROP_MODEL", DEFAULT_CROP_MODEL),
-                        help=f"lesion-crop classifier folder or Hub id (the second view; needs the lesion model), or "
-                             f"'{NO_MODEL}' (env USVCL_CROP_MODEL; default {DEFAULT_CROP_MODEL} when that folder "
-                             "exists, else none)")
+    parser.add_argument("--lesion-model", default=os.environ.get("USVCL_LESION_MODEL"),
+                        help=f"lesion segmenter folder or Hub id, or '{NO_MODEL}' (env USVCL_LESION_MODEL; default: "
+                             "the one --model's config names, else none)")
+    parser.add_argument("--crop-model", default=os.environ.get("USVCL_CROP_MODEL"),
+                        help=f"lesion-crop classifier (the second view; needs a lesion model), or '{NO_MODEL}' (env "
+                             "USVCL_CROP_MODEL; default: the one --model's config names, else none)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", DEFAULT_HOST),
                         help=f"host to bind (env GRADIO_SERVER_NAME; default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", DEFAULT_PORT)),
@@ -419,7 +422,9 @@ def main(argv: list[str] | None = None) -> None:
         model, processor = load_model(location)
     except (OSError, ValueError) as error:
         raise SystemExit(f"{missing_model_message(args.model)}\nLoading failed with: {error}") from error
-    lesion = load_demo_lesion_model(args.lesion_model, args.crop_model)
+    named = named_companions(model, args.model)  # `--model X` means X: its own companions, unless others are named
+    lesion = load_demo_lesion_model(args.lesion_model or named.get("lesion_model", NO_MODEL),
+                                    args.crop_model or named.get("crop_model", NO_MODEL))
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM ends the server like Ctrl-C does
     with private_gradio_folder():
         demo = build_demo(model, processor, args.model, lesion)

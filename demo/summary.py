@@ -6,13 +6,16 @@ Pure formatting (pandas, no Gradio), so `app.py` only builds the page; the posit
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from usvcl_hf.configuration_usvcl import POSITIVE_LABEL
+from usvcl_hf.lesion_crop import two_view_threshold
 from usvcl_hf.runtime.clip_prediction import DEFAULT_MAX_FRAMES, ClipPrediction
 from usvcl_hf.runtime.lesion import NO_LESION_LABEL
 from usvcl_hf.runtime.video import ClipReadError
@@ -23,6 +26,12 @@ FRAME_COLUMN = "frame"
 LESION_COLUMN = "P(lesion)"
 CURVE_COLUMN = "curve"  # with a lesion model the plot is long: one row per frame and curve
 VALUE_COLUMN = "probability"
+RESULTS_FILE = "results.json"  # written beside an exported model's weights (training.export)
+INITIALISATIONS = {  # results.json's "init" -> words
+    "imagenet": "ImageNet weights",
+    "random": "random weights",
+    "pretrained": "contrastive pretraining on ultrasound clips",
+}
 
 
 def describe_error(error: Exception) -> str:
@@ -73,9 +82,10 @@ def frames_line(prediction: ClipPrediction, requested_stride: int, max_frames: i
 
 def summary_markdown(
     prediction: ClipPrediction, model_name: str, total_s: float, requested_stride: int = 0, waited_s: float = 0.0,
-    max_frames: int = DEFAULT_MAX_FRAMES,
+    max_frames: int = DEFAULT_MAX_FRAMES, calibration: str = "",
 ) -> str:
-    """Short Markdown summary of what was analysed and how."""
+    """Short Markdown summary of what was analysed and how. `model_name`: every model that contributed, as
+    `models_line` writes them; `calibration`: their calibration, as `calibration_line` writes it."""
     crop = "yes" if prediction.crop else "no"
     if prediction.crop and prediction.crop_box is not None:
         top, left, bottom, right = prediction.crop_box
@@ -91,7 +101,8 @@ def summary_markdown(
             f"- crop to imaging region: {crop}",
             f"- aggregation: `{prediction.aggregation}`",
             suspicious_line(prediction),
-            f"- model: `{model_name}`",
+            f"- models: {model_name}",
+            *([f"- calibration: {calibration}"] if calibration else []),
             f"- time: {total_s:.2f} s (decoding + inference {prediction.elapsed_s:.2f} s, Grad-CAM included in total)",
             f"- queue wait: {waited_s:.2f} s",
             "",
@@ -100,13 +111,32 @@ def summary_markdown(
     )
 
 
+def decision_numbers(probability: float, threshold: float) -> tuple[str, str]:
+    """P and the threshold as text, with enough decimals (3 to 6) that the comparison reads as it is decided."""
+    for digits in range(3, 7):
+        shown_p, shown_t = round(probability, digits), round(threshold, digits)
+        if (shown_p >= shown_t) == (probability >= threshold):
+            break
+    return f"{probability:.{digits}f}", f"{threshold:.{digits}f}"
+
+
+def decision_statement(prediction: ClipPrediction) -> str:
+    """The decision with the numbers that make it, as one statement: "malignant: P(malignant) 0.331 >= threshold
+    0.305" (or "benign: ... < ..."); "no lesion: ..." when no frame reaches the lesion threshold."""
+    if prediction.label == NO_LESION_LABEL:
+        return f"{NO_LESION_LABEL}: no frame reaches P(lesion) {prediction.lesion_threshold:.2f}"
+    probability, threshold = decision_numbers(prediction.malignancy, prediction.threshold)
+    sign = ">=" if prediction.malignancy >= prediction.threshold else "<"
+    return f"{prediction.label}: P({POSITIVE_LABEL}) {probability} {sign} threshold {threshold}"
+
+
 def answer_line(prediction: ClipPrediction) -> str:
-    """The first line of the summary: the answer, or that no frame shows a lesion."""
+    """The first line of the summary: the decision statement, or that no frame shows a lesion."""
     if prediction.label == NO_LESION_LABEL:
         return (f"**{NO_LESION_LABEL}** — no frame reaches the lesion threshold {prediction.lesion_threshold:.2f}; "
                 "no benign/malignant answer is given")
-    return (f"**{prediction.label}** — calibrated P({POSITIVE_LABEL}) = {prediction.malignancy:.3f} "
-            f"(decision threshold {prediction.threshold:.2f})")
+    label, numbers = decision_statement(prediction).split(": ", 1)
+    return f"**{label}**: {numbers} (calibrated P({POSITIVE_LABEL}) of the clip against the decision threshold)"
 
 
 def suspicious_line(prediction: ClipPrediction) -> str:
@@ -136,12 +166,108 @@ def view_lines(prediction: ClipPrediction) -> list[str]:
             f" (most suspicious frame: {said})"]
 
 
+def recorded_results(model: Any) -> dict:
+    """The model's results.json (written beside its weights by export), or {} when it has none."""
+    try:
+        return json.loads((Path(str(getattr(model, "name_or_path", ""))) / RESULTS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def initialisation(model: Any) -> str:
+    """How the model's weights started before training, as its results.json records it."""
+    init = recorded_results(model).get("init")
+    return f"initialised from {INITIALISATIONS.get(init, init)}" if init else "initialisation not recorded"
+
+
+def calibration_kind(config: Any) -> str:
+    """What turns the classifier's scores into probabilities: a temperature, a temperature and a bias, or nothing."""
+    temperature = float(getattr(config, "calibration_temperature", 1.0))
+    bias = float(getattr(config, "calibration_bias", 0.0))
+    if bias:
+        return "temperature and bias"
+    return "temperature" if temperature != 1.0 else "none (raw scores)"
+
+
+def calibration_source(config: Any) -> str:
+    """Where the calibration was fitted: "site calibration: N benign / M malignant images, DATE" when the config has
+    a `site_calibration`, else the training site's."""
+    site = getattr(config, "site_calibration", None)
+    if site:
+        return f"site calibration: {site['benign']} benign / {site['malignant']} malignant images, {site['date']}"
+    return "training site's calibration"
+
+
+def calibration_line(classifier: Any, lesion: Any = None) -> str:
+    """The calibration of each classifier that contributes to the answer, for the summary (`lesion`: see
+    `models_markdown`)."""
+    crop_model = getattr(lesion, "crop_model", None)
+    parts = [(classifier, "whole image")] + ([(crop_model, "lesion crop")] if crop_model is not None else [])
+    return "; ".join(f"{view}: {calibration_kind(model.config)}, {calibration_source(model.config)}"
+                     for model, view in parts)
+
+
+def models_line(classifier_name: str, lesion: Any = None) -> str:
+    """Every model that contributes to the answer, by role (`lesion`: see `models_markdown`)."""
+    lesion_name, crop_name = getattr(lesion, "name", None), getattr(lesion, "crop_name", None)
+    names = [f"whole image `{classifier_name}`"]
+    names.append(f"lesion `{lesion_name}`" if lesion_name else "no lesion model")
+    if crop_name:
+        names.append(f"lesion crop `{crop_name}`")
+    return ", ".join(names)
+
+
+def classifier_description(model: Any, name: str, view: str) -> str:
+    """One line on a classifier: backbone, input, initialisation, calibration, threshold."""
+    config = model.config
+    return (f"- **{view}**: `{name}`: `{config.backbone}` CNN on {config.image_size} px grey images, "
+            f"{initialisation(model)}; calibration: {calibration_kind(config)}, {calibration_source(config)}; "
+            f"decision threshold {float(config.decision_threshold):.3f}")
+
+
+def lesion_description(model: Any, name: str) -> str:
+    """One line on the lesion segmenter: backbone, input, initialisation, what it decides."""
+    config = model.config
+    return (f"- **lesion step**: `{name}`: `{config.backbone}` segmenter on {config.image_size} px, "
+            f"{initialisation(model)}; frames with P(lesion) ≥ {float(config.lesion_threshold):.2f} count, and "
+            f"a clip without one is answered \"{NO_LESION_LABEL}\"")
+
+
+def models_markdown(classifier: Any, classifier_name: str, lesion: Any = None) -> str:
+    """How the page's answer is made, from the loaded models' configs and results.json (never fixed prose).
+
+    `lesion`: the demo's lesion step (`model`, `name`, and `crop_model`, `crop_name` for two views), or None.
+    """
+    lesion_model, lesion_name = getattr(lesion, "model", None), getattr(lesion, "name", None)
+    crop_model, crop_name = getattr(lesion, "crop_model", None), getattr(lesion, "crop_name", None)
+    two_views = crop_model is not None
+    threshold = two_view_threshold(classifier, crop_model) if two_views else float(classifier.config.decision_threshold)
+    views = ("two views: the mean of the whole-image and the lesion-crop classifiers' calibrated "
+             f"P({POSITIVE_LABEL})" if two_views else f"one view: the whole-image classifier's calibrated "
+             f"P({POSITIVE_LABEL})")
+    steps = "Each kept frame with a lesion" if lesion_model is not None else "Every kept frame (no lesion step)"
+    lines = [f"{steps} is classified benign/malignant by {views}; the frame probabilities are combined into one clip "
+             f"probability (`{classifier.config.clip_aggregation}` by default), and the answer is {POSITIVE_LABEL} "
+             f"when it reaches the decision threshold {threshold:.3f}.", "",
+             f"Models: {models_line(classifier_name, lesion)}.", ""]
+    if lesion_model is not None:
+        lines.append(lesion_description(lesion_model, lesion_name or "lesion model"))
+    lines.append(classifier_description(classifier, classifier_name, "whole image"))
+    if two_views:
+        lines.append(classifier_description(crop_model, crop_name or "lesion-crop model", "lesion crop"))
+    return "\n".join(lines)
+
+
 __all__ = [
     "CURVE_COLUMN",
     "PROBABILITY_COLUMN",
     "TIME_COLUMN",
     "VALUE_COLUMN",
+    "calibration_line",
+    "decision_statement",
     "describe_error",
     "frame_table",
+    "models_line",
+    "models_markdown",
     "summary_markdown",
 ]

@@ -57,8 +57,13 @@ def write_video(path: Path, frames: np.ndarray | None = None, fps: int = FPS) ->
     return write_clip(path, frames, fps, codec=codec, pixel_format=CODEC_PIXEL_FORMAT, bit_rate=BIT_RATE)
 
 
-def write_dicom(path: Path, frames: np.ndarray | None = None, *, with_pixels: bool = True) -> Path:
-    """Uncompressed multi-frame MONOCHROME2 DICOM (no patient data), or one without pixel data."""
+def write_dicom(path: Path, frames: np.ndarray | None = None, *, with_pixels: bool = True,
+                bits_stored: int | None = None, **tags) -> Path:
+    """Uncompressed multi-frame MONOCHROME2 DICOM (no patient data), or one without pixel data.
+
+    8-bit for uint8 frames, 16 bits allocated for uint16 ones, of which `bits_stored` (default all) hold the
+    value; `tags` are set as given (e.g. `WindowCenter=..., WindowWidth=...`).
+    """
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
 
@@ -78,9 +83,12 @@ def write_dicom(path: Path, frames: np.ndarray | None = None, *, with_pixels: bo
     dataset.FrameTime = DICOM_FRAME_TIME_MS
     dataset.SamplesPerPixel = 1
     dataset.PhotometricInterpretation = "MONOCHROME2"
-    dataset.BitsAllocated = dataset.BitsStored = 8
-    dataset.HighBit = 7
+    dataset.BitsAllocated = frames.dtype.itemsize * 8
+    dataset.BitsStored = bits_stored or dataset.BitsAllocated
+    dataset.HighBit = dataset.BitsStored - 1
     dataset.PixelRepresentation = 0
+    for keyword, value in tags.items():
+        setattr(dataset, keyword, value)
     if with_pixels:
         dataset.PixelData = np.ascontiguousarray(frames).tobytes()
     dataset.save_as(path, enforce_file_format=True)

@@ -2,9 +2,11 @@
 
 `to_grey_uint8` is the ONE greyscale conversion of the project: `usvcl_hf.runtime.video.read_clip` (stores,
 `predict_clip`, the demo) and this processor (`pipeline`, `from_pretrained` users) both call it, so one image gives
-the same pixels at every door. 8-bit images are used as they are; any other depth (16-bit, 32-bit integer, float,
-bool) is mapped linearly from its own [min, max] onto [0, 255]; colour becomes ITU-R 601 luma and alpha is
-composited over black.
+the same pixels at every door. Pixel values are scaled by the range their encoding can store, never by the image's
+own min/max, so one picture gives one answer whatever its encoding: 8-bit images are used as they are, 16-bit ones
+are divided by 257 (0..65535 onto 0..255), other integer types by their type's range, floats are read as [0, 1] and
+booleans as {0, 255}; a caller that knows the stored range (DICOM: `BitsStored`, rescale, window) passes it as
+`value_range`. Colour becomes ITU-R 601 luma and alpha is composited over black.
 """
 
 from __future__ import annotations
@@ -38,12 +40,22 @@ OVERRIDABLE = ("image_size", "in_chans", "resize_mode", "image_mean", "image_std
 CHECKED_SIZES = {"min_image_side": 1}
 
 
-def rescale_to_uint8(values: np.ndarray) -> np.ndarray:
-    """Map an array linearly from its own [min, max] onto [0, 255] uint8 (a constant array becomes 0)."""
+def stored_range(dtype: np.dtype) -> tuple[float, float]:
+    """The range of values an encoding can store: integers their type's [0, max] (uint16: [0, 65535]), floats
+    [0, 1], booleans [0, 1]."""
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return 0.0, 1.0
+    if np.issubdtype(dtype, np.integer):
+        return 0.0, float(np.iinfo(dtype).max)
+    return 0.0, 1.0
+
+
+def scale_to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Map values linearly from `[low, high]` onto [0, 255] uint8, rounded; values outside are clipped."""
+    if not high > low:
+        raise ValueError(f"A value range needs high > low, got [{low}, {high}].")
     values = np.nan_to_num(np.asarray(values, dtype=np.float64))
-    low, high = float(values.min()), float(values.max())
-    if high <= low:
-        return np.zeros(values.shape, dtype=np.uint8)
     scaled = (values - low) * (UINT8_MAX / (high - low))
     return np.clip(np.rint(scaled), 0, UINT8_MAX).astype(np.uint8)
 
@@ -79,39 +91,36 @@ def _channels_last(array: np.ndarray) -> np.ndarray:
     raise ValueError(f"Cannot find the channel axis (1, 3 or 4 channels) in an image of shape {array.shape}.")
 
 
-def _alpha_to_uint8(alpha: np.ndarray) -> np.ndarray:
-    """An alpha channel of any type -> uint8 opacity (integer types by their full range, floats in [0, 1])."""
-    if alpha.dtype == np.uint8:
-        return alpha
-    if np.issubdtype(alpha.dtype, np.integer):
-        scale = np.iinfo(alpha.dtype).max
-        return np.clip(np.rint(alpha.astype(np.float64) * UINT8_MAX / scale), 0, UINT8_MAX).astype(np.uint8)
-    opacity = np.clip(np.nan_to_num(alpha.astype(np.float64)), 0.0, 1.0)
-    return np.rint(opacity * UINT8_MAX).astype(np.uint8)
+def array_to_grey(array: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """An `(H, W)`, `(H, W, C)` or `(C, H, W)` array of any dtype -> `(H, W)` uint8 grey (rules in the module doc).
 
-
-def array_to_grey(array: np.ndarray) -> np.ndarray:
-    """An `(H, W)`, `(H, W, C)` or `(C, H, W)` array of any dtype -> `(H, W)` uint8 grey (rules in the module doc)."""
+    `value_range` (low, high): the range the grey or colour values were stored in, mapped onto [0, 255]; default
+    `stored_range` of the array's dtype. Alpha is always read by its type's range.
+    """
     pixels = _channels_last(np.asarray(array))  # (H, W, C)
-    if pixels.dtype != np.uint8:
-        colour = rescale_to_uint8(pixels[..., :RGB_CHANNELS])  # (H, W, C') by the image's own range
+    if pixels.dtype != np.uint8 or value_range is not None:
+        colour = scale_to_uint8(pixels[..., :RGB_CHANNELS], *(value_range or stored_range(pixels.dtype)))
         if pixels.shape[-1] == RGBA_CHANNELS:
-            colour = np.concatenate([colour, _alpha_to_uint8(pixels[..., RGB_CHANNELS:])], axis=-1)
-        pixels = colour
+            alpha = pixels[..., RGB_CHANNELS:]
+            colour = np.concatenate([colour, scale_to_uint8(alpha, *stored_range(alpha.dtype))], axis=-1)
+        pixels = colour  # (H, W, C) uint8
     if pixels.shape[-1] == 1:
         return pixels[..., 0]  # (H, W, 1) -> (H, W)
     return colour_to_grey(pixels)  # (H, W, 3 or 4) -> (H, W)
 
 
-def to_grey_uint8(image: Any) -> np.ndarray:
-    """PIL image, numpy array or tensor in any common mode (L, RGB, RGBA, P, 16-bit, float) -> `(H, W)` uint8."""
+def to_grey_uint8(image: Any, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """PIL image, numpy array or tensor in any common mode (L, RGB, RGBA, P, 16-bit, float) -> `(H, W)` uint8.
+
+    `value_range`: see `array_to_grey` (default: the range of the image's encoding, e.g. 16-bit: [0, 65535]).
+    """
     if isinstance(image, PIL.Image.Image):
-        if image.mode == "L" and "transparency" not in image.info:
+        if image.mode == "L" and "transparency" not in image.info and value_range is None:
             return np.asarray(image, dtype=np.uint8)
-        return array_to_grey(_array_from_pil(image))
+        return array_to_grey(_array_from_pil(image), value_range)
     if isinstance(image, torch.Tensor):
-        return array_to_grey(image.detach().cpu().numpy())
-    return array_to_grey(np.asarray(image))
+        return array_to_grey(image.detach().cpu().numpy(), value_range)
+    return array_to_grey(np.asarray(image), value_range)
 
 
 def to_grey_float(image: Any) -> np.ndarray:
@@ -211,7 +220,8 @@ class UsvclImageProcessor(BaseImageProcessor):
 
     Note: `pipeline("image-classification")` converts PIL images and paths to 8-bit RGB (transformers'
     `load_image`) before they reach this processor, which clips 16-bit and float images; give the pipeline a numpy
-    array (`np.asarray(PIL.Image.open(path))`) to keep them.
+    array (`np.asarray(PIL.Image.open(path))`) to keep them, and a DICOM file as the grey image `usvcl_hf.runtime.video`
+    reads from it (`read_clip(path, max_frames=1).frames[0]`: `BitsStored`, rescale and window applied).
 
     Args:
         image_size (`int`, defaults to 224): output side.
@@ -330,7 +340,9 @@ __all__ = [
     "image_size_problem",
     "normalize",
     "resize_to_square",
+    "scale_to_uint8",
     "square_to_frame",
+    "stored_range",
     "to_grey_float",
     "to_grey_uint8",
 ]

@@ -53,6 +53,17 @@ def companion_location(name: str | Path, model: Any) -> str:
     return str(sibling) if sibling.is_dir() else str(name)
 
 
+def named_companions(model: Any, model_name: str | Path) -> dict[str, str]:
+    """The companions the classifier's own config names (`two_view_models`), by role, each as a user names it: the
+    folder beside `model_name` bearing its repository name when there is one (`companion_location`), else its
+    Hub id. Empty when the config names none."""
+    named = {}
+    for role, hub_id in (getattr(model.config, "two_view_models", None) or {}).items():
+        beside = companion_location(hub_id, model) != str(hub_id)
+        named[role] = str(Path(model_name).parent / Path(hub_id).name) if beside else str(hub_id)
+    return named
+
+
 # role -> (Auto class, the config field that role needs, what a model without it is)
 COMPANIONS = {
     "lesion_model": (AutoModelForSemanticSegmentation, "lesion_threshold", "not a lesion segmenter"),
@@ -141,4 +152,4 @@ class UsvclTwoViewPipeline(Pipeline):
                 "probabilities": {labels[0]: 1 - probability, labels[1]: probability}, **result}
 
 
-__all__ = ["IMPLEMENTATION", "TASK", "UsvclTwoViewPipeline"]
+__all__ = ["IMPLEMENTATION", "TASK", "UsvclTwoViewPipeline", "named_companions"]

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import socket
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.demo_fixtures import save_tiny_classifier, write_clip
-from tests.helpers.paths import REPO_ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ROOT = REPO_ROOT
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_MODELS = ("usvcl-lite0-busbra", "usvcl-lesion-busbra", "usvcl-lite0-crops-busbra")
 CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT_MS = 120_000
 EXAMPLE_IMAGE = "benign_bus_0002-l"
@@ -56,7 +57,8 @@ def test_upload_clip_shows_label_and_plot(url, tmp_path):
     clip = write_clip(tmp_path / "browser_clip.mp4")
     screenshot = tmp_path / "demo.png"
     shown = script.capture_demo(url, [clip], screenshot, timeout_ms=TIMEOUT_MS)
-    assert "benign" in shown["label"] and "malignant" in shown["label"]
+    assert re.search(r"(benign: P\(malignant\) [0-9.]+ < |malignant: P\(malignant\) [0-9.]+ >= )threshold",
+                     shown["label"])  # the decision with its numbers, as one statement
     assert "calibrated" in shown["label"]
     assert "frames used: 7" in shown["summary"]  # 32 frames at stride 5
     assert screenshot.stat().st_size > 10_000
@@ -91,3 +93,21 @@ def test_example_can_be_run_twice(url, tmp_path):
                 summary.get_by_text(expected).wait_for()
         finally:
             browser.close()
+
+
+@pytest.mark.skipif(not all((ROOT / "models" / name).is_dir() for name in BUNDLED_MODELS),
+                    reason="the bundled models are not exported")
+def test_the_real_page_answers_the_screenshot_example(tmp_path):
+    """`python app.py` with its defaults answers the example docs/screenshot_demo.png shows, as the screenshot
+    shows it: two views, the lesion outlined, P over time, and every model named on the page and in the summary."""
+    script = load_screenshot_script()
+    with script.served_app() as address:
+        shown = script.capture_demo(address, [], tmp_path / "demo.png", timeout_ms=TIMEOUT_MS,
+                                    example=script.DEFAULT_EXAMPLE)
+    assert re.search(r"(benign|malignant): P\(malignant\) [0-9.]+ (<|>=) threshold [0-9.]+", shown["label"])
+    assert "lesion outlined" in shown["summary"] and "mean of whole image and lesion crop" in shown["summary"]
+    assert "10.0 fps" in shown["summary"]  # the example clip, not a still
+    for name in BUNDLED_MODELS:
+        assert f"models/{name}" in shown["summary"] and f"models/{name}" in shown["explanation"]
+    assert "initialised from ImageNet weights" in shown["explanation"]
+    assert shown["frame_src"].startswith("data:image/png;base64,")

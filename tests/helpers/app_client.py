@@ -21,3 +21,18 @@ def analyse(client, paths, stride=STRIDE, aggregation="mean_probability", crop=T
 
     files = [handle_file(str(path)) for path in paths] if paths else None
     return client.predict(files, example, stride, aggregation, crop, api_name="/analyse")
+
+
+def check_decision(label, summary) -> tuple[str, float, float]:
+    """The label reads as one statement, "malignant: P(malignant) 0.331 >= threshold 0.305" (or "benign: ... <
+    ..."), whose numbers make its decision, over one bar holding P(malignant); the summary states the same.
+    Returns (decision, P, threshold) as shown."""
+    decision, numbers = label["label"].split(": ", 1)
+    name, probability, sign, word, threshold = numbers.split()
+    assert decision in ("benign", "malignant") and (name, word) == ("P(malignant)", "threshold")
+    assert (sign == ">=") == (decision == "malignant") and sign in (">=", "<")
+    assert (float(probability) >= float(threshold)) == (decision == "malignant")
+    (bar,) = label["confidences"]
+    assert bar["label"] == "P(malignant)" and f"{bar['confidence']:.{len(probability.split('.')[1])}f}" == probability
+    assert summary.startswith(f"**{decision}**: {numbers} ")
+    return decision, float(probability), float(threshold)

@@ -21,7 +21,7 @@ from usvcl_hf.image_processing_usvcl import to_grey_uint8
 from usvcl_hf.runtime.clip_prediction import load_model, predict_clip
 
 HEIGHT, WIDTH = 40, 56  # above MIN_IMAGE_SIDE, not square
-LOW_16, HIGH_16 = 1000, 4000  # a 12-bit-like range inside 16 bits: darkened to ~1/20 if divided by 65535
+LOW_16, HIGH_16 = 1000, 4000  # a 12-bit-like range inside 16 bits: dark, as stored (/ 257)
 
 
 def _scene() -> np.ndarray:
@@ -81,12 +81,11 @@ def test_8_bit_pil_images_go_through_the_pipeline_unchanged(doors, tmp_path: Pat
         torch.testing.assert_close(classify.preprocess(image)["pixel_values"], expected, rtol=0, atol=0)
 
 
-def test_16_bit_uses_its_own_range_not_the_type_range(tmp_path: Path) -> None:
+def test_16_bit_is_scaled_by_its_bit_depth_not_by_its_own_range(tmp_path: Path) -> None:
     with PIL.Image.open(_write("16-bit", tmp_path)) as image:
         grey = to_grey_uint8(image)
-    expected = np.rint(_scene() * 255)  # the scene spans the file's whole range
-    assert grey.min() == 0 and grey.max() == 255
-    assert np.abs(grey.astype(float) - expected).max() <= 1.0  # not darkened to 1000/65535 .. 4000/65535
+    expected = np.rint((LOW_16 + _scene() * (HIGH_16 - LOW_16)) / 257)  # 0..65535 onto 0..255, not stretched
+    assert np.abs(grey.astype(float) - expected).max() <= 1.0 and grey.max() < 20
 
 
 def test_model_sees_the_same_logits_through_predict_clip_and_a_plain_forward(doors, tmp_path: Path) -> None:

@@ -100,13 +100,21 @@ def test_rgba_png_is_greyscale(tmp_path: Path) -> None:
     assert math.isnan(clip.fps)
 
 
-def test_16bit_png_is_rescaled_not_clipped(tmp_path: Path) -> None:
+def test_16bit_png_is_scaled_by_its_bit_depth(tmp_path: Path) -> None:
     clip = read_clip(synthetic.write_png_16bit(tmp_path / "deep.png"))
-    row = clip.frames[0, 0].astype(int)
-    assert row[0] == 0
-    assert row[-1] == 255
-    assert np.all(np.diff(row) >= 0)
-    assert len(np.unique(row)) > synthetic.WIDTH // 2  # a ramp, not a saturated step
+    ramp = np.linspace(1000, 41000, synthetic.WIDTH).round()
+    np.testing.assert_array_equal(clip.frames[0, 0], np.rint(ramp / 257).astype(np.uint8))  # not stretched, not clipped
+
+
+def test_rgb_video_frames_get_the_grey_of_still_images() -> None:
+    import av
+    from usvcl_hf.pyav_frames import frame_to_grey
+
+    from usvcl_hf.image_processing_usvcl import to_grey_uint8
+
+    picture = np.random.default_rng(0).integers(0, 256, (38, 50, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(frame_to_grey(av.VideoFrame.from_ndarray(picture, format="rgb24")),
+                                  to_grey_uint8(picture))
 
 
 @pytest.mark.parametrize(

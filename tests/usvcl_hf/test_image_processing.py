@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from usvcl_hf import UsvclImageProcessor
-from usvcl_hf.image_processing_usvcl import resize_to_square, to_grey_float
+from usvcl_hf.image_processing_usvcl import resize_to_square, to_grey_float, to_grey_uint8
 
 SIZE = 32
 ODD_SHAPE = (37, 53)  # (H, W)
@@ -49,11 +49,11 @@ def test_every_mode_gives_the_same_pixel_values(mode: str) -> None:
     torch.testing.assert_close(pixel_values, reference, rtol=0, atol=0.02)
 
 
-def test_i16_is_rescaled_by_its_own_range() -> None:
+def test_i16_is_scaled_by_its_bit_depth_not_stretched() -> None:
     ramp = np.arange(1000, 1000 + 64 * 64, dtype=np.uint16).reshape(64, 64)  # 12-bit-like values in 16 bits
-    grey = to_grey_float(PIL.Image.fromarray(ramp))
-    assert grey.min() == 0.0 and grey.max() == 1.0  # not 1000/65535 .. 5095/65535 (nearly black)
-    assert np.all(np.diff(grey.ravel()) >= 0) and len(np.unique(grey)) == 256
+    grey = to_grey_uint8(PIL.Image.fromarray(ramp))
+    np.testing.assert_array_equal(grey, np.rint(ramp / 257).astype(np.uint8))  # dark, as stored; not 0..255
+    np.testing.assert_array_equal(to_grey_uint8(ramp, value_range=(1000, 1000 + 64 * 64 - 1)).max(), 255)
 
 
 def test_per_call_overrides_are_honoured_and_unknown_ones_rejected() -> None:

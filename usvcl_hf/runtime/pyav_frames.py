@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..image_processing_usvcl import UINT8_MAX
+from .image_processing_usvcl import UINT8_MAX, to_grey_uint8
 
 MAX_RATE_DENOMINATOR = 1001  # frame rates like 30000/1001
 FULL_COLOR_RANGE = 2  # AVColorRange JPEG: luma already spans 0-255
@@ -19,14 +19,18 @@ LIMITED_TO_FULL_RANGE = np.clip(
 
 
 def frame_to_grey(frame) -> np.ndarray:
-    """A decoded PyAV frame as `(H, W)` uint8 grey, identical to `frame.to_ndarray(format="gray")`.
+    """A decoded PyAV frame as `(H, W)` uint8 grey.
 
-    For 8-bit YUV frames (nearly every H.264/MPEG clip) the luma plane *is* the grey image: it is read directly and
-    expanded from limited (16-235) to full range with a lookup table, ~80x faster than a swscale conversion per
-    frame. Other pixel formats go through swscale.
+    For YUV and grey frames the luma plane *is* the grey image, as `frame.to_ndarray(format="gray")` gives it
+    (limited range 16-235 expanded to full, higher bit depths scaled by their depth). For 8-bit YUV (nearly every
+    H.264/MPEG clip) the plane is read directly and expanded with a lookup table, ~80x faster than a swscale
+    conversion per frame. Frames of other formats (RGB, BGR, palette) become RGB and go through the grey conversion
+    of still images (`to_grey_uint8`), so a colour video frame and the same picture as a PNG give the same grey.
     """
     name = frame.format.name
-    if not (name.startswith("yuv") and name[-1] == "p"):  # e.g. yuv420p, yuvj420p; not yuv420p10le, rgb24
+    if not name.startswith(("yuv", "gray", "nv", "ya")):  # rgb24, bgr0, pal8, gbrp, ...: colour pictures
+        return to_grey_uint8(frame.to_ndarray(format="rgb24"))  # (H, W, 3) -> (H, W)
+    if not (name.startswith("yuv") and name[-1] == "p"):  # e.g. yuv420p, yuvj420p; not yuv420p10le, gray16le
         return frame.to_ndarray(format="gray")
     plane = frame.planes[0]
     rows = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)  # (H, line_size) padded rows

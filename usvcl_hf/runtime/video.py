@@ -6,8 +6,11 @@ of ``(T, H, W)`` uint8 greyscale frames, at native resolution unless a :class:`D
 Still images and DICOM pixels go through the grey conversion of :mod:`usvcl_hf.image_processing_usvcl`
 (``to_grey_uint8``), the one the image processor uses, so every door sees the same pixels for one image.
 
-DICOM privacy: only pixel data, the frame count and the timing tags (FrameTime, CineRate,
-RecommendedDisplayFrameRate) are read; no other tag is loaded into memory, stored or returned.
+DICOM pixels are shown as the file says they should be (:mod:`usvcl_hf.dicom_pixels`: LUTs, window, `BitsStored`).
+
+DICOM privacy: only pixel data, the frame count, the timing tags (FrameTime, CineRate, RecommendedDisplayFrameRate)
+and the tags that say how to display the pixels (bit depth, rescale, LUTs, window) are read; no other tag is loaded
+into memory, stored or returned.
 
 This module may use PyAV and pydicom, so the Hub model files never import it.
 """
@@ -22,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..image_processing_usvcl import UINT8_MAX, colour_to_grey, image_size_problem, rescale_to_uint8, to_grey_uint8
+from .dicom_pixels import DICOM_DISPLAY_TAGS, dicom_frames_to_grey
 from .file_signatures import still_image_format
+from .image_processing_usvcl import UINT8_MAX, image_size_problem, to_grey_uint8
 from .imaging_region import detect_imaging_region
 from .pyav_frames import frame_to_grey
 
@@ -39,7 +43,9 @@ MICROSECONDS_PER_SECOND = 1_000_000.0  # PyAV's container.duration unit
 
 
 DICOM_TIMING_TAGS = ("FrameTime", "CineRate", "RecommendedDisplayFrameRate")
-DICOM_READ_TAGS = (*DICOM_TIMING_TAGS, "NumberOfFrames", "Rows", "Columns", "PhotometricInterpretation")
+DICOM_READ_TAGS = (
+    *DICOM_TIMING_TAGS, "NumberOfFrames", "Rows", "Columns", "PhotometricInterpretation", *DICOM_DISPLAY_TAGS,
+)
 DICOM_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 DICOM_DEFER_SIZE = "1 KB"
 # Video decoding threads: one per CPU this process may use, at most this many. FFmpeg's automatic choice (thread_count
@@ -463,20 +469,13 @@ def _read_dicom(path: Path, plan: _Plan) -> _Decoded:
         raw_frames = [shrink(frame, factor) for frame in _iter_dicom_frames(iter_pixels, path, indices)]
     except (ValueError, RuntimeError, NotImplementedError, OSError, AttributeError, KeyError) as error:
         raise ClipReadError(path, f"cannot decode DICOM pixel data ({type(error).__name__}: {error})") from error
-    frames = dicom_frames_to_grey(np.stack(raw_frames), header.get("PhotometricInterpretation", ""))
+    try:
+        frames = dicom_frames_to_grey(np.stack(raw_frames), header)
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as error:
+        raise ClipReadError(path, f"cannot apply the DICOM display tags ({type(error).__name__}: {error})") from error
     return _Decoded(frames, indices, fps, stride, factor, (height, width))
 
 
 def _iter_dicom_frames(iter_pixels, path: Path, indices: np.ndarray) -> Iterator[np.ndarray]:
     """Yield the requested frames as RGB (colour) or single-channel arrays, without a full Dataset."""
     yield from iter_pixels(path, indices=[int(index) for index in indices], as_rgb=True)
-
-
-def dicom_frames_to_grey(frames: np.ndarray, photometric: str) -> np.ndarray:
-    """(T, H, W) or (T, H, W, 3) decoded DICOM frames -> (T, H, W) uint8; MONOCHROME1 is inverted."""
-    if frames.ndim == 4:  # (T, H, W, 3) colour, already converted to RGB by pydicom
-        return colour_to_grey(rescale_to_uint8(frames) if frames.dtype != np.uint8 else frames)
-    grey = frames if frames.dtype == np.uint8 else rescale_to_uint8(frames)
-    if photometric == "MONOCHROME1":
-        grey = UINT8_MAX - grey
-    return grey
