@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .image_processing_usvcl import UINT8_MAX, to_grey_uint8
+from ..image_processing_usvcl import UINT8_MAX, to_grey_uint8
 
 MAX_RATE_DENOMINATOR = 1001  # frame rates like 30000/1001
 FULL_COLOR_RANGE = 2  # AVColorRange JPEG: luma already spans 0-255

@@ -6,7 +6,8 @@ of ``(T, H, W)`` uint8 greyscale frames, at native resolution unless a :class:`D
 Still images and DICOM pixels go through the grey conversion of :mod:`usvcl_hf.image_processing_usvcl`
 (``to_grey_uint8``), the one the image processor uses, so every door sees the same pixels for one image.
 
-DICOM pixels are shown as the file says they should be (:mod:`usvcl_hf.dicom_pixels`: LUTs, window, `BitsStored`).
+DICOM pixels are shown as the file says they should be (:mod:`usvcl_hf.runtime.dicom_pixels`: LUTs, window,
+`BitsStored`).
 
 DICOM privacy: only pixel data, the frame count, the timing tags (FrameTime, CineRate, RecommendedDisplayFrameRate)
 and the tags that say how to display the pixels (bit depth, rescale, LUTs, window) are read; no other tag is loaded
@@ -25,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..image_processing_usvcl import UINT8_MAX, image_size_problem, to_grey_uint8
 from .dicom_pixels import DICOM_DISPLAY_TAGS, dicom_frames_to_grey
 from .file_signatures import still_image_format
-from .image_processing_usvcl import UINT8_MAX, image_size_problem, to_grey_uint8
 from .imaging_region import detect_imaging_region
 from .pyav_frames import frame_to_grey
 

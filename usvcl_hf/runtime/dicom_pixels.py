@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .image_processing_usvcl import UINT8_MAX, to_grey_uint8
+from ..image_processing_usvcl import UINT8_MAX, to_grey_uint8
 
 DICOM_DISPLAY_TAGS = (
     "BitsAllocated", "BitsStored", "PixelRepresentation", "SamplesPerPixel", "RescaleSlope", "RescaleIntercept",
