@@ -36,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 import usvcl_hf
+from training.cli_inputs import require_inputs
 from training.evaluation import bootstrap_ci
 from training.export import MAX_WEIGHTS_MB, ExportError, load_processor
 from training.logs import setup_logging
@@ -260,6 +261,8 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Run; log where the statistics and the results went. Returns the exit code."""
     args = build_parser().parse_args(argv)
+    require_inputs("python -m training.ood", {"--model": args.model, "--bus-bra": args.bus_bra,
+                                              "--lung-clips": list(parse_named_folders(args.lung_clips).values())})
     setup_logging()
     usvcl_hf.register_auto_classes()
     output = args.output or REPO_ROOT / "experiments" / "results" / "ood" / f"{args.model.name}.json"

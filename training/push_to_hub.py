@@ -29,6 +29,7 @@ from typing import Any
 from huggingface_hub import HfApi, ModelCard, SpaceCard, SpaceCardData, get_token
 
 from training.atomic import atomic_folder
+from training.cli_inputs import require_inputs
 from training.logs import setup_logging
 
 LOGGER = logging.getLogger(__name__)
@@ -358,6 +359,7 @@ def publish(args: argparse.Namespace) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Run the command; the last line says where the output went. Returns the exit code."""
     args = build_parser().parse_args(argv)
+    require_inputs("python -m training.push_to_hub", {"--model-dir": args.model_dir})
     setup_logging()
     try:
         if args.dry_run is not None:

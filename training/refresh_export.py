@@ -32,6 +32,7 @@ import torch
 
 import usvcl_hf
 from training.atomic import atomic_folder
+from training.cli_inputs import require_inputs
 from training.export import (
     CHECK_FILE,
     EXPORT_DTYPES,
@@ -127,6 +128,7 @@ def folder_update(two_view_models: list[str] | None) -> Callable[[UsvclForImageC
 def main(argv: list[str] | None = None) -> int:
     """Rewrite the folder; log where it went. Returns the exit code."""
     args = build_parser().parse_args(argv)
+    require_inputs("python -m training.refresh_export", {"--folder": args.folder})
     setup_logging()
     usvcl_hf.register_auto_classes()
     try:
