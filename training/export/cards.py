@@ -152,6 +152,24 @@ def imagenet_init_text(backbone: str, init: Any, pretrain_summary: dict[str, Any
     return f"timm's ImageNet weights of `{backbone}` (see the timm model card for their licence)"
 
 
+def companion_id(model_name: str, recorded_id: str) -> str:
+    """A companion's Hub id under the owner of `model_name` (`ORG/NAME` -> `ORG/<companion name>`)."""
+    owner, _, name = model_name.rpartition("/")
+    companion = recorded_id.rpartition("/")[2]
+    return f"{owner}/{companion}" if owner and name else companion
+
+
+def two_view_named(two_view: dict[str, Any] | None, model_name: str) -> dict[str, Any] | None:
+    """results.json's two-view record with its partner and lesion model named under the owner of `model_name`."""
+    if not two_view:
+        return two_view
+    named = dict(two_view)
+    for key in ("partner", "lesion_model"):
+        if named.get(key):
+            named[key] = companion_id(model_name, named[key])
+    return named
+
+
 def classifier_card(
     results: dict[str, Any], config: UsvclConfig, pretrain_data: list[str] | None, pretrain_summary: dict[str, Any],
     figures: dict[str, str], license_id: str, license_note: str, model_name: str, dtype: str, size_mb: float,
@@ -194,7 +212,7 @@ def classifier_card(
         machine=results.get("machine", ""),
         on_gpu=run_device(results)["gpu"] is not None,
         saliency=saliency_facts(results),
-        two_view=results.get("two_view"),
+        two_view=two_view_named(results.get("two_view"), model_name),
         pretrain_steps=pretrain_steps,
         finetune_epochs=(results.get("config") or {}).get("num_epochs"),
         wall_time_h=f"{float(results.get('wall_time_s', 0.0)) / 3600:.1f}",
