@@ -1,4 +1,8 @@
-"""Write an exported classifier folder again with the current code and decision rule, re-using its weights.
+"""Export bundled folders again from what they record, re-using their weights: `python -m training.refresh_export
+models/*/` re-exports every kind (a classifier: decision rule, code, check and card from its results.json; a lesion
+segmenter; a backbone: from the classifier `export_check.json` names, beside it) and, on an unchanged checkout,
+writes the same bytes (outputs within the check's tolerance keep their recorded digits). `--folder` rewrites one
+classifier with the current code and decision rule, keeping its card.
 
 For a folder exported before a change of the model code or config (e.g. `threshold_in_logits`, the decision
 threshold folded into the logits so that every door gives the same label), when the float32 fine-tuning output is
@@ -6,6 +10,7 @@ gone. The half-precision weights load as float32 and are stored again in the sam
 unchanged bit for bit; the code files, `config.json` and `export_check.json` (recorded again from the loaded
 model) are new; the card, results and plots are kept.
 
+    python -m training.refresh_export models/*/
     python -m training.refresh_export --folder models/usvcl-lite0-busbra
     python -m training.refresh_export --folder models/usvcl-lite0-busbra \
         --two-view-models usvcl/usvcl-lesion-busbra usvcl/usvcl-lite0-crops-busbra

@@ -117,6 +117,12 @@ def keep_recorded_outputs(folder: Path, previous: dict[str, Any] | None) -> None
         path.write_text(json.dumps(record, indent=2) + "\n")
 
 
+def previous_check(folder: Path) -> dict[str, Any] | None:
+    """The `export_check.json` of a folder an export is about to replace (None when there is none)."""
+    path = folder / CHECK_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def record_export_inputs(folder: Path, inputs: dict[str, Any]) -> None:
     """Add `inputs` (repo id, data sets, source folder name...) to the folder's `export_check.json`."""
     path = folder / CHECK_FILE

@@ -11,7 +11,7 @@ import torch
 from training.atomic import atomic_folder
 from training.export.base import BYTES_PER_MB, CHECK_FILE, RESULTS_COPY, WEIGHTS_FILE, ExportError, read_json
 from training.export.cards import backbone_card, classifier_card
-from training.export.checks import record_export_inputs, write_check
+from training.export.checks import keep_recorded_outputs, previous_check, record_export_inputs, write_check
 from training.export.folders import CLASSIFIER_FIGURES, LABEL_EFFICIENCY_FILE, copy_figures, finish_folder
 from training.export.licences import choose_license
 from training.export.runs import (
@@ -82,6 +82,7 @@ def export_classifier(
         )
         (staging / "README.md").write_text(card)
         record_export_inputs(staging, classifier_inputs(repo_id or output.name, pretrain_keys, license_id, code_url))
+        keep_recorded_outputs(staging, previous_check(output))
         finish_folder(staging)
     return output
 
@@ -192,7 +193,8 @@ def export_backbone(
         (staging / "README.md").write_text(card)
         record_export_inputs(staging, {"repo_id": repo_id or output.name, "license_id": license_id,
                                        "source_model": model_dir.name if from_classifier else None,
-                                       "pretrain_data": pretrain_data})
+                                       "pretrain_data": data_keys if from_classifier else pretrain_keys})
+        keep_recorded_outputs(staging, previous_check(output))
         finish_folder(staging)
     return output
 

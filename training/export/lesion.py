@@ -31,7 +31,15 @@ from training.export.base import (
     read_json,
 )
 from training.export.cards import REPO_ROOT, render_card
-from training.export.checks import CHECK_ATOL, check_image, check_input, describe_inputs, record_export_inputs
+from training.export.checks import (
+    CHECK_ATOL,
+    check_image,
+    check_input,
+    describe_inputs,
+    keep_recorded_outputs,
+    previous_check,
+    record_export_inputs,
+)
 from training.export.folders import finish_folder
 from training.export.licences import choose_license, dataset_entries
 from training.export.weights import DEFAULT_EXPORT_DTYPE, EXPORT_DTYPES, MAX_WEIGHTS_MB, save_model
@@ -155,6 +163,7 @@ def export_lesion(model_dir: Path, results_path: Path, output: Path, dtype: str 
         (staging / "README.md").write_text(lesion_card(results, model, repo_id or output.name, dtype, size_mb,
                                                        license_id or license_default, license_note))
         record_export_inputs(staging, {"repo_id": repo_id or output.name, "license_id": license_id})
+        keep_recorded_outputs(staging, previous_check(output))
         finish_folder(staging)
     return output
 
