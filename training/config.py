@@ -21,6 +21,7 @@ import yaml
 from transformers import HfArgumentParser
 
 import usvcl_hf
+from training.cli_inputs import require_inputs
 
 MODEL = usvcl_hf.UsvclConfig  # the model's defaults, so the training configs cannot drift from them
 ConfigT = TypeVar("ConfigT")
@@ -230,6 +231,7 @@ def load_config(
     pre_parser = argparse.ArgumentParser(add_help=False)
     pre_parser.add_argument("--config", type=str)
     config_file = pre_parser.parse_known_args(argv)[0].config
+    require_inputs(prog or parser.prog, {"--config": config_file})
     classes = flat_arguments(config_class)
     hints = {name: hint for cls in classes for name, hint in typing.get_type_hints(cls).items()}
     if config_file is not None:

@@ -33,7 +33,18 @@ again; the decision rule), `lesion` (the lesion segmenter), `cli`.
 
 from training.export.base import BYTES_PER_MB, CHECK_FILE, RESULTS_COPY, WEIGHTS_FILE, ExportError, read_json
 from training.export.cards import backbone_card, classifier_card
-from training.export.checks import CHECK_ATOL, CHECK_SEED, check_image, check_input, probability_shift, write_check
+from training.export.checks import (
+    CHECK_ATOL,
+    CHECK_SEED,
+    EXPORT_INPUTS_KEY,
+    check_image,
+    check_input,
+    keep_recorded_outputs,
+    probability_shift,
+    record_export_inputs,
+    recorded_export_inputs,
+    write_check,
+)
 from training.export.cli import build_parser, main
 from training.export.exports import (
     export_backbone,
@@ -73,6 +84,7 @@ __all__ = [
     "DATASETS",
     "DEFAULT_EXPORT_DTYPE",
     "EXPORT_DTYPES",
+    "EXPORT_INPUTS_KEY",
     "KEEP_FLOAT32",
     "MAX_WEIGHTS_MB",
     "RESULTS_COPY",
@@ -95,12 +107,15 @@ __all__ = [
     "finish_folder",
     "half_state_dict",
     "infer_pretrain_dir",
+    "keep_recorded_outputs",
     "load_processor",
     "main",
     "pretrain_steps_run",
     "probability_shift",
     "read_finetune_run",
     "read_json",
+    "record_export_inputs",
+    "recorded_export_inputs",
     "rerender_classifier_card",
     "resolve_pretrain_data",
     "save_model",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,28 @@ def model_index(results: dict[str, Any], model_name: str) -> list[EvalResult]:
             metric_value=round(float(results["pooled"][name]["value"]), 4),
         )
         for name, metric_type in MODEL_INDEX_METRIC_TYPES.items()
-    ]
+        if name != "ece_after" or not shipped_ece_differs(results)
+    ] + shipped_ece_result(results, model_name, split)
+
+
+def shipped_ece_differs(results: dict[str, Any]) -> bool:
+    """True when the folds' `ece_after` is not the ECE of the calibration the final model ships."""
+    return bool(shipped_calibration(results)["temperature_only"])
+
+
+def shipped_ece_result(results: dict[str, Any], model_name: str, split: str) -> list[EvalResult]:
+    """The model-index ECE of the shipped calibration when the folds' `ece_after` is not it (no CI recorded)."""
+    calibration = shipped_calibration(results)
+    if not calibration["temperature_only"]:
+        return []
+    try:
+        value = float(calibration["ece"])
+    except ValueError:
+        return []
+    return [EvalResult(task_type="image-classification", task_name="Breast tumour classification (benign / malignant)",
+                       dataset_type="bus-bra", dataset_name="BUS-BRA", dataset_split=split, metric_type="ece",
+                       metric_name=f"ECE with the calibration shipped ({calibration['method']}; pooled)",
+                       metric_value=value)]
 
 
 def fold_rows(results: dict[str, Any]) -> list[dict[str, str]]:
@@ -132,7 +154,7 @@ def shared_values(
         pretrain_hyperparameters=scalar_items(pretrain_summary),
         contrastive_hyperparameters=contrastive_hyperparameters(config),
         weights_dtype=dtype,
-        size_mb=f"{size_mb:.1f}",
+        size_mb=f"{size_mb:.1f}",  # MiB: BYTES_PER_MB is 1024 * 1024
     )
 
 
@@ -150,6 +172,71 @@ def imagenet_init_text(backbone: str, init: Any, pretrain_summary: dict[str, Any
     if imagenet_init.has_offline_weights(backbone):
         return imagenet_init.imagenet_description(backbone)
     return f"timm's ImageNet weights of `{backbone}` (see the timm model card for their licence)"
+
+
+def companion_id(model_name: str, recorded_id: str) -> str:
+    """A companion's Hub id under the owner of `model_name` (`ORG/NAME` -> `ORG/<companion name>`)."""
+    owner, _, name = model_name.rpartition("/")
+    companion = recorded_id.rpartition("/")[2]
+    return f"{owner}/{companion}" if owner and name else companion
+
+
+def two_view_named(two_view: dict[str, Any] | None, model_name: str) -> dict[str, Any] | None:
+    """results.json's two-view record with its partner and lesion model named under the owner of `model_name`."""
+    if not two_view:
+        return two_view
+    named = dict(two_view)
+    for key in ("partner", "lesion_model"):
+        if named.get(key):
+            named[key] = companion_id(model_name, named[key])
+    return named
+
+
+def fold_list(folds: list[int]) -> str:
+    """`folds 4 and 5`, `folds 1-5`, `fold 2`."""
+    folds = sorted(folds)
+    if len(folds) == 1:
+        return f"fold {folds[0]}"
+    if len(folds) > 2 and folds == list(range(folds[0], folds[-1] + 1)):
+        return f"folds {folds[0]}–{folds[-1]}"
+    return f"folds {', '.join(map(str, folds[:-1]))} and {folds[-1]}"
+
+
+def final_training(results: dict[str, Any]) -> dict[str, str] | None:
+    """The epochs the final model trained and the folds whose median best epoch set them: the folds of the run that
+    wrote the final model (`parts`), else every fold; `final_model.epochs` when recorded. None when unknown."""
+    final = results["final_model"]
+    with_epochs = [fold for fold in results["folds"] if "best_epoch" in fold]
+    parent = str(Path(final.get("path", "")).parent)
+    own = next((part["folds"] for part in results.get("parts") or [] if part.get("folder") == parent), None)
+    chosen = [fold for fold in with_epochs if own is None or fold["fold"] in own]
+    recorded = final.get("epochs")
+    if not chosen or (recorded is not None and statistics.median(f["best_epoch"] for f in chosen) != recorded):
+        chosen = with_epochs
+    if not chosen:
+        return None if recorded is None else {"epochs": str(recorded), "folds": ""}
+    epochs = recorded if recorded is not None else statistics.median(f["best_epoch"] for f in chosen)
+    return {"epochs": f"{epochs:g}", "folds": fold_list([fold["fold"] for fold in chosen])}
+
+
+def shipped_calibration(results: dict[str, Any]) -> dict[str, str]:
+    """The calibration the final model ships (temperature, or temperature and bias) and the pooled test ECE of that
+    method: the folds' own `ece_after` when they were calibrated the same way, else the model's own row of the
+    two-view table (`<view>, recalibrated`), which recalibrated every fold with the shipped method."""
+    with_bias = bool(results["final_model"].get("calibration_bias"))
+    method = "temperature and bias" if with_bias else "temperature"
+    if not with_bias or all("calibration_bias" in fold for fold in results["folds"]):
+        return {"method": method, "ece": metric_text(results["pooled"]["ece_after"]), "temperature_only": ""}
+    view = (results.get("two_view") or {}).get("view")
+    rows = [row for row in (results.get("two_view") or {}).get("rows", [])
+            if row.get("candidate") == f"{view}, recalibrated" and row.get("ece")]
+    return {"method": method, "ece": rows[0]["ece"] if rows else "not measured",
+            "temperature_only": metric_text(results["pooled"]["ece_after"])}
+
+
+def choice_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The choices the run made itself (`selection`) and those made among runs (`choices`)."""
+    return [*results.get("selection", []), *results.get("choices", [])]
 
 
 def classifier_card(
@@ -178,7 +265,9 @@ def classifier_card(
         pretrained=pretrain_data is not None,
         finetune_datasets=dataset_entries(["bus_bra"], "fine-tuning and evaluation"),
         finetune_hyperparameters=scalar_items(results.get("config", {})),
-        selection=[*results.get("selection", []), *results.get("choices", [])],
+        selection=choice_rows(results),
+        final_training=final_training(results),
+        calibration=shipped_calibration(results),
         n_folds=len(results["folds"]),
         pooled={name: metric_text(results["pooled"][name]) for name in (*METRICS, *ECE_METRICS)},
         mean_std={name: mean_std_text(results["mean_std"].get(name)) for name in (*METRICS, *ECE_METRICS)},
@@ -194,7 +283,7 @@ def classifier_card(
         machine=results.get("machine", ""),
         on_gpu=run_device(results)["gpu"] is not None,
         saliency=saliency_facts(results),
-        two_view=results.get("two_view"),
+        two_view=two_view_named(results.get("two_view"), model_name),
         pretrain_steps=pretrain_steps,
         finetune_epochs=(results.get("config") or {}).get("num_epochs"),
         wall_time_h=f"{float(results.get('wall_time_s', 0.0)) / 3600:.1f}",

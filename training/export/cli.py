@@ -11,6 +11,7 @@ import torch
 import transformers
 
 import usvcl_hf
+from training.cli_inputs import require_inputs
 from training.export.base import ExportError
 from training.export.exports import export_backbone, export_classifier, rerender_classifier_card
 from training.export.lesion import export_lesion
@@ -20,12 +21,13 @@ from training.logs import setup_logging
 
 LOGGER = logging.getLogger(__name__)
 KINDS = ("classifier", "backbone", "lesion")
+PROG = "python -m training.export"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options."""
     parser = argparse.ArgumentParser(
-        prog="python -m training.export",
+        prog=PROG,
         description="Export a trained usvcl model as a Hub-ready folder (half-precision weights that load as float32, "
         "code, processor, model card, plots, export_check.json).",
     )
@@ -87,6 +89,10 @@ def run_lesion(args: argparse.Namespace) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Run the export; log where the folder went. Returns the exit code."""
     args = build_parser().parse_args(argv)
+    require_inputs(PROG, {"--model-dir": args.model_dir, "--results": args.results, "--pretrain-dir": args.pretrain_dir,
+                          "--label-efficiency": args.label_efficiency})
+    if args.kind == "backbone" and args.model_dir is None and args.pretrain_dir is not None:
+        require_inputs(PROG, {"--pretrain-dir (its model/)": args.pretrain_dir / "model"})
     setup_logging()
     usvcl_hf.register_auto_classes()
     try:

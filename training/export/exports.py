@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torch
 from training.atomic import atomic_folder
 from training.export.base import BYTES_PER_MB, CHECK_FILE, RESULTS_COPY, WEIGHTS_FILE, ExportError, read_json
 from training.export.cards import backbone_card, classifier_card
-from training.export.checks import write_check
+from training.export.checks import keep_recorded_outputs, previous_check, record_export_inputs, write_check
 from training.export.folders import CLASSIFIER_FIGURES, LABEL_EFFICIENCY_FILE, copy_figures, finish_folder
 from training.export.licences import choose_license
 from training.export.runs import (
@@ -80,8 +81,16 @@ def export_classifier(
             pretrain_steps_run(pretrain_dir),
         )
         (staging / "README.md").write_text(card)
+        record_export_inputs(staging, classifier_inputs(repo_id or output.name, pretrain_keys, license_id, code_url))
+        keep_recorded_outputs(staging, previous_check(output))
         finish_folder(staging)
     return output
+
+
+def classifier_inputs(repo_id: str, pretrain_data: list[str] | None, license_id: str | None,
+                      code_url: str | None) -> dict[str, object]:
+    """What a classifier's card needs besides its folder: recorded in `export_check.json` for a re-export."""
+    return {"repo_id": repo_id, "pretrain_data": pretrain_data, "license_id": license_id, "code_url": code_url}
 
 
 def rerender_classifier_card(
@@ -110,8 +119,41 @@ def rerender_classifier_card(
     if results_path.resolve() != (folder / RESULTS_COPY).resolve():
         shutil.copyfile(results_path, folder / RESULTS_COPY)
     (folder / "README.md").write_text(card)
+    record_export_inputs(folder, classifier_inputs(repo_id or folder.name, pretrain_keys, license_id, code_url))
     finish_folder(folder)
     return folder
+
+
+CLASSIFIER_ONLY_FIELDS = (
+    "calibration_temperature", "calibration_bias", "decision_threshold", "threshold_in_logits", "ood_components",
+    "ood_threshold", "lesion_crop_margin", "two_view_models", "custom_pipelines", "class_weights",
+    "classifier_hidden_dim", "classifier_dropout", "clip_aggregation", "clip_top_k",
+)  # what a classifier's config holds for its head, calibration, decision and companions: no part of an encoder
+
+
+def encoder_config(config: UsvclConfig) -> UsvclConfig:
+    """A copy of `config` without the classifier's fields (`CLASSIFIER_ONLY_FIELDS` back at their defaults), so
+    that an encoder taken from a classifier carries no temperature, threshold or companions of that classifier."""
+    defaults = UsvclConfig()
+    values = config.to_dict()
+    for name in CLASSIFIER_ONLY_FIELDS:
+        values.pop(name, None)
+    encoder = UsvclConfig.from_dict(values)
+    for name in CLASSIFIER_ONLY_FIELDS:
+        if hasattr(defaults, name):
+            setattr(encoder, name, getattr(defaults, name))
+        elif hasattr(encoder, name):
+            delattr(encoder, name)
+    encoder.validate_usvcl()
+    return encoder
+
+
+def drop_classifier_fields(folder: Path) -> None:
+    """Remove `CLASSIFIER_ONLY_FIELDS` from a saved encoder's config.json (they load as their defaults)."""
+    path = folder / "config.json"
+    values = read_json(path)
+    kept = {name: value for name, value in values.items() if name not in CLASSIFIER_ONLY_FIELDS}
+    path.write_text(json.dumps(kept, indent=2, sort_keys=True) + "\n")
 
 
 def classifier_init(folder: Path) -> str:
@@ -130,6 +172,7 @@ def export_backbone(
     From an exported classifier folder the encoder's data are BUS-BRA (fine-tuning) plus what pretraining used; its
     results.json's `init` says whether there was pretraining (an ImageNet or random init needs no --pretrain-*)."""
     encoder = UsvclForContrastivePretraining.from_pretrained(model_dir, dtype=torch.float32).usvcl.eval()
+    encoder.config = encoder_config(encoder.config)
     from_classifier = UsvclForImageClassification.__name__ in (encoder.config.architectures or [])
     init = classifier_init(model_dir) if from_classifier else "contrastive pretraining"
     pretrain_keys = resolve_pretrain_data(pretrain_data, pretrain_dir, init=init)
@@ -139,6 +182,7 @@ def export_backbone(
     license_default, license_note = choose_license(data_keys)
     with atomic_folder(output) as staging:
         size_mb = save_model(encoder, staging, EXPORT_DTYPES[dtype], max_mb)
+        drop_classifier_fields(staging)
         processor.save_pretrained(staging)
         exported = write_check(staging, encoder, processor, "backbone", dtype)
         save_timm_backbone(exported, staging, EXPORT_DTYPES[dtype])
@@ -147,6 +191,10 @@ def export_backbone(
             license_note, repo_id or output.name, dtype, size_mb, model_dir.name if from_classifier else None, init,
         )
         (staging / "README.md").write_text(card)
+        record_export_inputs(staging, {"repo_id": repo_id or output.name, "license_id": license_id,
+                                       "source_model": model_dir.name if from_classifier else None,
+                                       "pretrain_data": data_keys if from_classifier else pretrain_keys})
+        keep_recorded_outputs(staging, previous_check(output))
         finish_folder(staging)
     return output
 

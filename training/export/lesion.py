@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -20,9 +21,25 @@ import transformers
 from huggingface_hub import ModelCardData
 
 from training.atomic import atomic_folder
-from training.export.base import CHECK_FILE, PAPER_ARXIV, RESULTS_COPY, ExportError, read_json
+from training.export.base import (
+    BYTES_PER_MB,
+    CHECK_FILE,
+    PAPER_ARXIV,
+    RESULTS_COPY,
+    WEIGHTS_FILE,
+    ExportError,
+    read_json,
+)
 from training.export.cards import REPO_ROOT, render_card
-from training.export.checks import CHECK_ATOL, check_image, check_input, describe_inputs
+from training.export.checks import (
+    CHECK_ATOL,
+    check_image,
+    check_input,
+    describe_inputs,
+    keep_recorded_outputs,
+    previous_check,
+    record_export_inputs,
+)
 from training.export.folders import finish_folder
 from training.export.licences import choose_license, dataset_entries
 from training.export.weights import DEFAULT_EXPORT_DTYPE, EXPORT_DTYPES, MAX_WEIGHTS_MB, save_model
@@ -110,6 +127,24 @@ def lesion_card(results: dict[str, Any], model: LesionSegmentationModel, model_n
     )
 
 
+def rerender_lesion_card(folder: Path, repo_id: str | None = None, license_id: str | None = None) -> Path:
+    """Write README.md of an exported lesion folder again from its results.json and config (weights untouched)."""
+    for name in (WEIGHTS_FILE, CHECK_FILE, "config.json", RESULTS_COPY):
+        if not (folder / name).is_file():
+            raise ExportError(f"{folder}: not an exported lesion folder ({name} is missing)")
+    results = read_json(folder / RESULTS_COPY)
+    check_lesion_results(results, folder / RESULTS_COPY)
+    config = LesionSegmentationModel.config_class.from_pretrained(folder)
+    license_default, license_note = choose_license(["bus_bra"])
+    size_mb = (folder / WEIGHTS_FILE).stat().st_size / BYTES_PER_MB
+    card = lesion_card(results, SimpleNamespace(config=config), repo_id or folder.name,
+                       read_json(folder / CHECK_FILE)["weights_dtype"], size_mb, license_id or license_default,
+                       license_note)
+    (folder / "README.md").write_text(card)
+    record_export_inputs(folder, {"repo_id": repo_id or folder.name, "license_id": license_id})
+    return folder
+
+
 def export_lesion(model_dir: Path, results_path: Path, output: Path, dtype: str = DEFAULT_EXPORT_DTYPE,
                   max_mb: float = MAX_WEIGHTS_MB, license_id: str | None = None, repo_id: str | None = None) -> Path:
     """Write the Hub-ready lesion-model folder at `output` (atomically) and return it."""
@@ -127,8 +162,10 @@ def export_lesion(model_dir: Path, results_path: Path, output: Path, dtype: str 
         shutil.copyfile(results_path, staging / RESULTS_COPY)
         (staging / "README.md").write_text(lesion_card(results, model, repo_id or output.name, dtype, size_mb,
                                                        license_id or license_default, license_note))
+        record_export_inputs(staging, {"repo_id": repo_id or output.name, "license_id": license_id})
+        keep_recorded_outputs(staging, previous_check(output))
         finish_folder(staging)
     return output
 
 
-__all__ = ["export_lesion", "lesion_card", "write_lesion_check"]
+__all__ = ["export_lesion", "lesion_card", "rerender_lesion_card", "write_lesion_check"]

@@ -12,7 +12,8 @@
    (a clip is flagged when the median of its frames' scores is above the threshold, as `predict_clip` does).
 4. The statistics go into the model folder (buffers saved with the weights, in float32; `config.ood_components`,
    `config.ood_threshold`), rewritten by `training.export.refresh.rewrite_classifier_folder`; the rates, with 95%
-   bootstrap intervals (patients for BUS-BRA, clips for the lung sets), go to a results file.
+   bootstrap intervals (patients for BUS-BRA, clips for the lung sets), go beside them into the folder
+   (`ood_results.json`), or where `--output` says (needed with `--no-store`, which leaves the folder unchanged).
 
 Caveat: the shipped model's final training used all of BUS-BRA, so the held-out patients are held out from the
 Gaussian model, not from the classifier: the false-alarm rate on new breast images may be higher.
@@ -36,6 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 import usvcl_hf
+from training.cli_inputs import require_inputs
 from training.evaluation import bootstrap_ci
 from training.export import MAX_WEIGHTS_MB, ExportError, load_processor
 from training.export.refresh import rewrite_classifier_folder
@@ -60,6 +62,7 @@ SPLIT_SHARES = {"fit": 0.6, "threshold": 0.2, "report": 0.2}  # of BUS-BRA patie
 MIN_VARIANCE_SHARE = 1e-6  # variances are floored at this share of the largest one
 N_BOOT = 1000
 BATCH_SIZE = 16
+OOD_RESULTS_FILE = "ood_results.json"  # the rates, written into the model folder beside the statistics
 
 
 @dataclass
@@ -228,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--frames-per-clip", type=int, default=DEFAULT_FRAMES_PER_CLIP, help="lung frames per clip")
     parser.add_argument("--max-patients", type=int, help="use only this many BUS-BRA patients (quick runs)")
     parser.add_argument("--seed", type=int, default=0, help="patient split and bootstrap seed")
-    parser.add_argument("--output", type=Path, help="results JSON (default experiments/results/ood/MODEL_NAME.json)")
+    parser.add_argument("--output", type=Path,
+                        help=f"results JSON (default: MODEL/{OOD_RESULTS_FILE}; needed with --no-store)")
     parser.add_argument("--no-store", action="store_true", help="measure only; leave the model folder unchanged")
     parser.add_argument("--max-size-mb", type=float, default=MAX_WEIGHTS_MB, help="largest allowed weights file")
     return parser
@@ -260,9 +264,15 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Run; log where the statistics and the results went. Returns the exit code."""
     args = build_parser().parse_args(argv)
+    require_inputs("python -m training.export.ood", {"--model": args.model, "--bus-bra": args.bus_bra,
+                                              "--lung-clips": list(parse_named_folders(args.lung_clips).values())})
     setup_logging()
     usvcl_hf.register_auto_classes()
-    output = args.output or REPO_ROOT / "experiments" / "results" / "ood" / f"{args.model.name}.json"
+    if args.no_store and args.output is None:
+        print("python -m training.export.ood: error: --no-store leaves the model folder unchanged: give --output FILE "
+              "for the rates", file=sys.stderr)
+        return 2
+    output = args.output or args.model / OOD_RESULTS_FILE
     try:
         record = run(args)
     except (ExportError, ClipReadError, OSError) as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,19 @@ def timm_backbone_check(architecture: str, path: Path, reference: torch.nn.Modul
             raise ExportError(f"timm loads {path.name} into a model that gives other features than the backbone.")
 
 
+def sort_safetensors_metadata(path: Path) -> None:
+    """Rewrite the header of a safetensors file with its `__metadata__` keys sorted (the writer orders them at random
+    in each process), so that the same weights always give the same bytes."""
+    data = path.read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    if len(text) > length:
+        raise ExportError(f"{path.name}: the sorted header is longer than the original")
+    path.write_bytes(data[:8] + text.ljust(length) + data[8 + length :])
+
+
 def save_timm_backbone(encoder: torch.nn.Module, folder: Path, dtype: torch.dtype) -> None:
     """Write the encoder's backbone as a plain timm state dict (timm key names, its own stem) and check timm loads it.
 
@@ -82,8 +96,9 @@ def save_timm_backbone(encoder: torch.nn.Module, folder: Path, dtype: torch.dtyp
     path = folder / TIMM_WEIGHTS_FILE
     config = encoder.config
     metadata = {"format": "pt", "architecture": config.backbone, "in_chans": str(config.in_chans),
-                "num_classes": "0", "source": f"usvcl contrastive pretraining (arXiv {PAPER_ARXIV})"}
+                "num_classes": "0", "source": f"usvcl encoder (arXiv {PAPER_ARXIV} reproduction)"}
     safetensors.torch.save_file(half_state_dict(encoder.backbone, dtype), path, metadata=metadata)
+    sort_safetensors_metadata(path)
     timm_backbone_check(config.backbone, path, encoder.backbone, config.in_chans)
 
 

@@ -27,6 +27,7 @@ import usvcl_hf
 from training import evaluation
 from training.atomic import write_json_atomic
 from training.augment import AUGMENT_POLICIES
+from training.cli_inputs import require_inputs
 from training.common import make_accelerator
 from training.config import FinetuneConfig, config_to_dict, load_config
 from training.finetune.data import LabeledData, LesionCrops, load_labeled_data
@@ -293,4 +294,6 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     config = load_config(FinetuneConfig, argv if argv is not None else sys.argv[1:], description=__doc__,
                          prog="python -m training.finetune")
+    require_inputs("python -m training.finetune", {"--store-path": config.store_path, "--eval-boxes": config.eval_boxes,
+                                                   "--final-from": config.final_from})
     training_function(config)

@@ -28,6 +28,7 @@ import torch
 
 import usvcl_hf
 from training import evaluation
+from training.cli_inputs import require_inputs
 from training.common import make_accelerator
 from training.config import FinetuneConfig, build_config
 from training.export import (
@@ -159,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Refit and rewrite; log the new calibration and where it went. Returns the exit code."""
     args = build_parser().parse_args(argv)
+    require_inputs("python -m training.recalibrate", {"--folder": args.folder, "--store-path": args.store_path})
     setup_logging()
     usvcl_hf.register_auto_classes()
     try:

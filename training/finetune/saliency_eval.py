@@ -24,6 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from training.atomic import write_json_atomic
+from training.cli_inputs import require_inputs
 from training.evaluation import bootstrap_ci, markdown_table
 from training.lesion.masks import load_mask, mask_path
 from training.logs import setup_logging
@@ -181,6 +182,8 @@ def record_in_results(run_dir: Path, summary: dict) -> Path | None:
 def main(argv: Sequence[str] | None = None) -> dict:
     """Score every fold model found in the run directory and write the summary."""
     args = parse_args(argv)
+    require_inputs("python -m training.saliency_eval", {"--run-dir": args.run_dir, "--store": args.store,
+                                                        "--masks": args.masks})
     setup_logging()
     store = datasets.load_from_disk(args.store)
     names = class_names(store)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from training.cli_inputs import require_inputs
 from training.lesion.train import final_choices
 from training.pretrain.train import write_json_atomic
 from usvcl_hf import LesionConfig
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cv-run", type=Path, required=True, help="training.lesion output with folds (results.json)")
     parser.add_argument("--final-run", type=Path, required=True, help="training.lesion --final-only output")
     args = parser.parse_args(argv)
+    require_inputs("python -m training.lesion.choices", {"--cv-run": args.cv_run, "--final-run": args.final_run})
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         path = apply_choices(args.cv_run, args.final_run)

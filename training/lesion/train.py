@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 import usvcl_hf
 from training import evaluation, imagenet_init
 from training.atomic import write_json_atomic
+from training.cli_inputs import require_inputs
 from training.common import EpochSeededSampler, backward_and_step, build_scheduler, cpu_state_dict
 from training.config import config_to_dict, load_config
 from training.finetune import Fold, make_folds, write_csv
@@ -476,7 +477,9 @@ def main(argv: list[str] | None = None) -> None:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config = load_config(LesionTrainConfig, argv if argv is not None else sys.argv[1:], description=__doc__)
+    config = load_config(LesionTrainConfig, argv if argv is not None else sys.argv[1:], description=__doc__,
+                         prog="python -m training.train_lesion")
+    require_inputs("python -m training.train_lesion", {"--store-path": config.store_path})
     training_function(config)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import datasets
 
+from training.cli_inputs import require_inputs
 from training.lesion.filter import filter_lesion_frames
 from training.lesion.masks import mask_column
 from training.logs import setup_logging
@@ -146,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (errors are printed, not raised)."""
     args = build_parser().parse_args(argv)
+    require_inputs("python -m training.prepare_data", {
+        "--input": args.input, "--metadata": args.metadata,
+        "--masks": getattr(args, "masks", None), "--folds": getattr(args, "folds", None)})
     setup_logging()
     if args.patient_regex and args.metadata and args.mode == "videos":
         LOGGER.error("give either --patient-regex or --metadata, not both")

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 from tqdm import tqdm
 
+from training.cli_inputs import require_inputs
 from training.logs import setup_logging
 from training.prepare_data.store_rewrite import rewrite_store_images
 from usvcl_hf.image_processing_usvcl import to_grey_uint8
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, required=True, help="folder for the masked store")
     parser.add_argument("--examples", type=Path, default=None, help="PNG of before / after / mask examples")
     args = parser.parse_args(argv)
+    require_inputs("python -m training.overlay_mask", {"--store": args.store})
     setup_logging()
     coverage: list[float] = []
     rewrite_store_images(args.store, args.output, lambda image: masked_png(image, coverage),

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 import usvcl_hf
 from training import imagenet_init
 from training.atomic import write_json_atomic
+from training.cli_inputs import require_inputs
 from training.common import (
     EpochSeededSampler,
     backward_and_step,
@@ -405,6 +406,8 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     config = load_config(PretrainConfig, argv if argv is not None else sys.argv[1:], description=__doc__,
                          prog="python -m training.pretrain")
+    require_inputs("python -m training.pretrain", {"--store-paths": config.store_paths,
+                                                   "--monitor-store": config.monitor_store})
     training_function(config)
 
 

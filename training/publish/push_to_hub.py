@@ -15,6 +15,7 @@ Only then is it uploaded (`HfApi().create_repo` + `upload_folder`, token from `h
 from __future__ import annotations
 
 import argparse
+import ast
 import fnmatch
 import json
 import logging
@@ -29,17 +30,21 @@ from typing import Any
 from huggingface_hub import HfApi, ModelCard, SpaceCard, SpaceCardData, get_token
 
 from training.atomic import atomic_folder
+from training.cli_inputs import require_inputs
+from training.export.base import ExportError
+from training.export.retarget import companion_ids, retarget_folder
 from training.logs import setup_logging
 
 LOGGER = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_FILE_PATTERNS = ("README.md", "config.json", "preprocessor_config.json", "export_check.json", "results.json",
-                       "*.safetensors", "*.py", "*.png")
+                       "ood_results.json", "*.safetensors", "*.py", "*.png")
 SPACE_APP_FILE = "app.py"
-SPACE_PACKAGES = ("usvcl_hf", "demo")  # what app.py imports
+SPACE_PACKAGE = "usvcl_hf"  # always shipped; app.py's other local imports (demo/) are found by local_imports
 SPACE_EXAMPLES = "examples"
 SPACE_MODELS_DIR = "models"
 SPACE_MODEL_VARIABLE = "USVCL_MODEL"  # app.py reads the model folder from it
+SPACE_COMPANION_VARIABLES = {"lesion_model": "USVCL_LESION_MODEL", "crop_model": "USVCL_CROP_MODEL"}  # and these
 SPACE_DEV_PACKAGES = ("pytest", "hypothesis", "ruff", "playwright", "tensorboard", "gradio", "gradio-client")
 SPACE_EMOJI = "🩻"
 CLEAN_CHECK_TIMEOUT_S = 600
@@ -101,6 +106,18 @@ if check["kind"] == "classifier":
     expected = image_logits.softmax(-1)[0]
     for index, label in config["id2label"].items():
         assert abs(scores[label] - float(expected[int(index)])) < 1e-4, f"pipeline score of {label}"
+elif check["kind"] == "lesion":
+    from transformers import AutoModelForSemanticSegmentation
+    model = AutoModelForSemanticSegmentation.from_pretrained(folder, trust_remote_code=True).eval()
+    report["dtype"] = str(next(model.parameters()).dtype)
+    assert report["dtype"] == "torch.float32", f"loads as {report['dtype']}, not float32"
+    with torch.no_grad():
+        for name, pixels in (("pixel_values", pixel_values), ("image", image_pixels)):
+            output, recorded = model(pixels), check["outputs"][name]
+            compare(f"{name}_lesion_probability", output.lesion_probability, recorded["lesion_probability"])
+            compare(f"{name}_presence_logits", output.presence_logits, recorded["presence_logits"])
+            pooled = torch.nn.functional.adaptive_avg_pool2d(output.logits, len(recorded["logits_pooled"][0][0]))
+            compare(f"{name}_logits_pooled", pooled, recorded["logits_pooled"])
 else:
     model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
     report["dtype"] = str(next(model.parameters()).dtype)
@@ -225,22 +242,73 @@ def space_card(space_id: str, repo_id: str, license_id: str | None) -> str:
     return f"---\n{data.to_yaml()}\n---\n\n{body}"
 
 
-def build_space(model_folder: Path, model_name: str, target: Path, space_id: str, repo_id: str) -> None:
-    """The Space folder: app.py, requirements.txt, usvcl_hf/, demo/, models/<model_name>/, examples/, README.md."""
+def local_imports(app: Path) -> list[str]:
+    """The repository's own top-level modules and packages that `app` imports (e.g. `usvcl_hf`, a `demo/` beside it)."""
+    names = set()
+    for node in ast.walk(ast.parse(app.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return sorted(name for name in names
+                  if (app.parent / name).is_dir() or (app.parent / f"{name}.py").is_file())
+
+
+def copy_local_imports(app: Path, target: Path) -> list[str]:
+    """Copy the modules and packages `local_imports` finds (always the `usvcl_hf` package); return their names."""
+    ignore = shutil.ignore_patterns(*IGNORED_NAMES, "*.pyc")
+    names = sorted({SPACE_PACKAGE, *local_imports(app)})
+    for name in names:
+        if (app.parent / name).is_dir():
+            shutil.copytree(app.parent / name, target / name, ignore=ignore)
+        else:
+            shutil.copyfile(app.parent / f"{name}.py", target / f"{name}.py")
+    return names
+
+
+def space_variables(model_name: str, companions: dict[str, Path]) -> dict[str, str]:
+    """The Space's variables: the folder of the model and of each companion, which `python app.py` reads."""
+    variables = {SPACE_MODEL_VARIABLE: f"{SPACE_MODELS_DIR}/{model_name}"}
+    for role, folder in companions.items():
+        variables[SPACE_COMPANION_VARIABLES[role]] = f"{SPACE_MODELS_DIR}/{folder.name}"
+    return variables
+
+
+def build_space(model_folder: Path, model_name: str, target: Path, space_id: str, repo_id: str,
+                companions: dict[str, Path] | None = None) -> None:
+    """The Space folder: app.py and the modules it imports, requirements.txt, models/<model_name>/ and a folder per
+    two-view companion (the models `python app.py` loads), examples/, README.md."""
     app = REPO_ROOT / SPACE_APP_FILE
     if not app.is_file():
         raise PublishError(f"--space-id needs the Gradio app {app}, which does not exist yet.")
     target.mkdir(parents=True)
     shutil.copyfile(app, target / SPACE_APP_FILE)
     ignore = shutil.ignore_patterns(*IGNORED_NAMES, "*.pyc")
-    for package in SPACE_PACKAGES:
-        shutil.copytree(REPO_ROOT / package, target / package, ignore=ignore)
+    copy_local_imports(app, target)
     shutil.copytree(model_folder, target / SPACE_MODELS_DIR / model_name, ignore=ignore)
+    for folder in (companions or {}).values():
+        shutil.copytree(folder, target / SPACE_MODELS_DIR / folder.name, ignore=ignore)
     if (REPO_ROOT / SPACE_EXAMPLES).is_dir():
         shutil.copytree(REPO_ROOT / SPACE_EXAMPLES, target / SPACE_EXAMPLES, ignore=ignore)
     (target / "requirements.txt").write_text(space_requirements(REPO_ROOT / "requirements.txt"))
     license_id = ModelCard.load(model_folder / "README.md").data.license
     (target / "README.md").write_text(space_card(space_id, repo_id, license_id))
+
+
+def stage_companions(model_dir: Path, target: Path, repo_id: str) -> dict[str, tuple[Path, str]]:
+    """Copy each two-view companion the model's config names (found beside `model_dir` by its name) into
+    `target/<role>`, named for the owner of `repo_id`; return `{role: (staged folder, Hub id)}`."""
+    staged = {}
+    for role, hub_id in companion_ids(model_dir, repo_id).items():
+        source = model_dir.parent / hub_id.rpartition("/")[2]
+        if not (source / "config.json").is_file():
+            raise PublishError(f"{model_dir}/config.json names the {role} {hub_id}; it is published from the folder "
+                               f"beside the model, {source}: no such exported folder.")
+        folder = target / role / source.name
+        copy_model_folder(source, folder)
+        retarget_folder(folder, hub_id)
+        staged[role] = (folder, hub_id)
+    return staged
 
 
 def validate_space(folder: Path) -> dict[str, Any]:
@@ -254,14 +322,28 @@ def validate_space(folder: Path) -> dict[str, Any]:
 
 
 def build_and_validate(model_dir: Path, target: Path, repo_id: str, space_id: str | None) -> dict[str, Any]:
-    """Stage `target/model` (and `target/space`) and validate them; return the report."""
+    """Stage `target/model`, its companions (`target/<role>/<name>`) and `target/space`, every repository id derived
+    from `repo_id`, and validate them; return the report."""
     model_folder = target / "model"
     left_out = copy_model_folder(model_dir, model_folder)
-    report: dict[str, Any] = {"model": validate_model_folder(model_folder), "left_out": left_out}
+    try:
+        companions = stage_companions(model_dir, target, repo_id)
+        retarget_folder(model_folder, repo_id)
+    except ExportError as error:
+        raise PublishError(str(error)) from error
+    report: dict[str, Any] = {
+        "model": validate_model_folder(model_folder), "left_out": left_out,
+        "repo_ids": {"model": repo_id, **{role: hub_id for role, (_, hub_id) in companions.items()}},
+        "companions": {role: str(folder.relative_to(target)) for role, (folder, _) in companions.items()},
+    }
+    for role, (folder, _) in companions.items():
+        report[role] = validate_model_folder(folder)
     if space_id:
         space_folder = target / "space"
-        build_space(model_folder, model_dir.resolve().name, space_folder, space_id, repo_id)
-        report["space"] = validate_space(space_folder)
+        name = model_dir.resolve().name
+        folders = {role: folder for role, (folder, _) in companions.items()}
+        build_space(model_folder, name, space_folder, space_id, repo_id, folders)
+        report["space"] = {**validate_space(space_folder), "variables": space_variables(name, folders)}
     (target / "publish_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     return report
 
@@ -290,20 +372,18 @@ def require_upload_access() -> str:
     return token
 
 
-def space_model_path(staged: Path) -> str:
-    """`models/<name>`: where the staged Space holds the model (the app gets it through `USVCL_MODEL`)."""
-    return f"{SPACE_MODELS_DIR}/{next((staged / 'space' / SPACE_MODELS_DIR).iterdir()).name}"
-
-
 def upload(staged: Path, repo_id: str, space_id: str | None, private: bool, token: str, message: str) -> list[str]:
     """Create the repositories (if needed) and upload the staged folders; return their URLs."""
     api = HfApi(token=token)
     try:
-        url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        api.upload_folder(repo_id=repo_id, folder_path=staged / "model", repo_type="model", commit_message=message)
-        urls = [str(url)]
+        report = json.loads((staged / "publish_report.json").read_text())
+        urls = []
+        for role, hub_id in report["repo_ids"].items():
+            folder = staged / ("model" if role == "model" else report["companions"][role])
+            urls.append(str(api.create_repo(hub_id, private=private, exist_ok=True, repo_type="model")))
+            api.upload_folder(repo_id=hub_id, folder_path=folder, repo_type="model", commit_message=message)
         if space_id:
-            variables = [{"key": SPACE_MODEL_VARIABLE, "value": space_model_path(staged)}]
+            variables = [{"key": key, "value": value} for key, value in report["space"]["variables"].items()]
             space_url = api.create_repo(space_id, private=private, exist_ok=True, repo_type="space",
                                         space_sdk="gradio", space_variables=variables)
             api.upload_folder(repo_id=space_id, folder_path=staged / "space", repo_type="space",
@@ -359,6 +439,7 @@ def publish(args: argparse.Namespace) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Run the command; the last line says where the output went. Returns the exit code."""
     args = build_parser().parse_args(argv)
+    require_inputs("python -m training.publish", {"--model-dir": args.model_dir})
     setup_logging()
     try:
         if args.dry_run is not None:

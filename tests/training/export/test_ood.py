@@ -91,3 +91,31 @@ def test_ood_command_stores_statistics_and_rates(tmp_path: Path) -> None:
     flagged = predict_clip(model, processor, clips[0])
     assert flagged.ood_warning and "unlike the breast ultrasound images" in flagged.ood_warning
     assert flagged.ood_warning in app.summary_markdown(flagged, "tiny", 0.1)
+
+
+@pytest.mark.slow
+def test_ood_rates_go_into_the_model_folder_not_the_repository(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Without --output the rates land beside the statistics (MODEL/ood_results.json); nothing is written in the
+    working directory or under the repository; --no-store without --output is refused in one line (status 2)."""
+    folder = export_models.export_tiny_classifier(tmp_path / "export")
+    lung = tmp_path / "lung"
+    lung.mkdir()
+    synthetic.write_video(lung / "clip0.mp4")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    repo_results = Path(ood.__file__).resolve().parents[1] / "experiments" / "results" / "ood"
+    before = sorted(repo_results.iterdir()) if repo_results.is_dir() else []
+    argv = ["--model", str(folder), "--bus-bra", str(fake_bus_bra(tmp_path / "bus_bra")), "--lung-clips",
+            f"synthetic={lung}", "--components", "2", "--frames-per-clip", "2",
+            "--max-size-mb", str(export_models.TEST_MAX_MB)]
+    capsys.readouterr()  # what the tiny export printed
+    assert ood.main([*argv, "--no-store"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "python -m training.export.ood: error: --no-store leaves the model folder unchanged: give --output FILE "
+        "for the rates"]
+    assert ood.main(argv) == 0
+    record = json.loads((folder / ood.OOD_RESULTS_FILE).read_text())
+    assert json.loads((folder / "config.json").read_text())["ood_threshold"] == pytest.approx(record["threshold"])
+    assert list(work.iterdir()) == []
+    assert (sorted(repo_results.iterdir()) if repo_results.is_dir() else []) == before

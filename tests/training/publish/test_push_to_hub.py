@@ -162,3 +162,52 @@ def test_cli_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         push_to_hub.main(["--help"])
     assert exited.value.code == 0 and "--dry-run" in capsys.readouterr().out
+
+
+SPACE_LOAD_SCRIPT = r'''
+import json, os, sys
+import app
+args = app.parse_args([])
+model, processor = app.load_model(args.model)
+lesion = app.load_demo_lesion_model(args.lesion_model, args.crop_model)
+assert lesion is not None and lesion.crop_model is not None, "the Space would run without its lesion or crop model"
+print("LOADED " + json.dumps({"model": args.model, "lesion_model": args.lesion_model, "crop_model": args.crop_model}))
+'''
+
+
+@pytest.mark.slow
+def test_dry_run_of_the_bundled_model_builds_the_local_demo_under_the_given_owner(tmp_path: Path) -> None:
+    """The Space holds the three models `python app.py` loads by default and loads them all; every repository id
+    (the companions in config.json, the cards' examples) is derived from --repo-id, never the bundled `usvcl/`."""
+    out = tmp_path / "publish"
+    code = push_to_hub.main(["--model-dir", str(REPO_ROOT / "models" / "usvcl-lite0-busbra"), "--repo-id",
+                             "someone/whole-image", "--space-id", "someone/demo", "--dry-run", str(out)])
+    assert code == 0
+    report = json.loads((out / "publish_report.json").read_text())
+    expected = {"model": "someone/whole-image", "lesion_model": "someone/usvcl-lesion-busbra",
+                "crop_model": "someone/usvcl-lite0-crops-busbra"}
+    assert report["repo_ids"] == expected
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["two_view_models"] == {"lesion_model": expected["lesion_model"], "crop_model": expected["crop_model"]}
+    staged = [out / "model", *(out / folder for folder in report["companions"].values())]
+    for folder in staged:
+        for name in ("README.md", "config.json"):
+            assert "usvcl/" not in (folder / name).read_text(), f"{folder / name} names a bundled repository id"
+    assert 'repo = "someone/whole-image"' in (out / "model" / "README.md").read_text()
+
+    import app  # the local demo's defaults: the same three folders, byte for byte
+    local = app.parse_args([])
+    space = out / "space"
+    variables = report["space"]["variables"]
+    for local_name, variable in ((local.model, "USVCL_MODEL"), (local.lesion_model, "USVCL_LESION_MODEL"),
+                                 (local.crop_model, "USVCL_CROP_MODEL")):
+        assert (space / variables[variable] / "model.safetensors").read_bytes() == (
+            REPO_ROOT / local_name / "model.safetensors").read_bytes()
+    requirements = (space / "requirements.txt").read_text()
+    assert "torch" in requirements and "gradio" not in requirements
+    env = {**os.environ, **variables, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(space),
+           "GRADIO_ANALYTICS_ENABLED": "False"}
+    completed = subprocess.run([sys.executable, "-c", SPACE_LOAD_SCRIPT], cwd=space, env=env, capture_output=True,
+                               text=True, timeout=CLI_TIMEOUT_S * 3)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "LOADED" in completed.stdout
