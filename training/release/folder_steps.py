@@ -21,6 +21,7 @@ from training.release.training_steps import classifier_run, lesion_run
 from training.release.two_views import check_record
 
 LOGGER = logging.getLogger(__name__)
+OOD_OPTIONS = ("frames_per_clip", "max_patients", "false_alarm_rate", "seed")  # training.ood options a recipe may set
 
 
 def folder(context: Context, step: str, name: str) -> Path:
@@ -58,8 +59,9 @@ def ood_arguments(context: Context, name: str) -> list[str]:
     arguments = ["--model", str(folder(context, "ood", name)), "--bus-bra", str(context.data / ood["bus_bra"]),
                  "--lung-clips", *lung, "--components", str(recipe.ood_components),
                  "--output", str(context.step_dir("ood") / f"{name}.json")]
-    if "frames_per_clip" in ood:
-        arguments += ["--frames-per-clip", str(ood["frames_per_clip"])]
+    for key in OOD_OPTIONS:
+        if key in ood:
+            arguments += [f"--{key.replace('_', '-')}", str(ood[key])]
     return arguments
 
 

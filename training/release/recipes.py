@@ -81,7 +81,8 @@ def load_recipe(name: str, recipe_dir: Path = RECIPE_DIR, smoke: dict[str, Any] 
     train.update(spec["train"])
     if smoke is not None:
         train.update(smoke.get(spec["kind"]) or {})
-        spec = {**spec, "ood": {**(spec.get("ood") or {}), **(smoke.get("ood") or {})} if spec.get("ood") else None}
+        if spec.get("ood"):
+            spec = {**spec, "ood": {**spec["ood"], **(smoke.get("ood") or {})}}
     if smoke is not None and smoke.get("folds"):
         train["folds"] = list(smoke["folds"])
     return Recipe(name, spec["kind"], spec["repo_id"], train, spec, path)
