@@ -108,6 +108,45 @@ def test_each_recipe_reproduces_the_committed_folder(name) -> None:
     assert {"backbone", "image_size"} <= set(expected) and "calibration_temperature" in FIT_DEPENDENT
 
 
+SET_BY_SAVING = ("dtype", "transformers_version")  # written by save_pretrained / export, not by a recipe
+
+
+def rendered_config(name: str, committed: dict, results: dict) -> dict:
+    """The config.json the release would write for `name`, rendered from its recipe (the training fields as the
+    training command fills them in) plus the committed folder's fit-dependent values (calibration, threshold,
+    class weights, OOD threshold, presence score): weights aside, what the export writes."""
+    from training.export import set_decision_rule, set_two_views
+    from training.release.fields import training_fields
+    from usvcl_hf import LesionConfig, UsvclConfig
+
+    recipes = load_recipes()
+    recipe, fields, final = recipes[name], training_fields(recipes[name]), results["final_model"]
+    if recipe.kind == "lesion":
+        names = ("backbone", "image_size", "decoder_channels", "dice_weight", "bce_weight", "presence_weight")
+        config = LesionConfig(**{key: fields[key] for key in names}, presence_score=final["presence_score"],
+                              lesion_threshold=final["lesion_threshold"], architectures=["LesionSegmentationModel"])
+        return json.loads(config.to_json_string())
+    names = ("backbone", "in_chans", "trainable_layers", "classifier_hidden_dim", "classifier_dropout", "image_size")
+    config = UsvclConfig(**{key: fields[key] for key in names}, class_weights=committed["class_weights"],
+                         ood_components=recipe.ood_components, ood_threshold=committed["ood_threshold"],
+                         lesion_crop_margin=fields["crop_margin"] if fields["lesion_crop"] else None,
+                         architectures=["UsvclForImageClassification"])
+    set_decision_rule(config, final["temperature"], final["threshold"], final.get("calibration_bias", 0.0))
+    if recipe.get("companions"):
+        companions = recipe.get("companions")
+        set_two_views(config, *(recipes[companions[role]].repo_id for role in ("lesion_model", "crop_model")))
+    return json.loads(config.to_json_string())
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_config_rendered_from_each_recipe_equals_the_committed_one(name) -> None:
+    folder = REPO_ROOT / "models" / name
+    committed = json.loads((folder / "config.json").read_text())
+    rendered = rendered_config(name, committed, json.loads((folder / "results.json").read_text()))
+    differ = {key for key in set(rendered) | set(committed) if rendered.get(key) != committed.get(key)}
+    assert differ <= set(SET_BY_SAVING), {key: (rendered.get(key), committed.get(key)) for key in differ}
+
+
 def test_a_changed_recipe_no_longer_matches() -> None:
     recipes = load_recipes()
     whole = recipes["usvcl-lite0-busbra"]
