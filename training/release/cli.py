@@ -54,9 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"raw data root for the OOD statistics: BUS-BRA and lung clips (default {DEFAULT_DATA})")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny synthetic data and tiny backbones (training/recipes/smoke.yaml), a few minutes")
-    parser.add_argument("--from", dest="start", metavar="STEP", choices=[step.name for step in STEPS],
-                        help="run this step and every later one again")
-    parser.add_argument("--only", metavar="STEP", choices=[step.name for step in STEPS], help="run only this step")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--from", dest="start", metavar="STEP", choices=[step.name for step in STEPS],
+                       help="run this step and every later one again; steps: " + ", ".join(step.name for step in STEPS))
+    which.add_argument("--only", metavar="STEP", choices=[step.name for step in STEPS], help="run only this step")
     return parser
 
 

@@ -19,10 +19,12 @@ epochs (the folds' median best epoch), the weights, and `transformers_version`.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from training.config import FinetuneConfig, build_config, config_to_dict
 from training.release.recipes import Recipe
+from training.train_lesion import LesionTrainConfig
 
 RUN_FIELDS = ("store_path", "output_dir", "folds", "final_model", "eval_boxes", "final_from")  # per run, not recipe
 LESION_FIELDS = ("backbone", "image_size", "decoder_channels", "dice_weight", "bce_weight", "presence_weight")
@@ -35,10 +37,6 @@ FIT_DEPENDENT = ("calibration_temperature", "calibration_bias (value)", "decisio
 def training_fields(recipe: Recipe) -> dict[str, Any]:
     """Every field of the recipe's training command: the recipe's values over the command's defaults."""
     if recipe.kind == "lesion":
-        import dataclasses
-
-        from training.train_lesion import LesionTrainConfig
-
         return dataclasses.asdict(LesionTrainConfig(**recipe.train))
     return config_to_dict(build_config(FinetuneConfig, dict(recipe.train)))
 
