@@ -194,3 +194,10 @@ def test_plan_skips_finished_steps_and_reruns_from_a_step(tmp_path) -> None:
     assert actions["store"] == "run" and actions["lesion"] == "rerun"  # a later step reads what it writes
     with pytest.raises(ReleaseError, match="--from 'train': no such step"):
         plan(context, STEPS, "train", None)
+
+
+def test_smoke_refuses_to_replace_the_shipped_models(caplog) -> None:
+    from training.release.cli import main
+
+    assert main(["--smoke", "--output", str(REPO_ROOT / "models")]) == 1
+    assert "would replace the shipped ones" in caplog.text

@@ -12,7 +12,7 @@ from training.logs import setup_logging
 from training.release.choice_steps import pool_classifiers, record_two_views
 from training.release.context import Context
 from training.release.folder_steps import add_companions, add_ood, check_folders, export, package
-from training.release.recipes import ReleaseError, load_recipes
+from training.release.recipes import REPO_ROOT, ReleaseError, load_recipes
 from training.release.runner import Step, run_steps
 from training.release.training_steps import (
     collect_boxes,
@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 def make_context(args: argparse.Namespace) -> Context:
     """The run's recipes and folders from the options (smoke: the store and data inside the work folder)."""
     work = (args.work or (SMOKE_WORK if args.smoke else DEFAULT_WORK)).resolve()
+    if args.smoke and args.output.resolve() == REPO_ROOT / "models":
+        raise ReleaseError(f"--smoke --output {args.output}: the tiny smoke models would replace the shipped ones; "
+                           "give another folder")
     if args.smoke:
         store, data = work / "store" / "bus_bra_store", work / "store" / "data"
     elif args.store is None:
