@@ -1,16 +1,19 @@
 """The two-view choice as recorded: an `ensembles` table of experiments/report.yaml (chosen on inner validation,
 never a test fold), its rows read from the committed results file that recorded them (`two_view.recorded_in` of a
 recipe), checked to choose the recipe's candidate. `recomputed_rows` builds the table again from the committed
-predictions (minutes: paired bootstraps), which the real run's check step compares with the record."""
+predictions (minutes: paired bootstraps), which the real run's check step compares with the record (rows added to
+the table later, never chosen, are allowed)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from training.release.context import read_json
 from training.release.recipes import Recipe, ReleaseError, repo_path
 
+LOGGER = logging.getLogger(__name__)
 CHOSEN = "**chosen**"  # the `choice` cell of the chosen row (experiments.report.ensemble_comparison)
 
 
@@ -57,11 +60,17 @@ def recomputed_rows(recipe: Recipe) -> list[dict[str, str]]:
 
 
 def check_record(recipe: Recipe) -> None:
-    """Raise when the recorded rows differ from the table computed again."""
+    """Raise unless every recorded row (the chosen one among them) is in the table computed again; rows the table
+    gained after the choice was recorded (candidates compared later, never chosen) are logged."""
     two_view = recipe.get("two_view")
-    if recomputed_rows(recipe) != recorded_rows(recipe):
-        raise ReleaseError(f"{repo_path(two_view['recorded_in'])}: the recorded two-view rows differ from table "
+    recorded, current = recorded_rows(recipe), recomputed_rows(recipe)
+    changed = [row["candidate"] for row in recorded if row not in current]
+    if changed:
+        raise ReleaseError(f"{repo_path(two_view['recorded_in'])}: rows {changed} differ from table "
                            f"{two_view['table']} computed again (python -m experiments.report)")
+    added = [row["candidate"] for row in current if row not in recorded]
+    if added:
+        LOGGER.info("table %s gained rows after the choice was recorded: %s", two_view["table"], added)
 
 
 __all__ = ["check_record", "recomputed_rows", "record_choice", "recorded_rows"]
