@@ -1,0 +1,7 @@
+"""`python -m training.release`."""
+
+import sys
+
+from training.release.cli import main
+
+sys.exit(main())
