@@ -4,19 +4,17 @@ views, lesion step and calibration, from the loaded configs and results.json, ne
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 import app
 from demo.summary import calibration_line, models_line, models_markdown
 from tests.helpers.demo_fixtures import save_tiny_classifier, save_tiny_lesion_model
+from tests.helpers.paths import REPO_ROOT as ROOT
 from training.export import set_two_views
 from usvcl_hf import UsvclConfig
 from usvcl_hf.pipeline_usvcl import named_companions
 from usvcl_hf.runtime.clip_prediction import load_model
 
-ROOT = Path(__file__).resolve().parents[1]
 SITE = {"benign": 40, "malignant": 23, "date": "2026-11-30"}
 UNTRUE_PROSE = ("contrastive learning on ultrasound clips", "temperature scaling")
 

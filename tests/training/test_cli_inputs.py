@@ -6,11 +6,11 @@ import importlib
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.paths import REPO_ROOT
+
 MISSING = "no_such_input_for_the_test"
 
 # (module whose main() runs, argv, the option the error names); MISSING is replaced by a path that does not exist

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
+from tests.helpers.paths import REPO_ROOT
 from training.export import refresh as refresh_export
 from training.export.cards import final_training, fold_list, shipped_calibration
 from training.export.exports import CLASSIFIER_ONLY_FIELDS
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS = REPO_ROOT / "models"
 CARD_TEMPLATES = [REPO_ROOT / name for name in ("model_card.md", "lesion_card.md", "backbone_card.md")]
 HISTORY_WORDS = re.compile(r"session \d|\bcpu\d+_|recipe [A-Z]\b|\blanes?\b|\bdoors?\b|\barms?\b|\bpart\d", re.I)
