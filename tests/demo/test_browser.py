@@ -13,7 +13,8 @@ from tests.helpers.demo_fixtures import save_tiny_classifier, write_clip
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.paths import REPO_ROOT as ROOT
+
 BUNDLED_MODELS = ("usvcl-lite0-busbra", "usvcl-lesion-busbra", "usvcl-lite0-crops-busbra")
 CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT_MS = 120_000

@@ -13,6 +13,7 @@ import torch
 
 import app
 from tests.helpers import export_models
+from tests.helpers.paths import REPO_ROOT
 from training import synthetic
 from training.export import ood
 from usvcl_hf.runtime.clip_prediction import load_model, predict_clip
@@ -104,7 +105,7 @@ def test_ood_rates_go_into_the_model_folder_not_the_repository(tmp_path: Path, m
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    repo_results = Path(ood.__file__).resolve().parents[1] / "experiments" / "results" / "ood"
+    repo_results = REPO_ROOT / "experiments" / "results" / "ood"
     before = sorted(repo_results.iterdir()) if repo_results.is_dir() else []
     argv = ["--model", str(folder), "--bus-bra", str(fake_bus_bra(tmp_path / "bus_bra")), "--lung-clips",
             f"synthetic={lung}", "--components", "2", "--frames-per-clip", "2",
