@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.demo_fixtures import save_tiny_classifier, write_clip
+from tests.helpers.paths import REPO_ROOT as ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-from tests.helpers.paths import REPO_ROOT as ROOT
 
 BUNDLED_MODELS = ("usvcl-lite0-busbra", "usvcl-lesion-busbra", "usvcl-lite0-crops-busbra")
 CHROMIUM = Path("/usr/bin/chromium")
