@@ -1,6 +1,7 @@
 """One picture, one answer, whatever its encoding: 8-bit, 16-bit (x 257), RGB, RGBA PNGs and DICOM files (8 bits;
-12 of 16 bits stored; 16 bits with a window) of the same grey picture give the same P(malignant) at every door:
-`pipeline("image-classification")`, the two-view pipeline, `predict_clip` and the demo's analysis.
+12 of 16 bits stored; 16 bits with a window; 12 bits through a VOI LUT; 12 bits MONOCHROME1) of the same grey
+picture give the same P(malignant) at every door: `pipeline("image-classification")`, the two-view pipeline,
+`predict_clip` and the demo's analysis.
 
 Pixels are scaled by the range their encoding stores (module doc of `usvcl_hf/image_processing_usvcl.py`), never by
 the picture's own min/max: a 16-bit PNG of a dark picture stays dark.
@@ -29,7 +30,7 @@ TOLERANCE = 1e-3
 BITS_12_MAX = 2**12 - 1
 WINDOW_LOW, WINDOW_STEP = 1000, 4  # stored value = 1000 + 4 x; the window maps 1000..2020 onto black..white
 SHARP = {"calibration_temperature": 0.002}  # a random tiny model barely reacts to its input: sharpen its scores
-ENCODINGS = ("8-bit", "16-bit", "rgb", "rgba", "dicom-8", "dicom-12", "dicom-window")
+ENCODINGS = ("8-bit", "16-bit", "rgb", "rgba", "dicom-8", "dicom-12", "dicom-window", "dicom-voi-lut", "dicom-mono1")
 
 
 def picture() -> np.ndarray:
@@ -58,13 +59,29 @@ def write_dicom(encoding: str, grey: np.ndarray, path: Path) -> Path:
     """A one-frame DICOM of the picture: 8 bits, 12 of 16 bits, or 16 bits shown through a window."""
     if encoding == "dicom-8":
         return synthetic.write_dicom(path, grey[None])
+    stored_12 = np.rint(grey.astype(np.float64) * BITS_12_MAX / 255).astype(np.uint16)
     if encoding == "dicom-12":
-        stored = np.rint(grey.astype(np.float64) * BITS_12_MAX / 255).astype(np.uint16)
-        return synthetic.write_dicom(path, stored[None], bits_stored=12)
+        return synthetic.write_dicom(path, stored_12[None], bits_stored=12)
+    if encoding == "dicom-mono1":  # white is 0
+        return synthetic.write_dicom(path, (BITS_12_MAX - stored_12)[None], bits_stored=12,
+                                     PhotometricInterpretation="MONOCHROME1")
+    if encoding == "dicom-voi-lut":  # a table from the 12 stored bits to 16 output bits
+        return synthetic.write_dicom(path, stored_12[None], bits_stored=12, VOILUTSequence=[voi_lut()])
     stored = (WINDOW_LOW + WINDOW_STEP * grey.astype(np.uint16)).astype(np.uint16)
     width = 255 * WINDOW_STEP + 1  # DICOM's LINEAR window: [c - 0.5 - (w - 1) / 2, c - 0.5 + (w - 1) / 2]
     return synthetic.write_dicom(path, stored[None], WindowCenter=WINDOW_LOW + (width - 1) / 2 + 0.5,
                                  WindowWidth=width)
+
+
+def voi_lut():
+    """A VOI LUT item mapping 12-bit stored values onto 16 output bits: the 8-bit picture x 257."""
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.LUTDescriptor = [BITS_12_MAX + 1, 0, 16]
+    eight_bit = np.rint(np.arange(BITS_12_MAX + 1) * 255 / BITS_12_MAX)
+    item.LUTData = (eight_bit * 257).astype("<u2").tobytes()  # OW
+    return item
 
 
 def decoded(path: Path):
