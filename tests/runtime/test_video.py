@@ -108,9 +108,9 @@ def test_16bit_png_is_scaled_by_its_bit_depth(tmp_path: Path) -> None:
 
 def test_rgb_video_frames_get_the_grey_of_still_images() -> None:
     import av
-    from usvcl_hf.pyav_frames import frame_to_grey
 
     from usvcl_hf.image_processing_usvcl import to_grey_uint8
+    from usvcl_hf.runtime.pyav_frames import frame_to_grey
 
     picture = np.random.default_rng(0).integers(0, 256, (38, 50, 3), dtype=np.uint8)
     np.testing.assert_array_equal(frame_to_grey(av.VideoFrame.from_ndarray(picture, format="rgb24")),

@@ -13,7 +13,7 @@ from tests.helpers.paths import REPO_ROOT
 
 MISSING = "no_such_input_for_the_test"
 
-# (module whose main() runs, argv, the option the error names); MISSING is replaced by a path that does not exist
+# (what `python -m` runs, argv, the option the error names); MISSING is replaced by a path that does not exist
 CASES = [
     ("training.export", ["--kind", "classifier", "--model-dir", MISSING, "--results", MISSING, "--output", "out"],
      "--model-dir"),
@@ -23,8 +23,7 @@ CASES = [
     ("training.export", ["--kind", "backbone", "--pretrain-dir", "HERE", "--output", "out"], "--pretrain-dir"),
     ("training.export.ood", ["--model", MISSING], "--model"),
     ("training.export.ood", ["--model", "HERE", "--bus-bra", MISSING], "--bus-bra"),
-    ("training.publish.push_to_hub", ["--model-dir", MISSING, "--repo-id", "org/name", "--dry-run", "out"],
-     "--model-dir"),
+    ("training.publish", ["--model-dir", MISSING, "--repo-id", "org/name", "--dry-run", "out"], "--model-dir"),
     ("training.finetune.recalibrate", ["--folder", MISSING, "--store-path", "HERE"], "--folder"),
     ("training.finetune.recalibrate", ["--folder", "HERE", "--store-path", MISSING], "--store-path"),
     ("training.export.refresh", ["--folder", MISSING], "--folder"),
@@ -37,15 +36,17 @@ CASES = [
     ("training.finetune", ["--config", MISSING], "--config"),
     ("training.pretrain", ["--store-paths", MISSING], "--store-paths"),
     ("training.pretrain", ["--config", MISSING], "--config"),
-    ("training.lesion.train", ["--store-path", MISSING], "--store-path"),
+    ("training.lesion", ["--store-path", MISSING], "--store-path"),
     ("training.prepare_data", ["images", "--input", MISSING, "--output", "out"], "--input"),
     ("training.prepare_data", ["videos", "--input", "HERE", "--output", "out", "--metadata", MISSING], "--metadata"),
 ]
 
 
 def entry_point(module: str):
-    """The `main` that `python -m module` runs."""
+    """The `main` that `python -m module` runs (a package's `__main__` imports it)."""
     loaded = importlib.import_module(module)
+    if hasattr(loaded, "__path__"):
+        loaded = importlib.import_module(f"{module}.__main__")
     return loaded.main
 
 

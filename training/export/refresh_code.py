@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("folders", nargs="+", type=Path, help="exported model folders, e.g. models/*/")
     parser.add_argument("--check", action="store_true", help="only report stale copies (exit 1 if any)")
     args = parser.parse_args(argv)
-    require_inputs("python -m training.refresh_code", {"FOLDERS": args.folders})
+    require_inputs("python -m training.export.refresh_code", {"FOLDERS": args.folders})
     setup_logging()
     stale_anywhere = False
     for folder in args.folders:

@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Refit and rewrite; log the new calibration and where it went. Returns the exit code."""
     args = build_parser().parse_args(argv)
-    require_inputs("python -m training.recalibrate", {"--folder": args.folder, "--store-path": args.store_path})
+    require_inputs("python -m training.finetune.recalibrate",
+                   {"--folder": args.folder, "--store-path": args.store_path})
     setup_logging()
     usvcl_hf.register_auto_classes()
     try:

@@ -182,7 +182,7 @@ def record_in_results(run_dir: Path, summary: dict) -> Path | None:
 def main(argv: Sequence[str] | None = None) -> dict:
     """Score every fold model found in the run directory and write the summary."""
     args = parse_args(argv)
-    require_inputs("python -m training.saliency_eval", {"--run-dir": args.run_dir, "--store": args.store,
+    require_inputs("python -m training.finetune.saliency_eval", {"--run-dir": args.run_dir, "--store": args.store,
                                                         "--masks": args.masks})
     setup_logging()
     store = datasets.load_from_disk(args.store)

@@ -478,8 +478,8 @@ def main(argv: list[str] | None = None) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = load_config(LesionTrainConfig, argv if argv is not None else sys.argv[1:], description=__doc__,
-                         prog="python -m training.train_lesion")
-    require_inputs("python -m training.train_lesion", {"--store-path": config.store_path})
+                         prog="python -m training.lesion")
+    require_inputs("python -m training.lesion", {"--store-path": config.store_path})
     training_function(config)
 
 

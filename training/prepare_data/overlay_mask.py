@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, required=True, help="folder for the masked store")
     parser.add_argument("--examples", type=Path, default=None, help="PNG of before / after / mask examples")
     args = parser.parse_args(argv)
-    require_inputs("python -m training.overlay_mask", {"--store": args.store})
+    require_inputs("python -m training.prepare_data.overlay_mask", {"--store": args.store})
     setup_logging()
     coverage: list[float] = []
     rewrite_store_images(args.store, args.output, lambda image: masked_png(image, coverage),
