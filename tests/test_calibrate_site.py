@@ -188,3 +188,101 @@ def test_an_existing_output_is_kept_without_overwrite(site, calibrated, tmp_path
                  str(calibrated)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (calibrated / "config.json").read_bytes() == before
+
+
+def lesion_images(root: Path, count: int) -> list[Path]:
+    """`count` 64 x 96 grey PNGs with a dark lesion, its place and the background level varying."""
+    from PIL import Image
+
+    rows, columns = np.mgrid[0:64, 0:96]
+    paths = []
+    for index in range(count):
+        rng = np.random.default_rng(index)
+        image = rng.integers(40 + 4 * index, 120 + 4 * index, (64, 96))
+        image[((rows - 32) / 14) ** 2 + ((columns - 30 - index) / 20) ** 2 <= 1] = 15
+        paths.append(root / f"lesion_{index:02d}.png")
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(paths[-1])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def two_view_site(tmp_path_factory) -> dict:
+    """A tiny two-view model (companions beside it, named by Hub-style ids) and its site calibration written,
+    then moved elsewhere: the folder must carry what it needs."""
+    import shutil
+
+    from tests.demo_fixtures import save_tiny_lesion_model
+    from training.export import set_two_views
+    from training.refresh_code import refresh_code
+    from usvcl_hf import UsvclConfig
+
+    root = tmp_path_factory.mktemp("two_views")
+    whole = spread_tiny_classifier(root / "models" / "whole")
+    save_tiny_classifier(root / "models" / "crop", lesion_crop_margin=0.2, decision_threshold=0.7)
+    save_tiny_lesion_model(root / "models" / "lesion", lesion_threshold=0.0)
+    config = UsvclConfig.from_pretrained(whole)
+    set_two_views(config, "someone/lesion", "someone/crop")
+    config.save_pretrained(whole)
+    refresh_code(whole)
+    (root / "images").mkdir()
+    images = lesion_images(root / "images", 2 * PER_CLASS)
+    labels = np.arange(len(images)) % 2
+    (root / "labels.csv").write_text("image,label,patient\n" + "".join(
+        f"images/{path.name},{LABELS[label]},p{index // 2}\n" for index, (path, label) in
+        enumerate(zip(images, labels))))
+    assert main(["--model", str(whole), "--labels", str(root / "labels.csv"), "--output", str(root / "written"),
+                 "--bootstrap", "20"]) == 0
+    shutil.copytree(root / "written", root / "elsewhere" / "site_model")
+    return {"root": root, "models": root / "models", "output": root / "elsewhere" / "site_model", "images": images}
+
+
+def test_two_views_carry_their_companions_recalibrated(two_view_site) -> None:
+    output, models = two_view_site["output"], two_view_site["models"]
+    config = json.loads((output / "config.json").read_text())
+    crop = json.loads((output / "crop_model" / "config.json").read_text())
+    assert config["two_view_models"] == {"lesion_model": "lesion_model", "crop_model": "crop_model"}
+    assert crop["site_calibration"] == config["site_calibration"]
+    assert config["site_calibration"]["views"] == ["whole image", "lesion crop"]
+    threshold = config["site_calibration"]["threshold"]
+    assert (config["decision_threshold"] + crop["decision_threshold"]) / 2 == pytest.approx(threshold)
+    for name in ("model.safetensors", "config.json"):
+        assert (output / "lesion_model" / name).read_bytes() == (models / "lesion" / name).read_bytes()
+    assert (output / "crop_model" / "model.safetensors").read_bytes() == (
+        models / "crop" / "model.safetensors").read_bytes()
+
+
+def test_two_view_pipeline_and_demo_use_the_folder_s_own_companions(two_view_site) -> None:
+    import argparse
+
+    import app
+    from usvcl_hf.clip_prediction import load_model
+
+    output = two_view_site["output"]
+    model, _ = load_model(output)
+    defaults = argparse.Namespace(lesion_model=app.DEFAULT_LESION_MODEL, crop_model=app.DEFAULT_CROP_MODEL)
+    assert app.companion_names(defaults, model) == (str(output / "lesion_model"), str(output / "crop_model"))
+    result = run_isolated(
+        f"""
+        from transformers import pipeline
+        classify = pipeline(model={str(output)!r}, trust_remote_code=True)
+        answer = classify({str(two_view_site["images"][0])!r})
+        result = dict(threshold=answer["threshold"], crop=classify.crop_model.name_or_path)
+        """,
+        cwd=two_view_site["root"],
+    )
+    config = json.loads((output / "config.json").read_text())
+    assert result["threshold"] == pytest.approx(config["site_calibration"]["threshold"])
+    assert result["crop"] == str(output / "crop_model")
+
+
+def test_the_demo_runs_a_one_view_site_model_alone(site, calibrated) -> None:
+    import argparse
+
+    import app
+    from usvcl_hf.clip_prediction import load_model
+
+    model, _ = load_model(calibrated)
+    defaults = argparse.Namespace(lesion_model=app.DEFAULT_LESION_MODEL, crop_model=app.DEFAULT_CROP_MODEL)
+    assert app.companion_names(defaults, model) == (app.NO_MODEL, app.NO_MODEL)
+    chosen = argparse.Namespace(lesion_model="my/lesion", crop_model=app.NO_MODEL)
+    assert app.companion_names(chosen, model) == ("my/lesion", app.NO_MODEL)
