@@ -132,3 +132,32 @@ def test_finetune_cross_device_writes_every_output_with_devices(tmp_path: Path) 
     data = load_labeled_data(str(tmp_path / "store"), 40, "pad")
     train, holdout = final_split(config, data)
     assert set(data.devices[np.concatenate([train, holdout])]) == {GE}
+
+
+def test_site_calibration_draws_on_a_tiny_bus_bra_like_folder(tmp_path: Path) -> None:
+    """`experiments.cross_device.site_calibration`: the Toshiba rows only, patient-grouped halves, one row per draw
+    and evaluated image, and a table from them (`experiments.device_tables.site_calibration_table`)."""
+    import pandas as pd
+
+    from experiments.cross_device.site_calibration import main as site_main
+    from experiments.device_tables import site_calibration_table
+    from tests.demo_fixtures import save_tiny_classifier, write_png
+
+    (tmp_path / "bus_bra" / "Images").mkdir(parents=True)
+    lines = ["ID,Case,Pathology,Device"]
+    for index in range(48):
+        device = TOSHIBA if index < 44 else GE
+        image_id = f"bus_{index:04d}-l"
+        write_png(tmp_path / "bus_bra" / "Images" / f"{image_id}.png", seed=index)
+        lines.append(f"{image_id},{index // 2},{('benign', 'malignant')[index % 2]},{device}")
+    (tmp_path / "bus_bra" / "bus_data.csv").write_text("\n".join(lines) + "\n")
+    model = save_tiny_classifier(tmp_path / "model", decision_threshold=0.6, threshold_in_logits=True)
+    assert site_main(["--model", str(model), "--data", str(tmp_path / "bus_bra"), "--output", str(tmp_path / "out"),
+                      "--draws", "2"]) == 0
+    draws = pd.read_csv(tmp_path / "out" / "draws.csv", dtype={"patient_id": str})
+    assert set(draws["draw"]) == {0, 1} and set(draws["device"]) == {TOSHIBA}
+    for _, part in draws.groupby("draw"):
+        assert part["image_id"].is_unique and 0 < len(part) < 44
+        assert part["fit_images"].iloc[0] + len(part) == 44
+    assert (draws["threshold_model"] == 0.6).all()
+    assert "| difference |" in site_calibration_table(draws, n_boot=20)
