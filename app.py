@@ -54,7 +54,7 @@ from usvcl_hf.demo_summary import (
     summary_markdown,
 )
 from usvcl_hf.lesion import NO_LESION_LABEL, draw_outline, lesion_masks, load_lesion_model
-from usvcl_hf.pipeline_usvcl import companion_location
+from usvcl_hf.pipeline_usvcl import site_companions
 from usvcl_hf.saliency import gradcam_heatmap, overlay_heatmap
 from usvcl_hf.video import DICOM_SUFFIXES, IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, VIDEO_SUFFIXES, ClipReadError
 
@@ -424,7 +424,9 @@ def main(argv: list[str] | None = None) -> None:
         model, processor = load_model(location)
     except (OSError, ValueError) as error:
         raise SystemExit(f"{missing_model_message(args.model)}\nLoading failed with: {error}") from error
-    lesion = load_demo_lesion_model(*companion_names(args, model))
+    asked = (args.lesion_model, args.crop_model)  # by default, a site-calibrated folder's own (or none: one view)
+    own = site_companions(model, NO_MODEL) if asked == (DEFAULT_LESION_MODEL, DEFAULT_CROP_MODEL) else None
+    lesion = load_demo_lesion_model(*(own or asked))
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM ends the server like Ctrl-C does
     with private_gradio_folder():
         demo = build_demo(model, processor, args.model, lesion)
@@ -432,19 +434,6 @@ def main(argv: list[str] | None = None) -> None:
             launch_demo(demo, args.host, args.port, args.share)
         finally:
             close_demo(demo)
-
-
-def companion_names(args: argparse.Namespace, model: Any) -> tuple[str, str]:
-    """The lesion and crop models to load: those asked for; with both left at their defaults, a site-calibrated
-    model's own (`training.calibrate_site`: inside its folder, as its config names them, or none for a one-view
-    one), so that the demo answers with the calibration the folder was fitted with."""
-    defaults = args.lesion_model == DEFAULT_LESION_MODEL and args.crop_model == DEFAULT_CROP_MODEL
-    if not defaults or getattr(model.config, "site_calibration", None) is None:
-        return args.lesion_model, args.crop_model
-    named = getattr(model.config, "two_view_models", None)
-    if not named:
-        return NO_MODEL, NO_MODEL
-    return companion_location(named["lesion_model"], model), companion_location(named["crop_model"], model)
 
 
 def load_demo_lesion_model(name: str, crop_name: str = NO_MODEL) -> LesionModel | None:

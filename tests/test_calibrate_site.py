@@ -252,15 +252,12 @@ def test_two_views_carry_their_companions_recalibrated(two_view_site) -> None:
 
 
 def test_two_view_pipeline_and_demo_use_the_folder_s_own_companions(two_view_site) -> None:
-    import argparse
-
-    import app
     from usvcl_hf.clip_prediction import load_model
+    from usvcl_hf.pipeline_usvcl import site_companions
 
     output = two_view_site["output"]
-    model, _ = load_model(output)
-    defaults = argparse.Namespace(lesion_model=app.DEFAULT_LESION_MODEL, crop_model=app.DEFAULT_CROP_MODEL)
-    assert app.companion_names(defaults, model) == (str(output / "lesion_model"), str(output / "crop_model"))
+    model, _ = load_model(output)  # as app.py loads it: its default companions become the folder's own
+    assert site_companions(model) == (str(output / "lesion_model"), str(output / "crop_model"))
     result = run_isolated(
         f"""
         from transformers import pipeline
@@ -276,13 +273,8 @@ def test_two_view_pipeline_and_demo_use_the_folder_s_own_companions(two_view_sit
 
 
 def test_the_demo_runs_a_one_view_site_model_alone(site, calibrated) -> None:
-    import argparse
-
-    import app
     from usvcl_hf.clip_prediction import load_model
+    from usvcl_hf.pipeline_usvcl import site_companions
 
-    model, _ = load_model(calibrated)
-    defaults = argparse.Namespace(lesion_model=app.DEFAULT_LESION_MODEL, crop_model=app.DEFAULT_CROP_MODEL)
-    assert app.companion_names(defaults, model) == (app.NO_MODEL, app.NO_MODEL)
-    chosen = argparse.Namespace(lesion_model="my/lesion", crop_model=app.NO_MODEL)
-    assert app.companion_names(chosen, model) == ("my/lesion", app.NO_MODEL)
+    assert site_companions(load_model(calibrated)[0], "none") == ("none", "none")
+    assert site_companions(load_model(site["model"])[0]) is None  # not site-calibrated: the demo's defaults

@@ -35,7 +35,7 @@ from transformers import (
 )
 
 from .configuration_lesion import NO_LESION_LABEL
-from .configuration_usvcl import positive_label_id
+from .configuration_usvcl import TWO_VIEW_ROLES, positive_label_id
 from .image_processing_usvcl import CHECKED_SIZES, to_grey_uint8
 from .lesion_crop import CROP_VIEW, WHOLE_VIEW, crop_to_box, mask_box, two_view_threshold
 
@@ -56,6 +56,16 @@ def companion_location(name: str | Path, model: Any) -> str:
         return str(name)
     sibling = own.parent / Path(str(name)).name
     return str(sibling) if sibling.is_dir() else str(name)
+
+
+def site_companions(model: Any, none: str = "none") -> tuple[str, str] | None:
+    """(lesion model, crop model) locations of a site-calibrated classifier (`config.site_calibration`, written by
+    `training.calibrate_site` with its companions inside its folder), `none` for each when it answers with one
+    view; None for any other model (the demo keeps its defaults)."""
+    if getattr(model.config, "site_calibration", None) is None:
+        return None
+    named = getattr(model.config, "two_view_models", None) or {}
+    return tuple(companion_location(named[role], model) if role in named else none for role in TWO_VIEW_ROLES)
 
 
 # role -> (Auto class, the config field that role needs, what a model without it is)
