@@ -278,3 +278,15 @@ def test_the_demo_runs_a_one_view_site_model_alone(site, calibrated) -> None:
 
     assert site_companions(load_model(calibrated)[0], "none") == ("none", "none")
     assert site_companions(load_model(site["model"])[0]) is None  # not site-calibrated: the demo's defaults
+
+
+def test_images_unlike_the_training_images_are_refused(site, tmp_path, capsys) -> None:
+    """A model whose OOD threshold every image exceeds (statistics of zeros, threshold 1e-6) refuses them all."""
+    rows = good_rows(site, tmp_path)
+    model = save_tiny_classifier(tmp_path / "ood_model", ood_components=2, ood_threshold=1e-6)
+    (tmp_path / "labels.csv").write_text("image,label\n" + "".join(row + "\n" for row in rows))
+    assert main(["--model", str(model), "--labels", str(tmp_path / "labels.csv"), "--output",
+                 str(tmp_path / "out")]) == 2
+    message = capsys.readouterr().err
+    assert f"refuses {len(rows)} files" in message and "not like the training images" in message
+    assert not (tmp_path / "out").exists()
