@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -124,8 +123,3 @@ def score_items(models: SiteModels, items: Sequence[SiteItem]) -> list[ItemScore
         raise SiteInputError(f"the model refuses {len(refused)} files: {name_files(refused)}.")
     return scores
 
-
-def ood_threshold_text(models: SiteModels) -> str:
-    """The model's OOD threshold as text (`none` without one)."""
-    threshold = getattr(models.model.config, "ood_threshold", None)
-    return "none" if threshold is None or not math.isfinite(threshold) else f"{threshold:.3f}"
