@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> None:
         model, processor = load_model(location)
     except (OSError, ValueError) as error:
         raise SystemExit(f"{missing_model_message(args.model)}\nLoading failed with: {error}") from error
-    named = named_companions(model, args.model)  # `--model X` means X: its own companions, unless others are named
+    named = named_companions(model)  # `--model X` means X: its own companions, unless others are named
     lesion = load_demo_lesion_model(args.lesion_model or named.get("lesion_model", NO_MODEL),
                                     args.crop_model or named.get("crop_model", NO_MODEL))
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM ends the server like Ctrl-C does

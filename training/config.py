@@ -126,6 +126,8 @@ class FinetuneConfig:
                                         "validation and test images are cut by the boxes of that fold's segmenter "
                                         "(same seed: same inner splits), else by their masks' (an upper bound)"})
     # cross-validation
+    split: str = option("folds", "folds: the store's official folds (else grouped CV); cross_device: one split "
+                                 "by scanner (store column `device`): trains on GE, tests on Toshiba and U-Systems")
     num_folds: int = 5  # used when the store has no official folds
     folds: list[int] | None = None  # run only these folds (1-based)
     val_fraction: float = 0.2  # inner validation share of each fold's non-test rows (always redrawn by patient)

@@ -8,6 +8,9 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 TRAIN, VAL, TEST = "train", "val", "test"
+SPLITS = ("folds", "cross_device")  # `--split`: the official (or grouped) folds, or one split by scanner
+# BUS-BRA's `Device` values (prefixes) of the scanners a cross-device split tests on; it trains on the others (GE)
+CROSS_DEVICE_TEST = ("Toshiba Aplio 300", "U-Systems")
 
 
 @dataclasses.dataclass
@@ -81,3 +84,51 @@ def draw_label_subset(
         chosen.extend(rows[patient_ids[rows] == patient].tolist())
     return np.sort(np.asarray(chosen, dtype=int))
 
+
+
+def on_test_device(devices: np.ndarray, test_devices: tuple[str, ...] = CROSS_DEVICE_TEST) -> np.ndarray:
+    """`(n,)` bool: the rows whose scanner name starts with one of `test_devices`."""
+    return np.array([str(device).startswith(test_devices) for device in devices], dtype=bool)
+
+
+def cross_device_sides(
+    devices: np.ndarray | None, patient_ids: np.ndarray, test_devices: tuple[str, ...] = CROSS_DEVICE_TEST
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(training-side rows, test rows, patients with images on both sides) of the split by scanner: test = the
+    `test_devices` rows; a patient with images on both sides keeps only its test images (patient-disjoint)."""
+    if devices is None:
+        raise ValueError("--split cross_device needs a store with a `device` column: rebuild it with "
+                         "`python -m training.prepare_data images` (BUS-BRA's Device is read automatically).")
+    test = on_test_device(devices, test_devices)
+    if not test.any() or test.all():
+        raise ValueError(f"--split cross_device: the store's devices {sorted(set(devices.tolist()))} do not split "
+                         f"into {list(test_devices)} and others.")
+    spanning = sorted(set(patient_ids[test]) & set(patient_ids[~test]))
+    train_side = ~test & ~np.isin(patient_ids, spanning)
+    return np.flatnonzero(train_side), np.flatnonzero(test), spanning
+
+
+def cross_device_folds(
+    labels: np.ndarray, patient_ids: np.ndarray, devices: np.ndarray | None, val_fraction: float, seed: int
+) -> list[Fold]:
+    """One fold (number 1): trained on the other scanners, its inner validation drawn by patient from them as
+    `make_folds` draws it (seed + 1), tested on the `CROSS_DEVICE_TEST` scanners."""
+    train_val, test, _ = cross_device_sides(devices, patient_ids)
+    train, val = inner_split(train_val, labels, patient_ids, val_fraction, seed + 1)
+    fold = Fold(1, np.sort(train), np.sort(val), np.sort(test))
+    check_no_leak(fold, patient_ids)
+    return [fold]
+
+
+def split_summary(devices: np.ndarray | None, patient_ids: np.ndarray, folds: list[Fold]) -> dict:
+    """results.json `split`: images per scanner on each side of each fold, and (cross-device) the patients
+    with images on both sides."""
+    summary: dict = {"folds": {}}
+    if devices is None:
+        return summary
+    for fold in folds:
+        summary["folds"][fold.number] = {
+            side: {str(name): int(count) for name, count in zip(*np.unique(devices[getattr(fold, side)],
+                                                                           return_counts=True))}
+            for side in (TRAIN, VAL, TEST)}
+    return summary

@@ -9,8 +9,8 @@ by the same rules as `predict_clip` and the demo with the bundled lesion segment
 
 The whole-image classifier is the pipeline's model; the lesion segmenter and the lesion-crop classifier are named
 by its `config.two_view_models` (Hub ids) or given as `lesion_model=` / `crop_model=` (a folder or a Hub id). A Hub
-id whose repository name is a folder beside the classifier's own folder is loaded from there, so the bundled
-`models/` work offline. For each image (`(H, W)` grey):
+id whose repository name is a folder inside or beside the classifier's own folder is loaded from there, so the
+bundled `models/` and site-calibrated folders (`training.calibrate_site`) work offline. For each image (`(H, W)` grey):
 1. the segmenter gives P(lesion) and the lesion mask at the image's size; below `config.lesion_threshold` the answer
    is `"no lesion"`, without class probabilities;
 2. the crop is the mask's box grown by the crop classifier's `lesion_crop_margin` (`lesion_crop.crop_to_box`);
@@ -35,7 +35,7 @@ from transformers import (
 )
 
 from .configuration_lesion import NO_LESION_LABEL
-from .configuration_usvcl import positive_label_id
+from .configuration_usvcl import TWO_VIEW_ROLES, positive_label_id
 from .image_processing_usvcl import CHECKED_SIZES, to_grey_uint8
 from .lesion_crop import CROP_VIEW, WHOLE_VIEW, crop_to_box, mask_box, two_view_threshold
 
@@ -45,23 +45,25 @@ IMPLEMENTATION = {"impl": "pipeline_usvcl.UsvclTwoViewPipeline", "pt": ["AutoMod
 
 
 def companion_location(name: str | Path, model: Any) -> str:
-    """Where to load a companion model from: `name` when it is a folder, else the folder beside the classifier's
-    own that bears its repository name, else `name` itself (a Hub id)."""
+    """Where to load a companion model from: the folder of that name inside the classifier's own folder (a
+    site-calibrated folder carries its companions there), else `name` when it is a folder, else the folder beside
+    the classifier's own that bears its repository name, else `name` itself (a Hub id)."""
+    own = Path(str(model.name_or_path))
+    inside = own / Path(str(name)).name
+    if own.is_dir() and inside.is_dir():
+        return str(inside)
     if Path(name).is_dir():
         return str(name)
-    sibling = Path(str(model.name_or_path)).parent / Path(str(name)).name
+    sibling = own.parent / Path(str(name)).name
     return str(sibling) if sibling.is_dir() else str(name)
 
 
-def named_companions(model: Any, model_name: str | Path) -> dict[str, str]:
-    """The companions the classifier's own config names (`two_view_models`), by role, each as a user names it: the
-    folder beside `model_name` bearing its repository name when there is one (`companion_location`), else its
-    Hub id. Empty when the config names none."""
-    named = {}
-    for role, hub_id in (getattr(model.config, "two_view_models", None) or {}).items():
-        beside = companion_location(hub_id, model) != str(hub_id)
-        named[role] = str(Path(model_name).parent / Path(hub_id).name) if beside else str(hub_id)
-    return named
+def named_companions(model: Any) -> dict[str, str]:
+    """The companions the classifier's own config names (`two_view_models`), by role, each where
+    `companion_location` finds it: inside the classifier's folder (a site-calibrated folder carries its companions
+    there), beside it, or its Hub id. Empty when the config names none (the model answers with one view)."""
+    named = getattr(model.config, "two_view_models", None) or {}
+    return {role: companion_location(hub_id, model) for role, hub_id in named.items()}
 
 
 # role -> (Auto class, the config field that role needs, what a model without it is)

@@ -81,7 +81,7 @@ def test_the_page_of_the_bundled_models_says_what_they_are(monkeypatch):
     for variable in ("USVCL_LESION_MODEL", "USVCL_CROP_MODEL"):
         monkeypatch.delenv(variable, raising=False)
     model, processor = load_model(ROOT / app.DEFAULT_MODEL)
-    named = named_companions(model, app.DEFAULT_MODEL)
+    named = named_companions(model)
     lesion = app.load_demo_lesion_model(named["lesion_model"], named["crop_model"])
     text = models_markdown(model, app.DEFAULT_MODEL, lesion)
     assert f"`{model.config.backbone}` CNN on {model.config.image_size} px" in text

@@ -34,12 +34,12 @@ from training.finetune.data import LabeledData, LesionCrops, load_labeled_data
 from training.finetune.label_efficiency import run_label_efficiency
 from training.finetune.model import INITS, build_processor, class_weights, for_fold, resolve_image_size
 from training.finetune.outputs import (
-    PREDICTION_COLUMNS,
     SELECTION,
     Pooled,
     PredictionRecord,
     fold_metrics,
     mean_std,
+    prediction_columns,
     prediction_record,
     prediction_table,
     write_config,
@@ -47,7 +47,15 @@ from training.finetune.outputs import (
     write_outputs,
 )
 from training.finetune.train import FoldOutcome, run_fold, train_final_model
-from training.folds import Fold, make_folds
+from training.folds import (
+    CROSS_DEVICE_TEST,
+    SPLITS,
+    Fold,
+    cross_device_folds,
+    cross_device_sides,
+    make_folds,
+    split_summary,
+)
 from training.lesion.boxes import read_boxes
 from training.logs import setup_logging
 from training.provenance import device_facts, git_commit, machine_description, run_command
@@ -84,6 +92,8 @@ class CrossValidation:
 
 def validate_config(config: FinetuneConfig) -> None:
     """Raise `ValueError` for values the run cannot use."""
+    if config.split not in SPLITS:
+        raise ValueError(f"`split` must be one of {list(SPLITS)}, got {config.split!r}.")
     if config.init not in INITS:
         raise ValueError(f"`init` must be one of {list(INITS)}, got {config.init!r}.")
     if config.augment_policy not in AUGMENT_POLICIES:
@@ -123,6 +133,19 @@ def check_eval_boxes(crops: LesionCrops | None, data: LabeledData, folds: list[F
                     f"this run's split seed and val fraction).")
 
 
+def run_folds(config: FinetuneConfig, data: LabeledData) -> list[Fold]:
+    """The run's folds: the store's official folds (else grouped CV), or `--split cross_device`'s one split by
+    scanner (its count of patients with images on both sides logged; they are kept on the test side only)."""
+    split_seed = config.seed if config.split_seed is None else config.split_seed
+    if config.split == "cross_device":
+        spanning = cross_device_sides(data.devices, data.patient_ids)[2]
+        LOGGER.info("cross-device split: test scanners %s; %d patients with images on both sides%s",
+                    list(CROSS_DEVICE_TEST), len(spanning), f" ({spanning[:10]})" if spanning else "")
+        return cross_device_folds(data.labels, data.patient_ids, data.devices, config.val_fraction, split_seed)
+    return make_folds(data.labels, data.patient_ids, data.split_columns, config.num_folds, config.val_fraction,
+                      split_seed)
+
+
 def prepare_run(config: FinetuneConfig) -> FinetuneRun:
     """Accelerator, config.yaml, processor (size and normalisation of the first fold's init model), data, folds."""
     started = time.perf_counter()
@@ -137,9 +160,7 @@ def prepare_run(config: FinetuneConfig) -> FinetuneRun:
     crops = lesion_crops(config)
     data = load_labeled_data(config.store_path, image_size, resize_mode, with_masks=config.mask_loss_weight > 0,
                              crops=crops)
-    split_seed = config.seed if config.split_seed is None else config.split_seed
-    folds = make_folds(data.labels, data.patient_ids, data.split_columns, config.num_folds, config.val_fraction,
-                       split_seed)
+    folds = run_folds(config, data)
     if config.folds:
         folds = [fold for fold in folds if fold.number in set(config.folds)]
         if not folds:
@@ -178,9 +199,9 @@ def cross_validate(run: FinetuneRun) -> CrossValidation:
                     evaluation.format_interval(done.fold_results[-1]["metrics"]["auc"]))
         if run.accelerator.is_main_process:  # kept if a later fold is interrupted
             write_json_atomic(run.output_dir / "folds_done.json", done.fold_results)
-            write_csv(run.output_dir / "predictions_done.csv", PREDICTION_COLUMNS,
+            write_csv(run.output_dir / "predictions_done.csv", prediction_columns(run.data),
                       prediction_table(run.data, done.records))
-            write_csv(run.output_dir / "val_predictions.csv", PREDICTION_COLUMNS,
+            write_csv(run.output_dir / "val_predictions.csv", prediction_columns(run.data),
                       prediction_table(run.data, done.val_records))
     return done
 
@@ -242,6 +263,16 @@ def final_only(run: FinetuneRun) -> dict[str, Any]:
     return results
 
 
+def split_entry(run: FinetuneRun) -> dict[str, Any]:
+    """results.json `split`: its name, images per scanner on each side, and for cross_device the test scanners and
+    the number of patients with images on both sides."""
+    entry = {"name": run.config.split, **split_summary(run.data.devices, run.data.patient_ids, run.folds)}
+    if run.config.split == "cross_device":
+        entry.update(test_devices=list(CROSS_DEVICE_TEST),
+                     patients_on_both_sides=len(cross_device_sides(run.data.devices, run.data.patient_ids)[2]))
+    return entry
+
+
 def assemble_results(
     run: FinetuneRun, done: CrossValidation, pooled: Pooled, label_summary: list, final: dict[str, Any]
 ) -> dict[str, Any]:
@@ -262,6 +293,7 @@ def assemble_results(
         ),
         "folds": done.fold_results,
         "mean_val_auc": float(np.mean([outcome.val_auc for outcome in done.outcomes])),
+        "split": split_entry(run),
         "selection": list(SELECTION),
         "pooled": pooled.metrics,
         "mean_std": mean_std(done.fold_results),

@@ -34,6 +34,7 @@ class LabeledData:
     class_names: list[str] = dataclasses.field(default_factory=list)  # label k's name (the store's ClassLabel)
     masks: np.ndarray | None = None  # (n, S, S) float32 lesion masks squared like `squares`; NaN = no mask
     fold_squares: dict[int, dict[int, np.ndarray]] = dataclasses.field(default_factory=dict)  # fold -> row -> (S, S)
+    devices: np.ndarray | None = None  # (n,) str: each image's scanner (the store's `device` column), if it has one
 
     def for_fold(self, number: int) -> LabeledData:
         """The data fold `number` trains, validates and tests on: its own squares of the rows it has them for (its
@@ -181,6 +182,7 @@ def load_labeled_data(store_path: str, image_size: int, resize_mode: str, with_m
         class_names=label_names(store),
         masks=np.stack(masks) if with_masks else None,  # (n, S, S)
         fold_squares=fold_squares,
+        devices=np.asarray(store["device"]).astype(str) if "device" in store.column_names else None,
     )
 
 

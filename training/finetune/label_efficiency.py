@@ -14,8 +14,8 @@ from training.atomic import write_json_atomic
 from training.config import FinetuneConfig
 from training.finetune.data import LabeledData
 from training.finetune.outputs import (
-    PREDICTION_COLUMNS,
     PredictionRecord,
+    prediction_columns,
     prediction_record,
     prediction_table,
     write_csv,
@@ -75,8 +75,8 @@ def run_label_efficiency(
         })
         if accelerator.is_main_process:  # after every size, so a run stopped by a deadline keeps what it finished
             write_json_atomic(output_dir / "label_efficiency.json", summary)
-            write_csv(output_dir / "label_efficiency_predictions.csv", ["num_labels", "draw", *PREDICTION_COLUMNS],
-                      prediction_rows)
+            write_csv(output_dir / "label_efficiency_predictions.csv",
+                      ["num_labels", "draw", *prediction_columns(data)], prediction_rows)
             evaluation.plot_label_efficiency(summary, output_dir / "label_efficiency.png")
     return summary
 

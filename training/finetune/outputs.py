@@ -87,15 +87,22 @@ def mean_std(fold_results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return summary
 
 
+def prediction_columns(data: LabeledData) -> list[str]:
+    """`PREDICTION_COLUMNS`, and `device` (each image's scanner) when the store has one."""
+    return PREDICTION_COLUMNS + (["device"] if data.devices is not None else [])
+
+
 def prediction_table(data: LabeledData, records: list[PredictionRecord]) -> list[list[Any]]:
-    """Rows of `PREDICTION_COLUMNS` for `(fold, rows, logits, calibration, threshold)` records, every digit kept."""
+    """Rows of `prediction_columns(data)` for `(fold, rows, logits, calibration, threshold)` records, every digit
+    kept."""
     table = []
     for fold_number, rows, logits, calibration, threshold in records:
         calibrated = evaluation.positive_probability(logits, *calibration)
         raw = evaluation.positive_probability(logits)
         for row, probability, raw_probability in zip(rows, calibrated, raw):
             table.append([data.image_ids[row], data.patient_ids[row], fold_number, int(data.labels[row]),
-                          *(f"{value:.{EXACT_DIGITS}g}" for value in (probability, raw_probability, threshold))])
+                          *(f"{value:.{EXACT_DIGITS}g}" for value in (probability, raw_probability, threshold)),
+                          *([data.devices[row]] if data.devices is not None else [])])
     return table
 
 
@@ -174,7 +181,7 @@ def write_outputs(
     )
     evaluation.plot_confusion(pooled_labels, pooled_probability, pooled.threshold, output_dir / "confusion.png",
                               data.class_names)
-    write_csv(output_dir / "predictions.csv", PREDICTION_COLUMNS, prediction_table(data, prediction_records))
+    write_csv(output_dir / "predictions.csv", prediction_columns(data), prediction_table(data, prediction_records))
     write_json_atomic(output_dir / "results.json", results)
     (output_dir / "results.md").write_text(results_markdown(results))
     write_manifest(output_dir, config, results)

@@ -20,7 +20,7 @@ from training.common import backward_and_step, build_scheduler, cpu_state_dict
 from training.config import FinetuneConfig
 from training.finetune.data import LabeledData, SquareDataset, make_loader
 from training.finetune.model import build_classifier, class_weights, for_fold, save_model
-from training.folds import Fold, inner_split
+from training.folds import Fold, cross_device_sides, inner_split
 
 SEED_STREAM_FOLD, SEED_STREAM_LABELS, SEED_STREAM_FINAL = 1, 2, 3
 
@@ -299,8 +299,11 @@ def run_fold(
 
 
 def final_split(config: FinetuneConfig, data: LabeledData) -> tuple[np.ndarray, np.ndarray]:
-    """The final model's training rows and its patient-grouped holdout (where its calibration is fitted)."""
+    """The final model's training rows and its patient-grouped holdout (where its calibration is fitted): all rows,
+    or with `split` cross_device the training side's scanners only."""
     all_rows = np.arange(len(data.labels))
+    if config.split == "cross_device":
+        all_rows = cross_device_sides(data.devices, data.patient_ids)[0]
     return inner_split(all_rows, data.labels, data.patient_ids, config.final_holdout_fraction,
                        config.seed + SEED_STREAM_FINAL)
 

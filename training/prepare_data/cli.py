@@ -94,7 +94,7 @@ def run_images(args: argparse.Namespace) -> dict:
     unknown = sorted(set(columns["label"]) - set(label_names))
     if unknown:
         raise PrepareError(f"labels {unknown} are not among the label names {label_names}")
-    features = image_features(label_names, fold_keys)
+    features = image_features(label_names, fold_keys, with_device="device" in columns)
     if args.masks:  # lesion masks at the stored size (training.lesion.train); None where an image has none
         columns["mask"] = mask_column(Path(args.masks), columns["image_id"], columns["image"])
         features["mask"] = datasets.Image()
@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--preset", choices=[BUS_BRA_PRESET], default=None,
                         help="dataset layout (BUS-BRA is also detected automatically)")
     images.add_argument("--label-column", default="label", help="metadata column with the class label")
+    images.add_argument("--device-column", default=None,
+                        help="metadata column naming each image's scanner: adds a `device` column (cross-device "
+                             "splits; BUS-BRA's `Device` is read automatically)")
     images.add_argument("--masks", default=None,
                         help="folder of BUS-BRA-style lesion masks (mask_<id without bus_>.png): adds a `mask` column "
                              "(BUS-BRA's Masks/ is found automatically)")

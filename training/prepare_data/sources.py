@@ -39,6 +39,7 @@ class FileJob:
     patient_id: str
     label: str | None = None
     image_id: str | None = None
+    device: str | None = None  # the scanner (metadata --device-column), for cross-device splits
 
 
 def list_files(root: Path, suffixes: frozenset[str]) -> list[Path]:
@@ -128,6 +129,7 @@ def apply_bus_bra_preset(args: argparse.Namespace, root: Path) -> None:
     args.metadata = args.metadata or str(root / BUS_BRA_METADATA)
     args.folds = args.folds or str(root / BUS_BRA_FOLDS)
     args.file_column, args.patient_column, args.label_column = "ID", "Case", "Pathology"
+    args.device_column = args.device_column or "Device"
     args.file_template = f"{BUS_BRA_IMAGES}/{{}}.png"
     args.fold_id_column = "ID"
     args.label_names = list(BUS_BRA_LABELS)
@@ -151,7 +153,8 @@ def metadata_image_jobs(args: argparse.Namespace, root: Path) -> tuple[list[File
     """One job per metadata row (sorted by file entry); missing files are reported as skipped."""
     csv_path = Path(args.metadata)
     rows = read_csv_rows(csv_path)
-    require_columns(csv_path, rows, [args.file_column, args.patient_column, args.label_column])
+    require_columns(csv_path, rows, [args.file_column, args.patient_column, args.label_column,
+                                     *([args.device_column] if args.device_column else [])])
     jobs, skipped = [], []
     for row in sorted(rows, key=lambda row: row[args.file_column]):
         entry = row[args.file_column].strip()
@@ -163,7 +166,8 @@ def metadata_image_jobs(args: argparse.Namespace, root: Path) -> tuple[list[File
         patient_id = row[args.patient_column].strip()
         jobs.append(FileJob(path=path, source=source, video_id=patient_id, patient_id=patient_id,
                             label=row[args.label_column].strip(), image_id=Path(entry).with_suffix("").name
-                            if Path(entry).suffix.lower() in IMAGE_SUFFIXES else entry))
+                            if Path(entry).suffix.lower() in IMAGE_SUFFIXES else entry,
+                            device=row[args.device_column].strip() if args.device_column else None))
     return jobs, skipped, f"metadata CSV {csv_path} (column {args.patient_column})"
 
 

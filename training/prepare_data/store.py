@@ -59,7 +59,8 @@ def image_rows(results: Iterator[tuple[FileJob, DecodeResult]], args: argparse.N
     test_fold, splits, fold_keys = read_folds(args)
     columns: dict[str, list] = {name: [] for name in
                                 ("image", "image_id", "patient_id", "video_id", "frame_index", "source", "label",
-                                 "fold", *[f"split_{key}" for key in fold_keys])}
+                                 "fold", *[f"split_{key}" for key in fold_keys],
+                                 *(["device"] if getattr(args, "device_column", None) else []))}
     frames_per_patient: dict[str, int] = {}
     for job, result in results:
         if result.error is not None:
@@ -76,11 +77,13 @@ def image_rows(results: Iterator[tuple[FileJob, DecodeResult]], args: argparse.N
         columns["fold"].append(test_fold.get(job.image_id, NO_FOLD))
         for key in fold_keys:
             columns[f"split_{key}"].append(splits.get(job.image_id, {}).get(key, TEST_SPLIT))
+        if "device" in columns:
+            columns["device"].append(job.device)
     return columns, fold_keys
 
 
-def image_features(label_names: list[str], fold_keys: list[str]) -> datasets.Features:
-    """Features of the image store."""
+def image_features(label_names: list[str], fold_keys: list[str], with_device: bool = False) -> datasets.Features:
+    """Features of the image store (a `device` column with `with_device`: the scanner of each image)."""
     features = {
         "image": datasets.Image(),
         "image_id": datasets.Value("string"),
@@ -92,6 +95,8 @@ def image_features(label_names: list[str], fold_keys: list[str]) -> datasets.Fea
         "fold": datasets.Value("int32"),
     }
     features.update({f"split_{key}": datasets.Value("string") for key in fold_keys})
+    if with_device:
+        features["device"] = datasets.Value("string")
     return datasets.Features(features)
 
 
