@@ -35,7 +35,7 @@ from transformers import (
 )
 
 from .configuration_lesion import NO_LESION_LABEL
-from .configuration_usvcl import TWO_VIEW_ROLES, positive_label_id
+from .configuration_usvcl import positive_label_id
 from .image_processing_usvcl import CHECKED_SIZES, to_grey_uint8
 from .lesion_crop import CROP_VIEW, WHOLE_VIEW, crop_to_box, mask_box, two_view_threshold
 

@@ -50,7 +50,7 @@ from usvcl_hf.runtime.input_checks import CHECKED_SIZES
 from usvcl_hf.runtime.video import VIDEO_SUFFIXES, ClipReadError, read_clip
 
 LOGGER = logging.getLogger(__name__)
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_BUS_BRA = DATA_ROOT / "bus_bra"
 DEFAULT_LUNG = (f"pocus={DATA_ROOT / 'pocus_cc_by' / 'clips'}",

@@ -36,7 +36,7 @@ from training.export.retarget import companion_ids, retarget_folder
 from training.logs import setup_logging
 
 LOGGER = logging.getLogger(__name__)
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_FILE_PATTERNS = ("README.md", "config.json", "preprocessor_config.json", "export_check.json", "results.json",
                        "ood_results.json", "*.safetensors", "*.py", "*.png")
 SPACE_APP_FILE = "app.py"

@@ -33,7 +33,7 @@ def fake_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A repo root with app.py, requirements.txt, usvcl_hf/, demo/ and examples/ for building a Space."""
     root = tmp_path / "repo"
     root.mkdir()
-    (root / "app.py").write_text("import usvcl_hf\nprint('demo')\n")
+    (root / "app.py").write_text("import usvcl_hf\nfrom demo import summary\nprint('demo')\n")
     shutil.copyfile(REPO_ROOT / "requirements.txt", root / "requirements.txt")
     for package in ("usvcl_hf", "demo"):
         shutil.copytree(REPO_ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
