@@ -193,14 +193,14 @@ def test_dry_run_of_the_bundled_model_builds_the_local_demo_under_the_given_owne
     for folder in staged:
         for name in ("README.md", "config.json"):
             assert "usvcl/" not in (folder / name).read_text(), f"{folder / name} names a bundled repository id"
-    assert 'repo = "someone/whole-image"' in (out / "model" / "README.md").read_text()
+    assert 'model="someone/whole-image"' in (out / "model" / "README.md").read_text()
 
     import app  # the local demo's defaults: the same three folders, byte for byte
     local = app.parse_args([])
     space = out / "space"
     variables = report["space"]["variables"]
-    for local_name, variable in ((local.model, "USVCL_MODEL"), (local.lesion_model, "USVCL_LESION_MODEL"),
-                                 (local.crop_model, "USVCL_CROP_MODEL")):
+    for local_name, variable in ((local.model, "USVCL_MODEL"), (app.DEFAULT_LESION_MODEL, "USVCL_LESION_MODEL"),
+                                 (app.DEFAULT_CROP_MODEL, "USVCL_CROP_MODEL")):
         assert (space / variables[variable] / "model.safetensors").read_bytes() == (
             REPO_ROOT / local_name / "model.safetensors").read_bytes()
     requirements = (space / "requirements.txt").read_text()
