@@ -386,7 +386,7 @@ def missing_model_message(model: str) -> str:
     return (
         f"Model {model!r} was not found.\n"
         f"The default model ({DEFAULT_MODEL}) is produced by the training pipeline: fine-tune "
-        "(`bash experiments/cpu_lite0.sh`), then `python -m training.export` writes it (see README.md).\n"
+        "(`bash experiments/recipe/run.sh`), then `python -m training.export` writes it (see README.md).\n"
         "Or pass another one: `python app.py --model DIR_OR_HUB_ID` (or set USVCL_MODEL), e.g. a folder written "
         "by `save_pretrained` with the model and its image processor."
     )

@@ -44,7 +44,7 @@ from experiments.run_folders import run_parts
 from training import evaluation
 
 logger = logging.getLogger("experiments.report")
-RESULTS_DIR = Path("experiments/results")
+RESULTS_DIR = Path("experiments")  # run folders in the spec are relative to it (QUESTION/results/ARM/seedN)
 DEFAULT_SPEC = Path("experiments/report.yaml")
 FINISHED, STOPPED = "predictions.csv", "predictions_done.csv"  # a run's test predictions; those of a stopped run
 VALIDATION = "val_predictions.csv"  # a run's inner-validation predictions (each fold's, calibrated)

@@ -228,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--frames-per-clip", type=int, default=DEFAULT_FRAMES_PER_CLIP, help="lung frames per clip")
     parser.add_argument("--max-patients", type=int, help="use only this many BUS-BRA patients (quick runs)")
     parser.add_argument("--seed", type=int, default=0, help="patient split and bootstrap seed")
-    parser.add_argument("--output", type=Path, help="results JSON (default experiments/results/ood/MODEL_NAME.json)")
+    parser.add_argument("--output", type=Path,
+                        help="results JSON (default experiments/out_of_distribution/results/MODEL_NAME.json)")
     parser.add_argument("--no-store", action="store_true", help="measure only; leave the model folder unchanged")
     parser.add_argument("--max-size-mb", type=float, default=MAX_WEIGHTS_MB, help="largest allowed weights file")
     return parser
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
     usvcl_hf.register_auto_classes()
-    output = args.output or REPO_ROOT / "experiments" / "results" / "ood" / f"{args.model.name}.json"
+    output = args.output or REPO_ROOT / "experiments" / "out_of_distribution" / "results" / f"{args.model.name}.json"
     try:
         record = run(args)
     except (ExportError, ClipReadError, OSError) as error:

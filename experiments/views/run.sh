@@ -5,19 +5,19 @@
 #    of the fold's inner-validation and test images. The segmenter draws its inner splits as the classifier below
 #    does (same function, seed 42, 0.2), so it never trained on an image that the classifier validates or tests on
 #    (training.finetune checks this).
-# 2. The default recipe (ImageNet Lite0, recipe B, 15 epochs, seed 42) on lesion crops: the box grown by MARGIN of
+# 2. The default recipe (ImageNet Lite0, the default recipe, 15 epochs, seed 42) on lesion crops: the box grown by MARGIN of
 #    its size on each side, at SIZE px (128: about the crops' stored size, median longer side 139 px at MARGIN 0.2).
 #    Training images are cut by their masks' boxes, inner-validation and test images by their fold's segmenter
 #    boxes, as a deployed model would see them. MARGIN and SIZE are fixed in advance, not tuned.
 # Then whole image (the shipped arm, 192 px) or lesion crops by mean inner-validation AUC over the 5 folds
 # (experiments/choose_by_validation.py): $RUNS/crop_choice.json; no test fold is looked at.
-# Two 1-thread lanes a stage (folds 1-3, folds 4-5); no final models.
-#   bash experiments/cpu_lesion_crops.sh        # RUNS=runs/cpu, MARGIN=0.2, SIZE=128 (defaults)
+# Two 1-thread processes a stage (folds 1-3, folds 4-5); no final models.
+#   bash experiments/views/run.sh        # RUNS=runs/cpu, MARGIN=0.2, SIZE=128 (defaults)
 set -euo pipefail
 RUNS=${RUNS:-runs/cpu}
 MARGIN=${MARGIN:-0.2}
 SIZE=${SIZE:-128}
-CHOICES=(experiments/configs/cpu9_choices.yaml experiments/configs/cpu15_choices.yaml)
+CHOICES=(experiments/configs/whole_image_15_epochs_choices.yaml experiments/configs/crop_view_choices.yaml)
 source experiments/common.sh
 ARM=lite0_B_crops
 PARTS=("1 2 3" "4 5")
@@ -35,7 +35,7 @@ for part in "${PARTS[@]}"; do segmenter_lane "$part" & done
 wait
 BOXES=("$RUNS"/lesion_boxes_folds1-2-3/boxes.csv "$RUNS"/lesion_boxes_folds4-5/boxes.csv)
 for part in "${PARTS[@]}"; do
-  finetune_lane "${ARM}_folds${part// /-}" --seed 42 --num-epochs 15 --image-size "$SIZE" --lesion-crop \
+  finetune_run "${ARM}_folds${part// /-}" --seed 42 --num-epochs 15 --image-size "$SIZE" --lesion-crop \
     --crop-margin "$MARGIN" --eval-boxes "${BOXES[@]}" --folds $part --no-final-model &
 done
 wait

@@ -11,7 +11,7 @@
 #   3. The winner's fold-1 run and step 2 pooled into one arm (experiments/pool_predictions.py --results-json).
 # Wall time on the development machine (2 cores): about 15 min (step 1); step 2 ran as one 1-thread process beside
 # the lesion segmenter's training. Results under $RUNS; commit
-# them under experiments/results/cpu6_lite0/ (docs/results.md says which folder is which).
+# them under experiments/recipe/results/default_recipe_and_lesion_segmenter.md (docs/results.md says which folder is which).
 set -euo pipefail
 RUNS=${RUNS:-runs/cpu}
 CONFIG=experiments/configs/finetune_gpu_lite0.yaml
@@ -34,5 +34,5 @@ OMP_NUM_THREADS=2 python -m training.finetune "${COMMON[@]}" --folds 2 3 4 5 ${R
   --output-dir "$RUNS/lite0_${name}_folds2-5" > "$RUNS/lite0_${name}_folds2-5.log" 2>&1
 python experiments/pool_predictions.py "$RUNS/pilot_$name" "$RUNS/lite0_${name}_folds2-5" \
   --output "$RUNS/lite0_pooled.json" --results-json "$RUNS/lite0_results.json" \
-  --choices experiments/configs/cpu_lite0_choices.yaml
+  --choices experiments/configs/default_recipe_choices.yaml
 echo "arm results in $RUNS/lite0_results.json; final model in $RUNS/lite0_${name}_folds2-5/final_model"
