@@ -10,7 +10,7 @@
 # recipe: 128 px, margin 0.2), its validation and test images cut by the committed per-fold segmenter boxes (same
 # inner splits, seed 42); about 12 min a fold on a process.
 # One process per seed, one torch thread each; FOLDS splits the 5 folds over sessions (about 22 min a fold on a process),
-# each part into its own folder (experiments.report reads part*/ folders as one run). No final model.
+# each part into its own folder (committed as fold folders, folds1-2/ and folds3-5/, that experiments.report reads as one run). No final model.
 # EPOCHS (15 by default, the shipped schedule) runs a longer or shorter schedule as a candidate (issue #15 item 3:
 # for the whole image 15 epochs beat 10 on inner validation, 0.888 against 0.876, and a crop epoch costs under half
 # a whole-image one); crop folders then get _<EPOCHS>ep.
