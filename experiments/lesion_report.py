@@ -5,10 +5,10 @@ chosen presence score and threshold); results.json gives only the provenance (co
 Per fold and pooled: mean Dice and IoU of the test lesion images, presence AUROC / sensitivity / specificity of test
 lesion images against their lesion-free crops, and the AUROC of each presence score, with patient-bootstrap 95% CIs.
 
-    python -m experiments.lesion_report experiments/results/gpu/run6_lesion/lesion      # print the table
+    python -m experiments.lesion_report experiments/shipped_models/results/lesion_segmenter   # print the table
 In `experiments/report.yaml` (then `python -m experiments.report`):
     tables:
-      lesion: {document: docs/results.md, kind: lesion, run: gpu/run6_lesion/lesion}
+      lesion: {document: docs/results.md, kind: lesion, run: shipped_models/results/lesion_segmenter}
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from training.evaluation import markdown_table
 from training.lesion.train import presence_metrics, segmentation_metrics
 from usvcl_hf.configuration_lesion import PRESENCE_SCORES
 
-RESULTS_DIR = Path("experiments/results")
+EXPERIMENTS_DIR = Path("experiments")  # run folders in the spec are relative to it
 BOOTSTRAP = 1000
 SEED = 42
 HEADERS = ["fold", "test images", "lesion-free crops", "Dice [95% CI]", "IoU [95% CI]",
@@ -80,15 +80,16 @@ def run_table(folder: Path) -> str:
 
 
 def lesion_table(spec: dict[str, Any], root: Path) -> str:
-    """`experiments.report`'s `lesion` table kind: `spec["run"]` is a run folder under experiments/results/."""
-    return run_table(root / RESULTS_DIR / spec["run"])
+    """`experiments.report`'s `lesion` table kind: `spec["run"]` is a run folder under experiments/
+    (QUESTION/results/...)."""
+    return run_table(root / EXPERIMENTS_DIR / spec["run"])
 
 
 def main(argv: list[str] | None = None) -> int:
     """Print the table of one run folder."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="a training.lesion.train output folder (predictions.csv, results.json), "
-                                               "or one of part*/ such folders")
+                                               "or one of its fold folders (folds1-3/ ...)")
     args = parser.parse_args(argv)
     sys.stdout.write(run_table(args.run))
     return 0

@@ -7,9 +7,10 @@ each results file gets a `choices` entry (which data, which criterion, every can
 `two_view` block with the table's rows (the test numbers read after the choice), its role (whole image or lesion
 crop) and its partner models. Refuses when the table chose another candidate.
 
-    python -m experiments.record_two_view --table cpu16-two-views --chosen two_view \
-        --whole experiments/results/cpu9_recipe/lite0_B_15ep/arm_results.json models/usvcl-lite0-busbra/results.json \
-        --crop experiments/results/cpu16_two_view/lite0_B_crops_final/arm_results.json
+    python -m experiments.record_two_view --table two-views --chosen two_view \
+        --whole experiments/shipped_models/results/whole_image_15_epochs/seed42/arm_results.json \
+                models/usvcl-lite0-busbra/results.json \
+        --crop experiments/views/results/crop_15_epochs/seed42/arm_results.json
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pytest
 from tests.helpers.paths import REPO_ROOT
 
 REPO = REPO_ROOT
-NOT_YET_SPLIT = {REPO / "experiments/report.py"}  # 708 lines, being split by concern (issue 41): the one exception
+NOT_YET_SPLIT = {REPO / "experiments/report/"}  # 708 lines, being split by concern (issue 41): the one exception
 MAX_FUNCTION_LINES = 60
 MAX_FILE_LINES = 500
 CHECKED = sorted([*REPO.glob("usvcl_hf/**/*.py"), *REPO.glob("training/**/*.py"), *REPO.glob("demo/**/*.py"),

@@ -1,7 +1,7 @@
 """No absolute path of a development machine in the tracked code, tests, configs or docs.
 
 Paths are relative to the repository (`stores/`, `runs/`) or to `../shared`, or come from an option or an
-environment variable. Records of past runs keep the commands as they were run: `experiments/results/` (logs,
+environment variable. Records of past runs keep the commands as they were run: `experiments/*/results/` (logs,
 results files) and, in an exported model folder, `results.json` and the card rendered from it.
 """
 
@@ -16,7 +16,6 @@ import pytest
 from tests.helpers.paths import REPO_ROOT
 
 DEVELOPMENT_ROOT = "/" + "work" + "/"  # the development machine's work root (spelt apart so this file passes)
-RUN_RECORDS = ("experiments/results/",)
 MODEL_RECORDS = ("README.md", "results.json")
 
 
@@ -27,7 +26,8 @@ def tracked_text_files() -> list[Path]:
     kept = []
     for name in paths:
         parts = Path(name).parts
-        if name.startswith(RUN_RECORDS) or (parts[0] == "models" and parts[-1] in MODEL_RECORDS):
+        run_record = parts[0] == "experiments" and "results" in parts[1:3]
+        if run_record or (parts[0] == "models" and parts[-1] in MODEL_RECORDS):
             continue
         kept.append(REPO_ROOT / name)
     return kept

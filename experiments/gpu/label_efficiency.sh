@@ -13,7 +13,7 @@
 # Back: $OUT/label_efficiency.tar.gz, per arm label_efficiency.json (mean over draws, sd, CI resampling draws and
 # patients), label_efficiency_predictions.csv (every draw's test predictions), results.json / predictions.csv /
 # manifest.json of the full-label run; progress in $OUT/label_efficiency_progress.txt.
-# Then here: tar xzf label_efficiency.tar.gz -C experiments/results/gpu/ and python -m experiments.report.
+# Then here: tar xzf label_efficiency.tar.gz -C experiments/label_efficiency/results/ and python -m experiments.report.
 # Smoke test on a CPU: SMOKE=1 OUT=runs/smoke PAYLOAD=tiny_payload bash experiments/gpu/label_efficiency.sh
 set -uo pipefail
 OUT=${OUT:-runs/gpu_out}

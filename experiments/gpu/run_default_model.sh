@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A default-model candidate on one lent GPU, time-boxed (about 8 minutes): DenseNet121 at 224 px, the paper's
+# A default-model candidate (DenseNet121) on one lent GPU, time-boxed (about 8 minutes): DenseNet121 at 224 px, the paper's
 # backbone, which the 2-core CPU cannot train. InfoNCE pretraining on the lung clips (the loss with the best
 # pretraining monitor and pooled AUC at paper scale, docs/results.md 1b; experiments/configs/pretrain_gpu_lung.yaml,
 # P = 16, N = 111) for at most PRETRAIN_MIN minutes, then fine-tuning on BUS-BRA's official 5 folds plus a final

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Session 5's one lent-GPU run: three time-boxed scripts side by side on one GPU, the carried wheels installed once.
+# One lent-GPU run: three time-boxed scripts side by side on one GPU, the carried wheels installed once.
 #   experiments/gpu/run_imagenet_arms.sh  issue #15: recipe chosen on inner validation, the ImageNet / contrastive
-#                                         arms with seeds, the default-model candidate (at most 8 jobs)
+#                                         arms with seeds, the default-model candidate (DenseNet121) (at most 8 jobs)
 #   experiments/gpu/lesion.sh             issue #16: the lesion segmenter, 5 folds + final model (3 workers)
 #   experiments/gpu/label_efficiency.sh   issue #17: ImageNet vs random init at 50-400 labels (2 workers)
 # Each script stops its own work SCRIPT_DEADLINE_S after its start and works in its own folder $RUNS/<script>; this

@@ -54,7 +54,7 @@ def write_label_efficiency(folder: Path, strength: float) -> None:
 @pytest.fixture
 def synthetic_root(tmp_path) -> Path:
     """A repository root with new-layout runs, a spec with every table kind and a document with their markers."""
-    results = tmp_path / "experiments/results"
+    results = tmp_path / "experiments"
     for seed in (1, 2, 3):  # arm A: one folder per seed
         write_run(results / f"new/arm_a/seed{seed}", synthetic_predictions(seed, 0.5), seed)
     both = pd.concat([synthetic_predictions(seed, 0.3).assign(seed=seed) for seed in (1, 2)])
@@ -115,7 +115,7 @@ def test_report_writes_then_checks_clean(synthetic_root) -> None:
 def test_report_numbers_come_from_the_predictions(synthetic_root) -> None:
     report.main(["--root", str(synthetic_root)])
     text = (synthetic_root / "doc.md").read_text()
-    results = synthetic_root / "experiments/results/new"
+    results = synthetic_root / "experiments/new"
     seeds_a = [pd.read_csv(results / f"arm_a/seed{seed}/predictions.csv").sort_values("image_id") for seed in (1, 2, 3)]
     both = pd.read_csv(results / "arm_b/predictions.csv")
     seeds_b = [both[both["seed"] == seed].sort_values("image_id") for seed in (1, 2)]
@@ -154,7 +154,7 @@ def test_label_efficiency_pools_part_folders(synthetic_root) -> None:
     """A label-efficiency run split by test fold over part*/ folders gives the table of the run in one folder."""
     report.main(["--root", str(synthetic_root)])
     whole = table_rows((synthetic_root / "doc.md").read_text(), "le")
-    folder = synthetic_root / "experiments/results/new/le_imagenet"
+    folder = synthetic_root / "experiments/new/le_imagenet"
     rows = pd.read_csv(folder / "label_efficiency_predictions.csv")
     (folder / "label_efficiency_predictions.csv").unlink()
     for fold, part in rows.groupby("fold"):
@@ -178,7 +178,7 @@ def test_report_refuses_unpaired_markers(synthetic_root) -> None:
 
 
 def test_report_needs_the_predictions(synthetic_root) -> None:
-    (synthetic_root / "experiments/results/new/arm_b/predictions.csv").unlink()
+    (synthetic_root / "experiments/new/arm_b/predictions.csv").unlink()
     with pytest.raises(FileNotFoundError, match=r"no predictions\.csv"):
         report.main(["--root", str(synthetic_root)])
 
@@ -202,7 +202,7 @@ ENSEMBLE_FOLDERS = {"a1": "ens/a/seed1", "a2": "ens/a/seed2", "c": "ens/c"}
 @pytest.fixture
 def ensemble_root(tmp_path) -> tuple[Path, dict]:
     """(root, spec): runs A (seeds 1, 2) and C with inner-validation predictions, and an ensembles table."""
-    results = tmp_path / "experiments/results"
+    results = tmp_path / "experiments"
     strengths = {"a1": (0.1, 0.3), "a2": (0.15, 0.25), "c": (0.3, 0.1)}  # (validation, test): c validates best
     for index, (name, (val, test)) in enumerate(strengths.items()):
         folder = results / ENSEMBLE_FOLDERS[name]
@@ -235,7 +235,7 @@ def test_ensembles_are_chosen_on_validation_and_scored_on_test(ensemble_root) ->
     """Candidates (ensembles of runs, mean score) ranked by the mean over folds of their inner-validation AUC; the
     test columns computed from the members' mean test score, paired against the reference candidate."""
     tmp_path, spec = ensemble_root
-    results, folders = tmp_path / "experiments/results", ENSEMBLE_FOLDERS
+    results, folders = tmp_path / "experiments", ENSEMBLE_FOLDERS
     candidates = spec["tables"]["ens"]["candidates"]
     assert report.main(["--root", str(tmp_path)]) == 0
     rows = table_rows((tmp_path / "doc.md").read_text(), "ens")
@@ -315,7 +315,7 @@ def test_calibration_table_and_recalibrated_candidates(tmp_path) -> None:
     from experiments import ensembles
     from tests.helpers.predictions import predictions
 
-    results = tmp_path / "experiments/results"
+    results = tmp_path / "experiments"
     for seed in (1, 2):
         folder = results / f"cal/seed{seed}"
         write_run(folder, predictions(10 + seed), seed=seed)
