@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from experiments import lesion_report
+from experiments.report.device_kinds import DEVICE_TABLE_KINDS
 from experiments.report.ensemble_tables import calibration_table, ensembles_table
 from experiments.report.label_efficiency import label_efficiency_table
 from experiments.report.runs import load_arms
@@ -25,7 +26,8 @@ BLOCK = re.compile(r"(<!-- report:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /rep
 TABLE_KINDS = {"metrics": metrics_table, "fold_auc": fold_auc_table, "paired": paired_table, "arms": arms_table,
                "choice": choice_table, "ensembles": ensembles_table, "calibration": calibration_table}
 # kinds built from run folders named in the table itself, not from arms: (table spec, repository root) -> Markdown
-RUN_TABLE_KINDS = {"label_efficiency": label_efficiency_table, "lesion": lesion_report.lesion_table}
+RUN_TABLE_KINDS = {"label_efficiency": label_efficiency_table, "lesion": lesion_report.lesion_table,
+                   **DEVICE_TABLE_KINDS}
 
 
 # ------------------------------------------------------------------------------------------------------------ steps

@@ -15,7 +15,7 @@ import pytest
 from tests.helpers import export_models
 from tests.helpers.paths import REPO_ROOT
 
-SNIPPET_SOURCES = (REPO_ROOT / "README.md",)
+SNIPPET_SOURCES = (REPO_ROOT / "docs" / "backbone.md",)
 MARKER = "<!-- backbone-example -->"
 SNIPPET_PATTERN = re.compile(re.escape(MARKER) + r"\s*```python\n(.*?)```", re.DOTALL)
 CLASSES = ("benign", "malignant")
