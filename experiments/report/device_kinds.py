@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from experiments.device_tables import per_device_auc_table, site_calibration_table
-from experiments.report.runs import load_runs
+from experiments.report.runs import EXPERIMENTS_DIR, load_runs
 
 
 def run_predictions(folder: Path, devices: pd.DataFrame | None) -> pd.DataFrame:
@@ -33,16 +33,17 @@ def run_predictions(folder: Path, devices: pd.DataFrame | None) -> pd.DataFrame:
 
 def per_device_table(table: dict[str, Any], root: Path) -> str:
     """One section of rows per run: its label, then `per_device_auc_table` of its predictions."""
-    devices = pd.read_csv(root / table["devices"]) if table.get("devices") else None
+    base = root / EXPERIMENTS_DIR
+    devices = pd.read_csv(base / table["devices"]) if table.get("devices") else None
     blocks = []
     for label, folder in table["runs"].items():
-        blocks.append(f"**{label}**\n\n{per_device_auc_table(run_predictions(root / folder, devices))}")
+        blocks.append(f"**{label}**\n\n{per_device_auc_table(run_predictions(base / folder, devices))}")
     return "\n\n".join(blocks)
 
 
 def site_table(table: dict[str, Any], root: Path) -> str:
     """`site_calibration_table` of the committed draws."""
-    return site_calibration_table(pd.read_csv(root / table["draws"]))
+    return site_calibration_table(pd.read_csv(root / EXPERIMENTS_DIR / table["draws"]))
 
 
 DEVICE_TABLE_KINDS = {"per_device": per_device_table, "site_calibration": site_table}

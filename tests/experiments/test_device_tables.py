@@ -55,3 +55,30 @@ def test_decision_rates_weigh_patients() -> None:
     labels, called = np.array([1, 1, 0, 0]), np.array([True, False, False, True])
     rates = decision_rates(labels, called, np.array([[1, 1, 1, 1], [2, 0, 1, 0]]))
     assert rates["sensitivity"].tolist() == [0.5, 1.0] and rates["specificity"].tolist() == [0.5, 1.0]
+
+
+def write_run(folder, rows: pd.DataFrame) -> None:
+    """A finished run folder as `training.finetune` writes it (predictions, results with the seed)."""
+    import json
+
+    folder.mkdir(parents=True)
+    rows.to_csv(folder / "predictions.csv", index=False)
+    (folder / "results.json").write_text(json.dumps({"config": {"seed": 42}, "folds": []}))
+
+
+def test_per_device_kind_takes_devices_from_the_run_or_the_devices_file(tmp_path) -> None:
+    import pytest
+
+    from experiments.report.device_kinds import per_device_table
+
+    rows = predictions().assign(image_id=lambda frame: [f"img{i}" for i in range(len(frame))], fold=1, threshold=0.5)
+    base = tmp_path / "experiments"
+    write_run(base / "with_device", rows)
+    write_run(base / "without_device", rows.drop(columns="device"))
+    rows[["image_id", "device"]].to_csv(base / "devices.csv", index=False)
+    table = {"devices": "devices.csv", "runs": {"from the run": "with_device", "from the file": "without_device"}}
+    text = per_device_table(table, tmp_path)
+    assert text.count("| A | 20 | 10 |") == 2 and "**from the run**" in text and "**from the file**" in text
+    rows.iloc[:5][["image_id", "device"]].to_csv(base / "devices.csv", index=False)
+    with pytest.raises(ValueError, match="35 test images are not in the devices file"):
+        per_device_table(table, tmp_path)
