@@ -40,6 +40,8 @@ def test_experiment_scripts_parse(path: Path) -> None:
     sources it."""
     result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, f"{path.name}: {result.stderr}"
+    if path == REPO / "experiments/common.sh":
+        return  # the helpers themselves, calling each other
     text = path.read_text()
     helpers = re.findall(r"^(\w+)\(\) \{", (REPO / "experiments/common.sh").read_text(), flags=re.MULTILINE)
     called = [name for name in helpers if re.search(rf"^\s*{name} ", text, flags=re.MULTILINE)]

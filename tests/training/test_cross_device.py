@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.paths import REPO_ROOT as REPO
+from tests.helpers.stores import labeled_png
 from training import synthetic
 from training.folds import CROSS_DEVICE_TEST, cross_device_folds, cross_device_sides
 from training.prepare_data import main as prepare_main
@@ -27,7 +27,6 @@ def device_of(patient: int) -> str:
 
 def make_device_store(n_patients: int = 18, images_per_patient: int = 2, size: int = 40) -> datasets.Dataset:
     """A tiny BUS-BRA-like store with a `device` column and official folds; malignant images carry a bright square."""
-    from PIL import Image
 
     rng = np.random.default_rng(0)
     columns: dict[str, list] = {name: [] for name in ("image", "image_id", "patient_id", "label", "split_1",
@@ -35,11 +34,7 @@ def make_device_store(n_patients: int = 18, images_per_patient: int = 2, size: i
     for patient in range(n_patients):
         label = patient % 2
         for image in range(images_per_patient):
-            pixels = rng.integers(0, 120, (size, size + 6)).astype(np.uint8)
-            pixels[10:30, 10:30] += 120 * label
-            buffer = io.BytesIO()
-            Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
-            columns["image"].append({"bytes": buffer.getvalue(), "path": None})
+            columns["image"].append(labeled_png(rng, label, size))
             columns["image_id"].append(f"img_{patient}_{image}")
             columns["patient_id"].append(f"p{patient}")
             columns["label"].append(label)
