@@ -25,7 +25,7 @@ log() { echo "[$(( $(date +%s) - START )) s] $*" | tee -a "$OUT/${PROGRESS_NAME:
 seconds_left() { local left=$(( START + DEADLINE_S - $(date +%s) )); echo $(( left > 1 ? left : 1 )); }
 
 install_wheels() {  # the GPU image lacks datasets / evaluate: carried as wheels; an older datasets if pyarrow is old
-  [ "${WHEELS_INSTALLED:-0}" = 1 ] && return 0  # a wrapper (run_session.sh) installed them for its scripts
+  [ "${WHEELS_INSTALLED:-0}" = 1 ] && return 0  # a wrapper (run_all.sh) installed them for its scripts
   [ -d "$PAYLOAD/wheels" ] && [ "${SMOKE:-0}" != 1 ] || return 0
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
     "$PAYLOAD"/wheels/*.whl || return 1

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # One lent-GPU run: three time-boxed scripts side by side on one GPU, the carried wheels installed once.
-#   experiments/gpu/run_imagenet_arms.sh  issue #15: recipe chosen on inner validation, the ImageNet / contrastive
+#   experiments/gpu/run_imagenet_arms.sh  recipe chosen on inner validation, the ImageNet / contrastive
 #                                         arms with seeds, the default-model candidate (DenseNet121) (at most 8 jobs)
-#   experiments/gpu/lesion.sh             issue #16: the lesion segmenter, 5 folds + final model (3 workers)
-#   experiments/gpu/label_efficiency.sh   issue #17: ImageNet vs random init at 50-400 labels (2 workers)
+#   experiments/gpu/lesion.sh             the lesion segmenter, 5 folds + final model (3 workers)
+#   experiments/gpu/label_efficiency.sh   ImageNet vs random init at 50-400 labels (2 workers)
 # Each script stops its own work SCRIPT_DEADLINE_S after its start and works in its own folder $RUNS/<script>; this
 # wrapper stops everything at DEADLINE_S.
-# At the end the small text files are packed into session_logs.tar.gz, so that what comes back stays within the
+# At the end the small text files are packed into run_logs.tar.gz, so that what comes back stays within the
 # device tool's 8 files: gpu_runs.tar.gz, model_fp16.safetensors, lesion_model.safetensors, lesion_runs.tar.gz,
-# label_efficiency.tar.gz, session_logs.tar.gz (the float32 copy of the default candidate is dropped: its fp16
+# label_efficiency.tar.gz, run_logs.tar.gz (the float32 copy of the default candidate is dropped: its fp16
 # weights are what ships).
 # Prepare here: the payload in .gpu_payload/ (experiments/gpu/run_imagenet_arms.sh says how; the BUS-BRA store with
 # its `mask` column for lesion.sh).
-# Run there:  OUT=/some/folder bash experiments/gpu/run_session.sh
-# Smoke test on a CPU:  SMOKE=1 OUT=runs/smoke PAYLOAD=tiny_payload bash experiments/gpu/run_session.sh
+# Run there:  OUT=/some/folder bash experiments/gpu/run_all.sh
+# Smoke test on a CPU:  SMOKE=1 OUT=runs/smoke PAYLOAD=tiny_payload bash experiments/gpu/run_all.sh
 set -uo pipefail
 OUT=${OUT:-runs/gpu_out}
 PAYLOAD=${PAYLOAD:-.gpu_payload}
@@ -39,5 +39,5 @@ done
 rm -rf "$OUT/final_model"
 log "all done"
 find "$OUT" -maxdepth 1 -type f \( -name '*.txt' -o -name '*.log' \) -exec mv {} "$RUNS/" \;
-(cd "$RUNS" && find . -maxdepth 1 -type f -print0 | tar czf "$OUT/session_logs.tar.gz" --null -T -)
+(cd "$RUNS" && find . -maxdepth 1 -type f -print0 | tar czf "$OUT/run_logs.tar.gz" --null -T -)
 ls -l "$OUT"
