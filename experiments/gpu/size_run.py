@@ -4,6 +4,8 @@ A lent GPU comes for minutes, so `run_paper_scale.sh` fixes the recipe (backbone
 in advance and derives only the *length* from the measured step times: the pretraining steps that let
 `--pretrain-arms` concurrent runs finish in `--pretrain-share` of the budget, and the fine-tuning epochs that let
 `--finetune-arms` x `--folds` folds finish in `--finetune-share`. No data is read; nothing here sees a test fold.
+Steps run in bf16 autocast on a GPU and in float32 on a CPU (a CPU smoke run; bf16 is emulated, slowly, on CPUs
+without AVX-512 BF16 or AMX).
 Prints shell assignments (STEPS=..., EPOCHS=..., MONITOR_EVERY=...) and writes the timings as JSON.
 
     python experiments/gpu/size_run.py --budget-s 420 --output runs/sizing.json
@@ -60,7 +62,7 @@ def pretrain_step(config: PretrainConfig, device: torch.device) -> Callable[[], 
     }
 
     def step() -> torch.Tensor:
-        with torch.autocast(device.type, dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             return pretrain.forward_batch(model, batch, model_config.num_positives)
 
     return step
@@ -76,7 +78,7 @@ def finetune_step(config: PretrainConfig, device: torch.device) -> Callable[[], 
     labels = torch.randint(0, 2, (FINETUNE_BATCH,), device=device)
 
     def step() -> torch.Tensor:
-        with torch.autocast(device.type, dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             return model(pixel_values=pixels, labels=labels).loss
 
     return step
