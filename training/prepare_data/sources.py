@@ -124,12 +124,21 @@ def is_bus_bra(root: Path) -> bool:
     return (root / BUS_BRA_METADATA).is_file() and (root / BUS_BRA_IMAGES).is_dir()
 
 
+def metadata_columns(path: Path) -> list[str]:
+    """The header of a metadata CSV (empty when the file is missing: the reader names that later)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return next(csv.reader(handle), [])
+
+
 def apply_bus_bra_preset(args: argparse.Namespace, root: Path) -> None:
     """Fill in BUS-BRA's metadata, folds and column names unless given explicitly."""
     args.metadata = args.metadata or str(root / BUS_BRA_METADATA)
     args.folds = args.folds or str(root / BUS_BRA_FOLDS)
     args.file_column, args.patient_column, args.label_column = "ID", "Case", "Pathology"
-    args.device_column = args.device_column or "Device"
+    if args.device_column is None and "Device" in metadata_columns(Path(args.metadata)):
+        args.device_column = "Device"  # the scanner, kept when the folder's metadata has it
     args.file_template = f"{BUS_BRA_IMAGES}/{{}}.png"
     args.fold_id_column = "ID"
     args.label_names = list(BUS_BRA_LABELS)
