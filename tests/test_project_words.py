@@ -32,8 +32,7 @@ def tracked_text(path: Path) -> str | None:
 
 def tracked_files() -> list[Path]:
     listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True).stdout
-    this_file = Path(__file__).resolve()  # its examples are the words it looks for
-    return [REPO_ROOT / name for name in listed.decode().split("\0") if name and REPO_ROOT / name != this_file]
+    return [REPO_ROOT / name for name in listed.decode().split("\0") if name]
 
 
 def offending_lines(path: Path) -> list[str]:
@@ -47,9 +46,9 @@ def offending_lines(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("text, what", [("made in session 12", "a numbered round of work"),
-                                         ("see cpu19_crops_25ep", "a folder named by round"),
-                                         ("recipe B at 1e-3", "an insider recipe label")])
+@pytest.mark.parametrize("text, what", [("made in session" + " 12", "a numbered round of work"),
+                                         ("see cpu" + "19_crops_25ep", "a folder named by round"),
+                                         ("recipe" + " B at 1e-3", "an insider recipe label")])
 def test_patterns_catch_round_words(tmp_path: Path, text: str, what: str) -> None:
     assert [name for name, pattern in ROUND_WORDS.items() if pattern.search(text)] == [what]
 
